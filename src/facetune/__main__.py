@@ -1,0 +1,4 @@
+"""`python -m facetune` (and `torchrun -m facetune`) run the CLI."""
+from .cli import main
+
+main()

@@ -1,0 +1,96 @@
+"""Self-describing checkpoints, saved atomically and loaded without running pickled code.
+
+A checkpoint is a plain dict of tensors, numbers, strings, lists and dicts, so
+`torch.load(weights_only=True)` can read it. Every file records what it is
+(`kind`), the format version, the model's dimensions and preprocessing, the
+hyperparameters and where it came from, so `load_*` can rebuild the model from
+the file alone (as whisper's `load_model` does).
+"""
+from __future__ import annotations
+
+import os
+import pickle
+import platform
+import tempfile
+import zipfile
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from .errors import CheckpointError
+
+FORMAT_VERSION = 1
+
+
+def provenance(command: str | None = None) -> dict[str, Any]:
+    """Who made a checkpoint, when, with what software: for the model card and debugging."""
+    import torch
+
+    from . import __version__
+
+    return {
+        "facetune_version": __version__,
+        "torch_version": torch.__version__,
+        "python": platform.python_version(),
+        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "command": command or "",
+    }
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    """Write to a temporary file in the same folder, fsync, then rename over `path`."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def save_checkpoint(path: str | Path, payload: dict[str, Any]) -> None:
+    """Save `payload` (which must have a `kind`) atomically, stamping the format version."""
+    import io
+
+    import torch
+
+    if "kind" not in payload:
+        raise ValueError("checkpoint payload needs a 'kind'")
+    payload = {**payload, "format_version": FORMAT_VERSION}
+    buf = io.BytesIO()
+    torch.save(payload, buf)
+    atomic_write_bytes(Path(path), buf.getvalue())
+
+
+def load_checkpoint(path: str | Path, kind: str | None = None) -> dict[str, Any]:
+    """Load a checkpoint safely and check it is the expected kind and a supported version."""
+    import torch
+
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"{path}: checkpoint not found")
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else "unsafe content"
+        raise CheckpointError(f"{path}: refused to load: not a plain-data checkpoint ({first[:120]})") from None
+    except (RuntimeError, EOFError, zipfile.BadZipFile, OSError, ValueError, KeyError) as exc:
+        msg = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise CheckpointError(f"{path}: not a readable checkpoint (truncated or corrupt: {msg[:120]})") from None
+    except Exception as exc:  # any other failure inside torch's unpickler is still a bad file
+        raise CheckpointError(f"{path}: not a readable checkpoint ({type(exc).__name__})") from None
+    if not isinstance(payload, dict) or "kind" not in payload:
+        raise CheckpointError(f"{path}: not a facetune checkpoint (no 'kind' field)")
+    version = payload.get("format_version")
+    if version != FORMAT_VERSION:
+        raise CheckpointError(
+            f"{path}: checkpoint format version {version} is not supported (this facetune reads {FORMAT_VERSION})"
+        )
+    if kind is not None and payload["kind"] != kind:
+        raise CheckpointError(f"{path}: this is a {payload['kind']} checkpoint, expected a {kind} checkpoint")
+    return payload

