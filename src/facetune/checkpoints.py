@@ -30,7 +30,7 @@ def provenance(command: str | None = None) -> dict[str, Any]:
 
     return {
         "facetune_version": __version__,
-        "torch_version": torch.__version__,
+        "torch_version": str(torch.__version__),
         "python": platform.python_version(),
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "command": command or "",
@@ -77,8 +77,8 @@ def load_checkpoint(path: str | Path, kind: str | None = None) -> dict[str, Any]
     try:
         payload = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else "unsafe content"
-        raise CheckpointError(f"{path}: refused to load: not a plain-data checkpoint ({first[:120]})") from None
+        detail = next((ln.strip() for ln in str(exc).splitlines() if "Unsupported global" in ln), "unsafe content")
+        raise CheckpointError(f"{path}: refused to load: the file holds code or objects, not plain data ({detail[:160]})") from None
     except (RuntimeError, EOFError, zipfile.BadZipFile, OSError, ValueError, KeyError) as exc:
         msg = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise CheckpointError(f"{path}: not a readable checkpoint (truncated or corrupt: {msg[:120]})") from None

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import functools
 import shlex
+import signal
 import sys
 from pathlib import Path
 from typing import Any, Callable
@@ -46,6 +47,12 @@ def main(quiet: bool, verbose: bool) -> None:
     Exit codes: 0 all ok, 1 some inputs or the command failed, 2 usage error.
     """
     console.set_verbosity(quiet, verbose)
+    signal.signal(signal.SIGTERM, _terminate)
+
+
+def _terminate(signum: int, frame: Any) -> None:
+    """SIGTERM unwinds like Ctrl-C, so temporary files are removed and only complete outputs remain."""
+    raise KeyboardInterrupt
 
 
 @main.group("prepare-data")
@@ -132,3 +139,422 @@ def train_classifier_cmd(data: Path, out: Path, epochs: int, batch_size: int, lr
     cfg = ClassifierConfig(input_size=input_size, arch=arch, init=init, epochs=epochs, batch_size=batch_size, lr=lr, weight_decay=weight_decay, patience=patience, seed=seed, tiny=tiny)
     result = train_classifier(data, out, cfg, resume=resume, device=device, command=_command_line())
     console.info(f"done: {result['epochs']} epochs, best val acc {result['best_val']:.4f} at epoch {result['best_epoch']}; model in {out / 'model.pt'}")
+
+
+@prepare_data.command("music")
+@click.argument("src", type=click.Path(path_type=Path))
+@click.option("--out", "out", required=True, type=click.Path(path_type=Path), help="Cache folder to write.")
+@click.option("--labels", type=click.Path(path_type=Path), help="Labels CSV (file,quadrant or file,valence,arousal) for a plain MIDI folder.")
+@click.option("--grid", type=click.Choice(["auto", "tracked", "nominal"]), default="auto", show_default=True, help="Beat grid: tracked from the notes (auto for EMOPIA) or the MIDI file's own.")
+@click.option("--seed", default=0, show_default=True, help="Seed of the song-level split, where none is given.")
+@click.option("--force", is_flag=True, help="Rebuild even if the cache is up to date.")
+@handle_errors
+def prepare_music_cmd(src: Path, out: Path, labels: Path | None, grid: str, seed: int, force: bool) -> None:
+    """EMOPIA (midis/ + split/) or a labelled MIDI folder → melody-bar cache, split by song."""
+    from .music.dataset import MusicPrepConfig, prepare_music
+
+    manifest = prepare_music(src, out, MusicPrepConfig(grid=grid, seed=seed), labels=labels, force=force)
+    if manifest.get("up_to_date"):
+        return
+    from rich.table import Table
+
+    table = Table(title="music cache: clips / bars (before transposition) per quadrant and split")
+    table.add_column("quadrant")
+    for s in manifest["counts"]:
+        table.add_column(s, justify="right")
+    for q in ("Q1", "Q2", "Q3", "Q4"):
+        table.add_row(q, *(f"{manifest['counts'][s][q]['clips']} / {manifest['counts'][s][q]['bars']:,}" for s in manifest["counts"]))
+    console.out.print(table)
+    if manifest["skipped"]:
+        console.warn(f"{len(manifest['skipped'])} file(s) skipped, e.g. {manifest['skipped'][0]['file']}: {manifest['skipped'][0]['error']}")
+    console.info(f"{manifest['rows']:,} bars (with transpositions) written to {out}; beat grid: {manifest['grid']}")
+
+
+@train.command("gan")
+@click.option("--data", "data", required=True, type=click.Path(path_type=Path), help="Music cache from `prepare-data music`.")
+@click.option("--out", "out", default=Path("runs/gan"), show_default=True, type=click.Path(path_type=Path), help="Run folder for checkpoints.")
+@click.option("--epochs", default=12, show_default=True, type=click.IntRange(1))
+@click.option("--batch-size", default=72, show_default=True, type=click.IntRange(2))
+@click.option("--lr", default=2e-4, show_default=True, type=float)
+@click.option("--steps-per-epoch", default=0, show_default=True, type=click.IntRange(0), help="0 = one pass over the training bars.")
+@click.option("--prev-bars", default=2, show_default=True, type=click.IntRange(1, 8), help="How many previous bars the conditioner reads.")
+@click.option("--seed", default=0, show_default=True)
+@click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda, cuda:N or mps.")
+@click.option("--resume", is_flag=True, help="Continue from OUT/last.pt.")
+@click.option("--tiny", is_flag=True, hidden=True, help="A very small network (tests only).")
+@handle_errors
+def train_gan_cmd(data: Path, out: Path, epochs: int, batch_size: int, lr: float, steps_per_epoch: int, prev_bars: int, seed: int, device: str, resume: bool, tiny: bool) -> None:
+    """Train the MIDINet-style melody GAN on a music cache."""
+    from .music.train import GanConfig, train_gan
+
+    cfg = GanConfig(epochs=epochs, batch_size=batch_size, lr=lr, steps_per_epoch=steps_per_epoch, prev_bars=prev_bars, seed=seed, tiny=tiny)
+    result = train_gan(data, out, cfg, resume=resume, device=device, command=_command_line())
+    console.info(f"done: {result['epochs']} epochs; generator in {out / 'generator.pt'}")
+
+
+def _write_text(path: Path | None, text: str, force: bool) -> None:
+    """Results to stdout, or atomically to a file that is not silently overwritten."""
+    from .checkpoints import atomic_write_bytes
+
+    if path is None or str(path) == "-":
+        click.echo(text, nl=False)
+        return
+    if path.exists() and not force:
+        raise FacetuneError(f"{path}: already exists (use --force to overwrite)")
+    atomic_write_bytes(path, text.encode())
+
+
+def _records_text(records: list[dict[str, Any]], fmt: str, classes: list[str]) -> str:
+    import csv
+    import io
+    import json
+
+    if fmt == "json":
+        return "".join(json.dumps(r) + "\n" for r in records)
+    buf = io.StringIO()
+    writer = csv.writer(buf)
+    writer.writerow(["input", "face", "emotion", *[f"p_{c}" for c in classes], "quadrant", "error"])
+    for r in records:
+        face = " ".join(map(str, r["face"])) if r["face"] else ""
+        writer.writerow([r["input"], face, r["emotion"] or "", *[r["probabilities"].get(c, "") for c in classes], r.get("quadrant") or "", r["error"] or ""])
+    return buf.getvalue()
+
+
+def _inputs(paths: tuple[str, ...]) -> list[tuple[Any, str, Path]]:
+    """Expand CLI inputs: files, folders, globs and '-' (an image on stdin) → (source, name, relative path)."""
+    from .faces import iter_image_files
+
+    out: list[tuple[Any, str, Path]] = []
+    for path, rel in iter_image_files(list(paths)):
+        if str(path) == "-":
+            out.append((sys.stdin.buffer.read(), "-", Path("stdin")))
+        else:
+            out.append((path, str(path), rel))
+    return out
+
+
+@main.command("classify")
+@click.argument("inputs", nargs=-1, required=True)
+@click.option("--format", "fmt", type=click.Choice(["table", "json", "csv"]), default="table", show_default=True, help="table for people; json (JSON Lines) or csv for scripts.")
+@click.option("-o", "--output", type=click.Path(path_type=Path), help="Write the results to this file instead of stdout.")
+@click.option("--all-faces", is_flag=True, help="Report every face, not just the largest.")
+@click.option("--no-detect", is_flag=True, help="The images are already face crops: use them whole.")
+@click.option("--classes", help="Restrict to these classes (comma-separated; default: the model's default set).")
+@click.option("--classifier", type=click.Path(path_type=Path), help="Classifier checkpoint (default: the shipped model).")
+@click.option("--batch-size", default=128, show_default=True, type=click.IntRange(1))
+@click.option("--workers", default=0, show_default=True, type=click.IntRange(0), help="Processes decoding images.")
+@click.option("--device", default="cpu", show_default=True, help="cpu, auto, cuda, cuda:N or mps.")
+@click.option("--force", is_flag=True, help="Overwrite the -o file.")
+@handle_errors
+def classify_cmd(inputs: tuple[str, ...], fmt: str, output: Path | None, all_faces: bool, no_detect: bool, classes: str | None, classifier: Path | None, batch_size: int, workers: int, device: str, force: bool) -> None:
+    """Photo → face → emotion, with probabilities. INPUTS are files, folders (recursive) or globs.
+
+    Exit code 0 if every input was classified, 1 if any failed.
+    """
+    from .api import iter_classify, load_classifier
+
+    items = _inputs(inputs)
+    class_list = [c.strip() for c in classes.split(",")] if classes else None
+    clf = load_classifier(str(classifier) if classifier else None, device)
+    active = clf.active(class_list)
+    records: list[dict[str, Any]] = []
+    failed = 0
+    stream_json = fmt == "json" and output is None
+    with console.progress() as prog:
+        task = prog.add_task("classifying", total=len(items))
+        for _, recs in iter_classify([s for s, _, _ in items], classifier=str(classifier) if classifier else None, classes=active, all_faces=all_faces, detect=False if no_detect else None, batch_size=batch_size, workers=workers, device=device, names=[n for _, n, _ in items]):
+            prog.advance(task)
+            for r in recs:
+                failed += r.error is not None
+                if stream_json:
+                    click.echo(_records_text([r.to_dict()], "json", active), nl=False)
+                else:
+                    records.append(r.to_dict())
+    if fmt == "table" and output is None:
+        console.out.print(_classify_table(records, active))
+    elif not stream_json:
+        _write_text(output, _records_text(records, "json" if fmt == "table" else fmt, active), force)
+    if failed:
+        console.info(f"{failed} of {len(items)} input(s) failed")
+        sys.exit(EXIT_FAILED)
+
+
+def _classify_table(records: list[dict[str, Any]], classes: list[str]) -> Any:
+    from rich.markup import escape
+    from rich.table import Table
+
+    table = Table()
+    table.add_column("input", overflow="fold")
+    table.add_column("face [x y w h]")
+    table.add_column("emotion")
+    for c in classes:
+        table.add_column(c, justify="right")
+    for r in records:
+        if r["error"]:
+            table.add_row(escape(r["input"]), "", "[red]error[/red]", f"[red]{escape(r['error'])}[/red]")
+            continue
+        face = " ".join(map(str, r["face"])) if r["face"] else "whole image"
+        table.add_row(escape(r["input"]), face, f"[bold]{r['emotion']}[/bold]", *(f"{r['probabilities'][c]:.2f}" for c in classes))
+    return table
+
+
+def _compose_record(res: Any = None, **fields: Any) -> dict[str, Any]:
+    rec = {"input": None, "face": None, "emotion": None, "probabilities": {}, "quadrant": None, "seed": None, "output": None, "error": None}
+    if res is not None:
+        rec |= {"input": res.input, "face": res.face, "emotion": res.emotion, "probabilities": res.probabilities, "quadrant": res.quadrant, "seed": res.seed, "output": res.output}
+    return rec | fields
+
+
+@main.command("compose")
+@click.argument("inputs", nargs=-1)
+@click.option("-o", "--output", type=click.Path(path_type=Path), help="MIDI file to write for one input ('-' for stdout).")
+@click.option("--out-dir", type=click.Path(path_type=Path), help="Folder for many inputs: OUT_DIR/<relative path>/<stem>.mid.")
+@click.option("--emotion", help="Skip the photo: happy, sad, angry, calm, any FER class, or Q1-Q4.")
+@click.option("--seed", default=0, show_default=True, help="Base seed; the same seed gives byte-identical MIDI.")
+@click.option("--bars", default=16, show_default=True, type=click.IntRange(1, 256), help="Length in bars of 4/4.")
+@click.option("--tempo", type=click.FloatRange(20, 400), help="Beats per minute (default: set by the emotion).")
+@click.option("--no-chords", is_flag=True, help="Leave out the chord accompaniment track.")
+@click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True, help="json: one JSON Lines record per input on stdout.")
+@click.option("--no-detect", is_flag=True, help="The images are already face crops: use them whole.")
+@click.option("--classifier", type=click.Path(path_type=Path), help="Classifier checkpoint (default: the shipped model).")
+@click.option("--generator", type=click.Path(path_type=Path), help="Generator checkpoint (default: the shipped model).")
+@click.option("--batch-size", default=128, show_default=True, type=click.IntRange(1))
+@click.option("--workers", default=0, show_default=True, type=click.IntRange(0), help="Processes decoding images.")
+@click.option("--force", is_flag=True, help="Overwrite existing outputs.")
+@handle_errors
+def compose_cmd(inputs: tuple[str, ...], output: Path | None, out_dir: Path | None, emotion: str | None, seed: int, bars: int, tempo: float | None, no_chords: bool, fmt: str, no_detect: bool, classifier: Path | None, generator: Path | None, batch_size: int, workers: int, force: bool) -> None:
+    """Photo → emotion → a new melody over chords, as MIDI.
+
+    \b
+    facetune compose face.jpg -o song.mid
+    facetune compose --emotion sad -o sad.mid
+    facetune compose photos/ 'more/*.png' --out-dir songs/
+
+    Exit code 0 if every input was composed (or skipped as done), 1 if any failed.
+    """
+    from .api import compose
+
+    if emotion and inputs:
+        raise click.UsageError("give photos or --emotion, not both")
+    if not emotion and not inputs:
+        raise click.UsageError("give a photo (or folders of photos), or --emotion")
+    if output and out_dir:
+        raise click.UsageError("use -o for one input or --out-dir for many, not both")
+    clf = str(classifier) if classifier else None
+    gen = str(generator) if generator else None
+    if emotion or (len(inputs) == 1 and output is not None and inputs[0] != "-" and not Path(inputs[0]).is_dir() and not any(c in inputs[0] for c in "*?[")):
+        if output is None:
+            raise click.UsageError("say where to write the MIDI: -o FILE (or -o - for stdout)")
+        image = None if emotion else inputs[0]
+        to_stdout = str(output) == "-"
+        res = compose(image, None if to_stdout else output, emotion=emotion, seed=seed, bars=bars, tempo=tempo, chords=not no_chords, classifier=clf, generator=gen, detect=False if no_detect else None, force=force)
+        if to_stdout:
+            sys.stdout.buffer.write(res.composition.midi_bytes(not no_chords))
+            sys.stdout.buffer.flush()
+        if fmt == "json":
+            import json
+
+            (console.err if to_stdout else console.out).print(json.dumps(_compose_record(res)), highlight=False, soft_wrap=True)
+        else:
+            _print_summary(res, to_stdout)
+        return
+    if out_dir is None:
+        if output is not None and inputs == ("-",):
+            raise click.UsageError("an image on stdin needs -o FILE")
+        raise click.UsageError("several inputs need --out-dir DIR")
+    _compose_batch(inputs, out_dir, seed, bars, tempo, not no_chords, fmt, no_detect, clf, gen, batch_size, workers, force)
+
+
+def _print_summary(res: Any, to_stderr: bool) -> None:
+    from rich.table import Table
+
+    table = Table(show_header=False, box=None, pad_edge=False)
+    table.add_column(style="bold")
+    table.add_column()
+    if res.input:
+        table.add_row("photo", res.input)
+        table.add_row("face", " ".join(map(str, res.face)) if res.face else "whole image")
+        table.add_row("probabilities", "  ".join(f"{k} {v:.2f}" for k, v in res.probabilities.items()))
+    from .emotions import QUADRANT_INFO
+
+    table.add_row("emotion", f"{res.emotion} → {res.quadrant} ({QUADRANT_INFO[res.quadrant].mood})")
+    table.add_row("key", res.key)
+    table.add_row("chords", " | ".join(res.chords))
+    table.add_row("tempo", f"{res.tempo:g} BPM, {res.bars} bars of 4/4, seed {res.seed}")
+    table.add_row("output", res.output or "stdout")
+    (console.err if to_stderr else console.out).print(table)
+
+
+def _compose_batch(inputs: tuple[str, ...], out_dir: Path, seed: int, bars: int, tempo: float | None, chords: bool, fmt: str, no_detect: bool, clf: str | None, gen: str | None, batch_size: int, workers: int, force: bool) -> None:
+    """Many photos → OUT_DIR/<relative path>.mid. Existing outputs are skipped, so a rerun resumes."""
+    import json
+    from collections import Counter
+
+    from .api import iter_classify, load_generator, stable_seed
+    from .compose import compose_emotion, write_midi
+
+    items = _inputs(inputs)
+    todo, records = [], []
+    skipped = 0
+    for src, name, rel in items:
+        target = out_dir / rel.with_suffix(".mid")
+        if target.exists() and not force:
+            skipped += 1
+            rec = _compose_record(input=name, output=str(target), seed=stable_seed(seed, rel.as_posix()), status="skipped")
+            records.append(rec)
+            if fmt == "json":
+                click.echo(json.dumps(rec))
+            continue
+        todo.append((src, name, rel, target))
+    failed, done = 0, 0
+    emotions: Counter[str] = Counter()
+    generator = load_generator(gen) if todo else None
+    with console.progress() as prog:
+        task = prog.add_task("composing", total=len(todo))
+        stream = iter_classify([t[0] for t in todo], classifier=clf, detect=False if no_detect else None, batch_size=batch_size, workers=workers, names=[t[1] for t in todo]) if todo else iter(())
+        for i, recs in stream:
+            _, name, rel, target = todo[i]
+            face = recs[0]
+            s = stable_seed(seed, rel.as_posix())
+            if face.error:
+                failed += 1
+                rec = _compose_record(input=name, seed=s, error=face.error, status="failed")
+                if fmt != "json":
+                    console.error(face.error)
+            else:
+                try:
+                    comp = compose_emotion(face.emotion, generator, bars=bars, seed=s, tempo=tempo)
+                    target.parent.mkdir(parents=True, exist_ok=True)
+                    write_midi(comp, target, chords=chords, force=force)
+                    done += 1
+                    emotions[comp.emotion] += 1
+                    rec = _compose_record(input=name, face=face.face, emotion=face.emotion, probabilities=face.probabilities, quadrant=comp.quadrant, seed=s, output=str(target), status="done")
+                except FacetuneError as exc:
+                    failed += 1
+                    rec = _compose_record(input=name, seed=s, error=str(exc), status="failed")
+            if fmt == "json":
+                click.echo(json.dumps(rec))
+            prog.advance(task)
+    if fmt != "json" and not console.is_quiet():
+        from rich.table import Table
+
+        table = Table(title=f"compose → {out_dir}")
+        for col in ("done", "skipped", "failed", *sorted(emotions)):
+            table.add_column(col, justify="right")
+        table.add_row(str(done), str(skipped), str(failed), *(str(emotions[e]) for e in sorted(emotions)))
+        console.err.print(table)
+    if failed:
+        sys.exit(EXIT_FAILED)
+
+
+@main.group("evaluate")
+def evaluate() -> None:
+    """The figures that tell you how good a model is."""
+
+
+@evaluate.command("classifier")
+@click.argument("data", type=click.Path(path_type=Path))
+@click.option("--split", default="test", show_default=True, type=click.Choice(["train", "val", "test"]), help="Split of a prepared cache.")
+@click.option("--classes", help="Classes to score (default: the classifier's default set, present in the data).")
+@click.option("--classifier", type=click.Path(path_type=Path), help="Classifier checkpoint (default: the shipped model).")
+@click.option("--no-tta", is_flag=True, help="No horizontal-flip test-time augmentation.")
+@click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True)
+@click.option("--device", default="cpu", show_default=True)
+@handle_errors
+def evaluate_classifier_cmd(data: Path, split: str, classes: str | None, classifier: Path | None, no_tta: bool, fmt: str, device: str) -> None:
+    """Accuracy, per-class precision/recall/F1 and the confusion matrix.
+
+    DATA is a prepared faces cache (its --split) or an image-folder tree with one folder per class
+    (images are used whole, as face crops).
+    """
+    import json
+
+    from .api import load_classifier
+    from .evaluation import evaluate_classifier
+
+    clf = load_classifier(str(classifier) if classifier else None, device)
+    result = evaluate_classifier(clf, data, split=split, classes=[c.strip() for c in classes.split(",")] if classes else None, tta=not no_tta)
+    if fmt == "json":
+        click.echo(json.dumps(result))
+        return
+    from rich.table import Table
+
+    console.out.print(f"[bold]{result['data']}[/bold]: {result['n']:,} images, accuracy [bold]{result['accuracy']:.4f}[/bold], macro F1 {result['macro_f1']:.4f}")
+    table = Table(title="per class")
+    for col in ("class", "precision", "recall", "F1", "support"):
+        table.add_column(col, justify="right" if col != "class" else "left")
+    for c, m in result["per_class"].items():
+        table.add_row(c, f"{m['precision']:.3f}", f"{m['recall']:.3f}", f"{m['f1']:.3f}", str(m["support"]))
+    console.out.print(table)
+    cm = Table(title="confusion (rows: true, columns: predicted)")
+    cm.add_column("")
+    for c in result["classes"]:
+        cm.add_column(c, justify="right")
+    for c, row in zip(result["classes"], result["confusion"]):
+        cm.add_row(c, *map(str, row))
+    console.out.print(cm)
+
+
+@evaluate.command("music")
+@click.argument("paths", nargs=-1, type=click.Path(path_type=Path))
+@click.option("--generate", "generate", default=0, show_default=True, type=click.IntRange(0), help="Compose N pieces per emotion (seeds 0..N-1) and score those.")
+@click.option("--emotions", default="happy,sad,angry", show_default=True, help="With --generate: the emotions to compose.")
+@click.option("--reference", type=click.Path(path_type=Path), help="A music cache: also score its test-split melodies (per quadrant) for comparison.")
+@click.option("--generator", type=click.Path(path_type=Path), help="Generator checkpoint (default: the shipped model).")
+@click.option("--track", default=0, show_default=True, help="Track to score in MIDI files (0 = the melody); -1 for all tracks.")
+@click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True)
+@handle_errors
+def evaluate_music_cmd(paths: tuple[Path, ...], generate: int, emotions: str, reference: Path | None, generator: Path | None, track: int, fmt: str) -> None:
+    """Per quadrant: pitch-class entropy, scale consistency, empty-beat rate, polyphony, groove consistency,
+    pitch range, notes per bar, onset density and major/minor lean (Krumhansl–Kessler).
+
+    PATHS are MIDI files or folders, grouped by the Q1..Q4 prefix or an emotion word in their names.
+    """
+    import json
+
+    from .evaluation import evaluate_music
+
+    if not paths and not generate and not reference:
+        raise click.UsageError("give MIDI files or folders, --generate N, or --reference CACHE")
+    result = evaluate_music(list(paths), generate=generate, emotions=[e.strip() for e in emotions.split(",") if e.strip()], reference=reference, generator=str(generator) if generator else None, track=None if track < 0 else track)
+    if fmt == "json":
+        click.echo(json.dumps(result))
+        return
+    from rich.table import Table
+
+    for source, groups in result["groups"].items():
+        if not groups:
+            continue
+        metrics = list(next(iter(groups.values()))["mean"])
+        table = Table(title=f"{source}: means per group")
+        table.add_column("metric")
+        for g in groups:
+            table.add_column(f"{g} (n={groups[g]['n']})", justify="right")
+        for m in metrics:
+            table.add_row(m, *(f"{groups[g]['mean'][m]:.3f}" for g in groups))
+        console.out.print(table)
+    for e in result.get("errors", []):
+        console.warn(f"{e['file']}: {e['error']}")
+
+
+@main.command("models")
+@click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True)
+@handle_errors
+def models_cmd(fmt: str) -> None:
+    """List the shipped models and those in $FACETUNE_HOME, with their card figures."""
+    import json
+
+    from .registry import list_models
+
+    found = list_models()
+    if fmt == "json":
+        click.echo(json.dumps(found))
+        return
+    from rich.table import Table
+
+    table = Table(title="models")
+    for col in ("kind", "name", "classes / conditions", "figures", "path"):
+        table.add_column(col, overflow="fold")
+    for m in found:
+        table.add_row(m["kind"], m["name"], m["describes"], m["figures"], m["path"])
+    console.out.print(table)

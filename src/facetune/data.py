@@ -33,7 +33,8 @@ class FacePrepConfig:
     size: int = 48
 
 
-def _fingerprint(src: Path) -> str:
+def fingerprint(src: Path) -> str:
+    """A cheap signature of a file or folder (names, sizes, mtimes): unchanged input ⇒ rerun is a no-op."""
     h = hashlib.sha256()
     if src.is_file():
         st = src.stat()
@@ -164,17 +165,11 @@ def prepare_faces(src: str | Path, out: str | Path, cfg: FacePrepConfig = FacePr
     src, out = Path(src), Path(out)
     if not src.exists():
         raise DataError(f"{src}: no such file or folder")
-    fingerprint = _fingerprint(src)
-    manifest_path = out / "manifest.json"
+    fp = fingerprint(src)
     options = asdict(cfg) | {"classes": list(cfg.classes)}
-    if manifest_path.exists() and not force:
-        try:
-            old = json.loads(manifest_path.read_text())
-        except (OSError, json.JSONDecodeError):
-            old = {}
-        if old.get("fingerprint") == fingerprint and old.get("options") == options and old.get("format_version") == FACES_CACHE_VERSION:
-            console.info(f"{out}: cache is up to date, nothing to do")
-            return old | {"up_to_date": True}
+    if not force and (old := cache_is_current(out, fp, options, "faces", FACES_CACHE_VERSION)):
+        console.info(f"{out}: cache is up to date, nothing to do")
+        return old | {"up_to_date": True}
     if src.is_file():
         raw = _load_csv(src, cfg)
         layout = "fer2013.csv"
@@ -205,55 +200,78 @@ def prepare_faces(src: str | Path, out: str | Path, cfg: FacePrepConfig = FacePr
         "val": (x_tr[is_val], y_tr[is_val]),
         "test": (x_te, y_te),
     }
-    out.mkdir(parents=True, exist_ok=True)
-    manifest_path.unlink(missing_ok=True)
-    import io
-
-    for name, (x, y) in splits.items():
-        for suffix, arr in (("x", x), ("y", y)):
-            buf = io.BytesIO()
-            np.save(buf, arr, allow_pickle=False)
-            atomic_write_bytes(out / f"{name}_{suffix}.npy", buf.getvalue())
+    write_arrays(out, {f"{name}_{suffix}": arr for name, (x, y) in splits.items() for suffix, arr in (("x", x), ("y", y))})
     counts = {name: {c: int((y == i).sum()) for i, c in enumerate(cfg.classes)} for name, (_, y) in splits.items()}
     manifest = {
         "format_version": FACES_CACHE_VERSION,
         "kind": "faces",
         "source": str(src.resolve()),
         "layout": layout,
-        "fingerprint": fingerprint,
+        "fingerprint": fp,
         "options": options,
         "classes": list(cfg.classes),
         "image_size": cfg.size,
         "counts": counts,
         "dropped": dropped,
     }
-    atomic_write_bytes(manifest_path, (json.dumps(manifest, indent=2) + "\n").encode())
+    write_manifest(out, manifest)
     return manifest
 
 
-def load_faces_cache(cache: str | Path) -> tuple[dict[str, Any], dict[str, tuple[np.ndarray, np.ndarray]]]:
-    """Read a faces cache, refusing one written by another cache format."""
+def write_arrays(out: Path, arrays: dict[str, np.ndarray]) -> None:
+    """Write each array atomically as `name.npy`; the manifest goes last, so a cache with a manifest is complete."""
+    import io
+
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "manifest.json").unlink(missing_ok=True)
+    for name, arr in arrays.items():
+        buf = io.BytesIO()
+        np.save(buf, arr, allow_pickle=False)
+        atomic_write_bytes(out / f"{name}.npy", buf.getvalue())
+
+
+def write_manifest(out: Path, manifest: dict[str, Any]) -> None:
+    atomic_write_bytes(out / "manifest.json", (json.dumps(manifest, indent=2) + "\n").encode())
+
+
+def cache_is_current(out: Path, fp: str, options: dict[str, Any], kind: str, version: int) -> dict[str, Any] | None:
+    """The existing manifest if `out` already holds this exact cache, else None."""
+    try:
+        old = json.loads((out / "manifest.json").read_text())
+    except (OSError, json.JSONDecodeError):
+        return None
+    same = old.get("fingerprint") == fp and old.get("options") == options and old.get("kind") == kind
+    return old if same and old.get("format_version") == version else None
+
+
+def read_cache(cache: str | Path, kind: str, version: int, names: list[str]) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+    """Read a cache's manifest and arrays, refusing another kind or a cache made by another format version."""
     cache = Path(cache)
     manifest_path = cache / "manifest.json"
     if not manifest_path.is_file():
-        raise DataError(f"{cache}: not a prepared faces cache (no manifest.json); run `facetune prepare-data faces` first")
+        raise DataError(f"{cache}: not a prepared {kind} cache (no manifest.json); run `facetune prepare-data {kind}` first")
     try:
         manifest = json.loads(manifest_path.read_text())
     except json.JSONDecodeError:
-        raise DataError(f"{manifest_path}: damaged manifest; rerun `facetune prepare-data faces --force`") from None
-    if manifest.get("kind") != "faces":
-        raise DataError(f"{cache}: this is a {manifest.get('kind')!r} cache, not a faces cache")
-    if manifest.get("format_version") != FACES_CACHE_VERSION:
+        raise DataError(f"{manifest_path}: damaged manifest; rerun `facetune prepare-data {kind} --force`") from None
+    if manifest.get("kind") != kind:
+        raise DataError(f"{cache}: this is a {manifest.get('kind')!r} cache, not a {kind} cache")
+    if manifest.get("format_version") != version:
         raise DataError(
             f"{cache}: cache format {manifest.get('format_version')} was made by another facetune version; "
-            "rerun `facetune prepare-data faces --force`"
+            f"rerun `facetune prepare-data {kind} --force`"
         )
-    splits = {}
-    for name in SPLITS:
+    arrays = {}
+    for name in names:
         try:
-            x = np.load(cache / f"{name}_x.npy", allow_pickle=False)
-            y = np.load(cache / f"{name}_y.npy", allow_pickle=False)
+            arrays[name] = np.load(cache / f"{name}.npy", allow_pickle=False)
         except (OSError, ValueError) as exc:
-            raise DataError(f"{cache}: cannot read {name} arrays ({exc}); rerun prepare-data") from None
-        splits[name] = (x, y)
-    return manifest, splits
+            raise DataError(f"{cache}: cannot read {name}.npy ({exc}); rerun `facetune prepare-data {kind} --force`") from None
+    return manifest, arrays
+
+
+def load_faces_cache(cache: str | Path) -> tuple[dict[str, Any], dict[str, tuple[np.ndarray, np.ndarray]]]:
+    """Read a faces cache as {split: (images, labels)}."""
+    names = [f"{s}_{k}" for s in SPLITS for k in ("x", "y")]
+    manifest, arrays = read_cache(cache, "faces", FACES_CACHE_VERSION, names)
+    return manifest, {s: (arrays[f"{s}_x"], arrays[f"{s}_y"]) for s in SPLITS}

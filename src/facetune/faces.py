@@ -20,6 +20,8 @@ from .errors import InputError, NoFaceError
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".gif", ".pgm", ".ppm")
 #: Images no larger than this on their longest side count as possible ready-made face crops.
 TIGHT_CROP_MAX_SIDE = 160
+#: A face this wide relative to the image means the image is already a face crop (FER2013's faces fill ~85%).
+TIGHT_CROP_FACE_SHARE = 0.7
 MIN_SIDE = 8
 MAX_ASPECT = 20.0
 
@@ -242,12 +244,15 @@ def find_faces(
 
     `detect=None` (the default) looks for faces and, when a small image has none,
     treats it as a ready-made face crop such as FER2013's 48×48 images.
+    An image whose face fills most of it is a crop too, and is used whole.
     `detect=False` always uses the whole image. A real photo with no face raises NoFaceError.
     """
     rgb = src if isinstance(src, np.ndarray) and src.ndim == 3 and src.dtype == np.uint8 and src.shape[2] == 3 else load_image(src)
     if detect is False:
         return [Face(None, whole_image_crop(rgb, size))]
     boxes = detect_faces(rgb)
+    if boxes and boxes[0][2] >= TIGHT_CROP_FACE_SHARE * min(rgb.shape[:2]):
+        return [Face(None, whole_image_crop(rgb, size))]
     if not boxes:
         if max(rgb.shape[:2]) <= TIGHT_CROP_MAX_SIDE:
             return [Face(None, whole_image_crop(rgb, size))]

@@ -1,0 +1,223 @@
+"""The Python API behind the CLI: classify photos and compose music, with no Click involved.
+
+    >>> import facetune
+    >>> [r] = facetune.classify("photo.jpg")
+    >>> r.emotion, r.probabilities
+    >>> song = facetune.compose("photo.jpg", "song.mid", seed=1)
+
+Images can be paths, bytes, PIL images or numpy arrays. Models are loaded once and cached.
+"""
+from __future__ import annotations
+
+import hashlib
+from dataclasses import asdict, dataclass
+from functools import lru_cache
+from pathlib import Path
+from typing import Any, Iterable, Iterator, Sequence
+
+import numpy as np
+
+from .emotions import quadrant_of
+from .errors import FacetuneError, InputError
+
+
+@dataclass
+class FaceEmotion:
+    """One face (or one failed input): the record `classify --format json` prints."""
+
+    input: str
+    face: list[int] | None
+    emotion: str | None
+    probabilities: dict[str, float]
+    quadrant: str | None = None
+    error: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass
+class ComposeResult:
+    """What `compose` made: the face analysis (if a photo was given), the composition and where it went."""
+
+    input: str | None
+    face: list[int] | None
+    emotion: str
+    probabilities: dict[str, float]
+    quadrant: str
+    seed: int
+    key: str
+    chords: list[str]
+    tempo: float
+    bars: int
+    output: str | None
+    composition: Any
+
+
+@lru_cache(maxsize=4)
+def load_classifier(path: str | None = None, device: str = "cpu") -> Any:
+    """The classifier at `path` (default: the shipped weights), loaded once per process."""
+    from .classifier import load_classifier as _load
+    from .registry import resolve_model
+
+    return _load(resolve_model(path, "classifier"), device)
+
+
+def load_generator(path: str | None = None) -> Any:
+    """The melody generator at `path` (default: the shipped weights), loaded once per process."""
+    from .compose import load_generator as _load
+    from .registry import resolve_model
+
+    return _load(resolve_model(path, "generator"))
+
+
+def _source_name(src: Any) -> str:
+    return str(src) if isinstance(src, (str, Path)) else f"<{type(src).__name__}>"
+
+
+def _detect(src: Any, detect: bool | None, all_faces: bool, size: int, margin: float) -> tuple[list[Any], str | None]:
+    from .faces import find_faces
+
+    try:
+        return find_faces(src, detect=detect, all_faces=all_faces, size=size, margin=margin), None
+    except InputError as exc:
+        return [], str(exc)
+
+
+class _FaceDataset:
+    """Decoding and face detection as a map-style dataset, so a DataLoader can run it in worker processes."""
+
+    def __init__(self, sources: Sequence[Any], detect: bool | None, all_faces: bool, size: int, margin: float) -> None:
+        self.sources, self.detect, self.all_faces, self.size, self.margin = sources, detect, all_faces, size, margin
+
+    def __len__(self) -> int:
+        return len(self.sources)
+
+    def __getitem__(self, i: int) -> tuple[int, list[Any], str | None]:
+        faces, err = _detect(self.sources[i], self.detect, self.all_faces, self.size, self.margin)
+        return i, faces, err
+
+
+def _iter_faces(sources: Sequence[Any], detect: bool | None, all_faces: bool, size: int, margin: float, workers: int) -> Iterator[tuple[int, list[Any], str | None]]:
+    """Faces per input, in input order; with workers > 0, decoded in parallel by a torch DataLoader."""
+    ds = _FaceDataset(sources, detect, all_faces, size, margin)
+    if workers <= 0:
+        for i in range(len(ds)):
+            yield ds[i]
+        return
+    from torch.utils.data import DataLoader
+
+    loader = DataLoader(ds, batch_size=None, num_workers=workers, collate_fn=lambda x: x, prefetch_factor=8, persistent_workers=False)
+    yield from loader
+
+
+def iter_classify(
+    sources: Sequence[Any],
+    *,
+    classifier: str | None = None,
+    classes: Sequence[str] | None = None,
+    all_faces: bool = False,
+    detect: bool | None = None,
+    batch_size: int = 128,
+    workers: int = 0,
+    device: str = "cpu",
+    names: Sequence[str] | None = None,
+) -> Iterator[tuple[int, list[FaceEmotion]]]:
+    """Stream (input index, its records) in input order, classifying crops in batches.
+
+    Memory stays flat: only one batch of crops is held at a time.
+    """
+    clf = load_classifier(classifier, device)
+    active = clf.active(list(classes) if classes else None)
+    labels = list(names) if names is not None else [_source_name(s) for s in sources]
+    pending: list[tuple[int, list[Any], str | None]] = []
+    n_crops = 0
+
+    def flush() -> Iterator[tuple[int, list[FaceEmotion]]]:
+        crops = [f.crop for _, faces, _ in pending for f in faces]
+        probs = clf.predict(np.stack(crops), active) if crops else np.zeros((0, len(active)))
+        k = 0
+        for i, faces, err in pending:
+            if err is not None:
+                yield i, [FaceEmotion(labels[i], None, None, {}, None, err)]
+                continue
+            records = []
+            for f in faces:
+                p = probs[k]
+                k += 1
+                emotion = active[int(p.argmax())]
+                records.append(FaceEmotion(labels[i], list(f.box) if f.box else None, emotion, {c: round(float(v), 4) for c, v in zip(active, p)}, quadrant_of(emotion)))
+            yield i, records
+
+    for item in _iter_faces(sources, detect, all_faces, clf.crop_size, clf.face_margin, workers):
+        pending.append(item)
+        n_crops += len(item[1])
+        if n_crops >= batch_size:
+            yield from flush()
+            pending, n_crops = [], 0
+    if pending:
+        yield from flush()
+
+
+def classify(images: Any, **kwargs: Any) -> list[FaceEmotion]:
+    """Classify one image or a list of images; returns one record per face (or per failed input).
+
+    Keyword arguments: classifier (checkpoint path), classes, all_faces, detect, batch_size, workers, device.
+    """
+    sources = list(images) if isinstance(images, (list, tuple)) else [images]
+    return [r for _, records in iter_classify(sources, **kwargs) for r in records]
+
+
+def stable_seed(base: int, key: str) -> int:
+    """A per-input seed from the base seed and the input's relative path, independent of run order."""
+    digest = hashlib.blake2b(f"{base}:{key}".encode(), digest_size=4).digest()
+    return int.from_bytes(digest, "big") & 0x7FFFFFFF
+
+
+def compose(
+    image: Any = None,
+    output: str | Path | None = None,
+    *,
+    emotion: str | None = None,
+    seed: int = 0,
+    bars: int = 16,
+    tempo: float | None = None,
+    chords: bool = True,
+    classifier: str | None = None,
+    generator: str | None = None,
+    classes: Sequence[str] | None = None,
+    detect: bool | None = None,
+    force: bool = False,
+) -> ComposeResult:
+    """Photo (or an emotion) → a new melody; writes MIDI to `output` if given.
+
+    Raises FacetuneError (for example NoFaceError) with a one-line message when it cannot.
+    """
+    from .compose import compose_emotion, write_midi
+
+    if image is None and emotion is None:
+        raise FacetuneError("give a photo or an emotion")
+    face_rec = None
+    if emotion is None:
+        [face_rec] = classify(image, classifier=classifier, classes=classes, detect=detect)
+        if face_rec.error:
+            raise InputError(face_rec.error)
+        emotion = face_rec.emotion
+    comp = compose_emotion(emotion, load_generator(generator), bars=bars, seed=seed, tempo=tempo)
+    out = None
+    if output is not None:
+        out = str(write_midi(comp, output, chords=chords, force=force))
+    return ComposeResult(
+        input=_source_name(image) if image is not None else None,
+        face=face_rec.face if face_rec else None,
+        emotion=comp.emotion,
+        probabilities=face_rec.probabilities if face_rec else {},
+        quadrant=comp.quadrant,
+        seed=seed,
+        key=comp.key,
+        chords=comp.chords,
+        tempo=comp.tempo,
+        bars=comp.bars,
+        output=out,
+        composition=comp,
+    )

@@ -1,0 +1,159 @@
+"""The MIDINet-style conditional GAN that writes a melody one bar at a time.
+
+Shapes: a bar is (1, 16 steps, BAR_WIDTH columns) — see `pianoroll`. The condition
+`y` joins the emotion quadrant (one-hot, 4) and the bar's chord (one-hot, 25:
+24 triads and no-chord). The conditioner CNN reads the previous `prev_bars` bars
+and hands the generator its features at 2, 4, 8 and 16 steps, as in MIDINet
+(Yang, Chou & Yang, ISMIR 2017). Unlike the prototype, every BatchNorm is created
+in `__init__`, so it is trained and saved.
+
+The generator's pitch-or-rest columns go through a straight-through Gumbel-softmax
+and its onset column through a straight-through Bernoulli, so the discriminator sees
+hard one-hot bars like the real ones while gradients still flow.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import nn
+import torch.nn.functional as F
+
+from .pianoroll import BAR_WIDTH, ONSET, REST, STEPS_PER_BAR
+
+N_EMOTIONS = 4
+N_CHORDS = 25
+
+
+@dataclass(frozen=True)
+class GanDims:
+    """Network dimensions, stored in every checkpoint so `load_generator` can rebuild the model."""
+
+    z_dim: int = 100
+    width: int = BAR_WIDTH
+    steps: int = STEPS_PER_BAR
+    n_emotions: int = N_EMOTIONS
+    n_chords: int = N_CHORDS
+    prev_bars: int = 2
+    g_hidden: int = 1024
+    g_channels: int = 128
+    cond_channels: int = 16
+    d_fm_channels: int = 14
+    d_channels: int = 77
+    d_hidden: int = 1024
+
+    @property
+    def y_dim(self) -> int:
+        return self.n_emotions + self.n_chords
+
+
+def _join(h: torch.Tensor, y: torch.Tensor, *extra: torch.Tensor) -> torch.Tensor:
+    """Concatenate the condition vector, broadcast over the feature map, and any conditioner features."""
+    yb = y[:, :, None, None].expand(-1, -1, h.shape[2], h.shape[3])
+    return torch.cat([h, yb, *extra], dim=1)
+
+
+class Conditioner(nn.Module):
+    """Reads the previous bars: features at 16, 8, 4 and 2 steps."""
+
+    def __init__(self, d: GanDims) -> None:
+        super().__init__()
+        c = d.cond_channels
+        self.squash = nn.Sequential(nn.Conv2d(d.prev_bars, c, (1, d.width)), nn.BatchNorm2d(c), nn.LeakyReLU(0.2))
+        self.down = nn.ModuleList(
+            nn.Sequential(nn.Conv2d(c, c, (2, 1), stride=(2, 1)), nn.BatchNorm2d(c), nn.LeakyReLU(0.2)) for _ in range(3)
+        )
+
+    def forward(self, prev: torch.Tensor) -> list[torch.Tensor]:
+        h16 = self.squash(prev)
+        h8 = self.down[0](h16)
+        h4 = self.down[1](h8)
+        h2 = self.down[2](h4)
+        return [h2, h4, h8, h16]
+
+
+class Generator(nn.Module):
+    """[z, y] → FC → FC → 2 steps, then three transposed convolutions double the steps to 16
+    and a final one spans the pitch axis; y and the conditioner join at every stage."""
+
+    def __init__(self, d: GanDims) -> None:
+        super().__init__()
+        self.d = d
+        ch = d.g_channels
+        self.fc1 = nn.Sequential(nn.Linear(d.z_dim + d.y_dim, d.g_hidden), nn.BatchNorm1d(d.g_hidden), nn.ReLU())
+        self.fc2 = nn.Sequential(nn.Linear(d.g_hidden + d.y_dim, ch * 2), nn.BatchNorm1d(ch * 2), nn.ReLU())
+        joined = ch + d.y_dim + d.cond_channels
+        self.up = nn.ModuleList(
+            nn.Sequential(nn.ConvTranspose2d(joined, ch, (2, 1), stride=(2, 1)), nn.BatchNorm2d(ch), nn.ReLU()) for _ in range(3)
+        )
+        self.out = nn.ConvTranspose2d(joined, 1, (1, d.width))
+        self.conditioner = Conditioner(d)
+
+    def logits(self, z: torch.Tensor, y: torch.Tensor, prev: torch.Tensor) -> torch.Tensor:
+        """Raw scores (B, 1, 16, width)."""
+        c2, c4, c8, c16 = self.conditioner(prev)
+        h = self.fc1(torch.cat([z, y], 1))
+        h = self.fc2(torch.cat([h, y], 1)).view(-1, self.d.g_channels, 2, 1)
+        for stage, cond in zip(self.up, (c2, c4, c8)):
+            h = stage(_join(h, y, cond))
+        return self.out(_join(h, y, c16))
+
+    def forward(self, z: torch.Tensor, y: torch.Tensor, prev: torch.Tensor, tau: float = 1.0) -> torch.Tensor:
+        """A hard one-hot bar with straight-through gradients, shaped like the real training bars."""
+        lg = self.logits(z, y, prev)
+        pitch_logits = lg[..., : REST + 1]
+        soft = F.softmax(pitch_logits / tau, dim=-1)
+        gumbel = -torch.log(-torch.log(torch.rand_like(soft).clamp_(1e-9, 1 - 1e-9)))
+        hard = F.one_hot((pitch_logits / tau + gumbel).argmax(-1), REST + 1).to(soft.dtype)
+        pitch = hard - soft.detach() + soft
+        p_on = torch.sigmoid(lg[..., ONSET : ONSET + 1])
+        on_hard = (torch.rand_like(p_on) < p_on).to(p_on.dtype)
+        onset = (on_hard - p_on.detach() + p_on) * (1 - pitch[..., REST : REST + 1])
+        return torch.cat([pitch, onset], dim=-1)
+
+
+class Discriminator(nn.Module):
+    """[x, y] → conv over the whole pitch axis (the feature-matching layer) → conv → FC → FC."""
+
+    def __init__(self, d: GanDims) -> None:
+        super().__init__()
+        self.fm_conv = nn.Conv2d(1 + d.y_dim, d.d_fm_channels, (2, d.width), stride=(2, 1))
+        self.conv = nn.Sequential(nn.Conv2d(d.d_fm_channels + d.y_dim, d.d_channels, (4, 1), stride=(2, 1)), nn.BatchNorm2d(d.d_channels), nn.LeakyReLU(0.2))
+        flat = d.d_channels * ((d.steps // 2 - 4) // 2 + 1)
+        self.fc1 = nn.Sequential(nn.Linear(flat + d.y_dim, d.d_hidden), nn.BatchNorm1d(d.d_hidden), nn.LeakyReLU(0.2))
+        self.fc2 = nn.Linear(d.d_hidden + d.y_dim, 1)
+
+    def forward(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Returns (logit, feature-matching features)."""
+        fm = F.leaky_relu(self.fm_conv(_join(x, y)), 0.2)
+        h = self.conv(_join(fm, y)).flatten(1)
+        h = self.fc1(torch.cat([h, y], 1))
+        return self.fc2(torch.cat([h, y], 1)).squeeze(1), fm
+
+
+def init_weights(module: nn.Module) -> None:
+    """N(0, 0.02) for convolutions and linears, N(1, 0.02) for BatchNorm scales, as in DCGAN/MIDINet."""
+    for m in module.modules():
+        if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d, nn.Linear)):
+            nn.init.normal_(m.weight, 0.0, 0.02)
+            if m.bias is not None:
+                nn.init.zeros_(m.bias)
+        elif isinstance(m, (nn.BatchNorm1d, nn.BatchNorm2d)):
+            nn.init.normal_(m.weight, 1.0, 0.02)
+            nn.init.zeros_(m.bias)
+
+
+def condition(emotion: torch.Tensor, chord: torch.Tensor, d: GanDims) -> torch.Tensor:
+    """One-hot emotion and chord indices joined into the condition vector y."""
+    return torch.cat([F.one_hot(emotion, d.n_emotions), F.one_hot(chord, d.n_chords)], 1).float()
+
+
+def tiny_dims() -> GanDims:
+    """A very small network for tests: same code paths, a fraction of the compute."""
+    return GanDims(z_dim=16, g_hidden=64, g_channels=16, cond_channels=4, d_fm_channels=4, d_channels=8, d_hidden=32)
+
+
+def dims_from_dict(raw: dict[str, Any]) -> GanDims:
+    fields = GanDims.__dataclass_fields__
+    return GanDims(**{k: v for k, v in raw.items() if k in fields})

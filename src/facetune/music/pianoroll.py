@@ -1,0 +1,84 @@
+"""Melody ↔ bar piano rolls ↔ MIDI.
+
+One bar is 16 sixteenth-note steps of 4/4. A bar roll has `BAR_WIDTH` columns:
+`N_PITCHES` pitch columns (MIDI `LOW_PITCH` upwards), one REST column, so every
+step is one-hot over pitch-or-rest, and one ONSET column that marks where a note
+starts, so repeated notes and held notes stay different (rhythm matters for arousal).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Iterable, Sequence
+
+import numpy as np
+
+STEPS_PER_BEAT = 4
+BEATS_PER_BAR = 4
+STEPS_PER_BAR = STEPS_PER_BEAT * BEATS_PER_BAR
+LOW_PITCH = 48
+N_PITCHES = 48
+HIGH_PITCH = LOW_PITCH + N_PITCHES - 1
+REST = N_PITCHES
+ONSET = N_PITCHES + 1
+BAR_WIDTH = N_PITCHES + 2
+
+
+@dataclass(frozen=True)
+class Note:
+    """A note on the step grid: `start` inclusive, `end` exclusive, in sixteenth-note steps."""
+
+    pitch: int
+    start: int
+    end: int
+    velocity: int = 96
+
+
+def fold_pitch(pitch: int, low: int = LOW_PITCH, high: int = HIGH_PITCH) -> int:
+    """Move a pitch by octaves into [low, high], keeping its pitch class."""
+    while pitch < low:
+        pitch += 12
+    while pitch > high:
+        pitch -= 12
+    return pitch
+
+
+def notes_to_rolls(notes: Iterable[Note], n_bars: int) -> np.ndarray:
+    """Monophonic notes → (n_bars, 16, BAR_WIDTH) uint8 rolls. Later notes cut earlier ones."""
+    steps = n_bars * STEPS_PER_BAR
+    pitch = np.full(steps, -1, dtype=np.int64)
+    onset = np.zeros(steps, dtype=np.uint8)
+    for n in sorted(notes, key=lambda n: (n.start, n.pitch)):
+        s, e = max(0, n.start), min(steps, n.end)
+        if s >= steps or e <= s:
+            continue
+        p = fold_pitch(n.pitch) - LOW_PITCH
+        pitch[s:e] = p
+        onset[s] = 1
+    roll = np.zeros((steps, BAR_WIDTH), dtype=np.uint8)
+    sounding = pitch >= 0
+    roll[np.flatnonzero(sounding), pitch[sounding]] = 1
+    roll[~sounding, REST] = 1
+    roll[:, ONSET] = onset & sounding
+    return roll.reshape(n_bars, STEPS_PER_BAR, BAR_WIDTH)
+
+
+def rolls_to_notes(rolls: np.ndarray, velocity: int = 96) -> list[Note]:
+    """(n_bars, 16, BAR_WIDTH) rolls (one-hot or scores) → notes; a note starts at an onset or a pitch change."""
+    flat = np.asarray(rolls, dtype=np.float32).reshape(-1, BAR_WIDTH)
+    choice = flat[:, : REST + 1].argmax(axis=1)
+    onset = flat[:, ONSET] > 0.5
+    notes: list[Note] = []
+    cur: list[int] | None = None
+    for t, c in enumerate(choice):
+        if c == REST:
+            if cur:
+                notes.append(Note(cur[0] + LOW_PITCH, cur[1], t, velocity))
+            cur = None
+            continue
+        if cur is None or c != cur[0] or onset[t]:
+            if cur:
+                notes.append(Note(cur[0] + LOW_PITCH, cur[1], t, velocity))
+            cur = [int(c), t]
+    if cur:
+        notes.append(Note(cur[0] + LOW_PITCH, cur[1], len(choice), velocity))
+    return notes

@@ -1,0 +1,69 @@
+"""Where models live: the shipped weights, and any in $FACETUNE_HOME."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+from .errors import FacetuneError
+
+WEIGHTS_DIR = Path(__file__).parent / "weights"
+
+
+def model_dirs() -> list[tuple[str, Path]]:
+    dirs = [("shipped", WEIGHTS_DIR)]
+    home = os.environ.get("FACETUNE_HOME")
+    if home:
+        dirs.append(("FACETUNE_HOME", Path(home)))
+    return dirs
+
+
+def _figures(payload: dict[str, Any]) -> str:
+    metrics = payload.get("metrics") or {}
+    if metrics:
+        return ", ".join(f"{k} {v}" for k, v in metrics.items() if isinstance(v, (int, float, str)))
+    training = payload.get("training") or {}
+    if "best_val_acc" in training:
+        return f"val acc {training['best_val_acc']:.4f} (epoch {training.get('best_epoch')})"
+    if "epochs_run" in training:
+        return f"{training['epochs_run']} epochs"
+    return ""
+
+
+def list_models() -> list[dict[str, str]]:
+    """Every readable facetune model checkpoint in the model folders, with what it describes."""
+    from .checkpoints import load_checkpoint
+
+    out = []
+    for origin, folder in model_dirs():
+        if not folder.is_dir():
+            continue
+        for f in sorted(folder.glob("*.pt")):
+            try:
+                payload = load_checkpoint(f)
+            except FacetuneError as exc:
+                out.append({"kind": "unreadable", "name": f.name, "describes": str(exc), "figures": "", "path": str(f), "origin": origin})
+                continue
+            if payload["kind"] == "classifier":
+                describes = f"{', '.join(payload['classes'])} (default: {', '.join(payload['default_classes'])}), {payload['input_size']} px"
+            elif payload["kind"] == "generator":
+                describes = f"quadrants {', '.join(payload.get('quadrants', []))}, {payload.get('steps_per_bar')} steps/bar"
+            else:
+                continue
+            out.append({"kind": payload["kind"], "name": f.name, "describes": describes, "figures": _figures(payload), "path": str(f), "origin": origin})
+    return out
+
+
+def resolve_model(name: str | None, kind: str) -> str | None:
+    """A model given by path, or by file name inside $FACETUNE_HOME; None means the shipped default."""
+    if not name:
+        home = os.environ.get("FACETUNE_HOME")
+        default = Path(home) / f"{kind}.pt" if home else None
+        return str(default) if default and default.is_file() else None
+    p = Path(name)
+    if p.is_file():
+        return str(p)
+    home = os.environ.get("FACETUNE_HOME")
+    if home and (Path(home) / name).is_file():
+        return str(Path(home) / name)
+    raise FacetuneError(f"{name}: no such {kind} checkpoint")
