@@ -320,9 +320,12 @@ def _compose_record(res: Any = None, **fields: Any) -> dict[str, Any]:
 @click.option("--generator", type=click.Path(path_type=Path), help="Generator checkpoint (default: the shipped model).")
 @click.option("--batch-size", default=128, show_default=True, type=click.IntRange(1))
 @click.option("--workers", default=0, show_default=True, type=click.IntRange(0), help="Processes decoding images.")
+@click.option("--png", is_flag=True, help="Also save a piano-roll picture beside each MIDI file (.png).")
+@click.option("--wav", is_flag=True, help="Also render audio beside each MIDI file (.wav).")
+@click.option("--preview", is_flag=True, help="Show the piano roll in the terminal (one input).")
 @click.option("--force", is_flag=True, help="Overwrite existing outputs.")
 @handle_errors
-def compose_cmd(inputs: tuple[str, ...], output: Path | None, out_dir: Path | None, emotion: str | None, seed: int, bars: int, tempo: float | None, no_chords: bool, fmt: str, no_detect: bool, classifier: Path | None, generator: Path | None, batch_size: int, workers: int, force: bool) -> None:
+def compose_cmd(inputs: tuple[str, ...], output: Path | None, out_dir: Path | None, emotion: str | None, seed: int, bars: int, tempo: float | None, no_chords: bool, fmt: str, no_detect: bool, classifier: Path | None, generator: Path | None, batch_size: int, workers: int, png: bool, wav: bool, preview: bool, force: bool) -> None:
     """Photo → emotion → a new melody over chords, as MIDI.
 
     \b
@@ -347,10 +350,21 @@ def compose_cmd(inputs: tuple[str, ...], output: Path | None, out_dir: Path | No
             raise click.UsageError("say where to write the MIDI: -o FILE (or -o - for stdout)")
         image = None if emotion else inputs[0]
         to_stdout = str(output) == "-"
+        if to_stdout and (png or wav):
+            raise click.UsageError("--png and --wav need -o FILE, not stdout")
+        extras = _extra_outputs(output, png, wav) if not to_stdout else []
+        for extra in extras:
+            if extra.exists() and not force:
+                raise FacetuneError(f"{extra}: already exists (use --force to overwrite)")
         res = compose(image, None if to_stdout else output, emotion=emotion, seed=seed, bars=bars, tempo=tempo, chords=not no_chords, classifier=clf, generator=gen, detect=False if no_detect else None, force=force)
         if to_stdout:
             sys.stdout.buffer.write(res.composition.midi_bytes(not no_chords))
             sys.stdout.buffer.flush()
+        _write_extras(res.composition, extras, not no_chords)
+        if preview:
+            from .render import terminal_preview
+
+            (console.err if to_stdout else console.out).print(terminal_preview(res.composition, chords=not no_chords))
         if fmt == "json":
             import json
 
@@ -362,7 +376,25 @@ def compose_cmd(inputs: tuple[str, ...], output: Path | None, out_dir: Path | No
         if output is not None and inputs == ("-",):
             raise click.UsageError("an image on stdin needs -o FILE")
         raise click.UsageError("several inputs need --out-dir DIR")
-    _compose_batch(inputs, out_dir, seed, bars, tempo, not no_chords, fmt, no_detect, clf, gen, batch_size, workers, force)
+    if preview:
+        raise click.UsageError("--preview shows one composition; use it with -o")
+    _compose_batch(inputs, out_dir, seed, bars, tempo, not no_chords, fmt, no_detect, clf, gen, batch_size, workers, force, png, wav)
+
+
+def _extra_outputs(midi: Path, png: bool, wav: bool) -> list[Path]:
+    return ([midi.with_suffix(".png")] if png else []) + ([midi.with_suffix(".wav")] if wav else [])
+
+
+def _write_extras(comp: Any, extras: list[Path], chords: bool) -> None:
+    from .render import piano_roll_png, render_wav
+
+    for extra in extras:
+        if extra.suffix == ".png":
+            piano_roll_png(comp, extra, chords=chords)
+            console.debug(f"wrote {extra}")
+        else:
+            used = render_wav(comp, extra, chords=chords)
+            console.info(f"wrote {extra} ({used})")
 
 
 def _print_summary(res: Any, to_stderr: bool) -> None:
@@ -385,7 +417,7 @@ def _print_summary(res: Any, to_stderr: bool) -> None:
     (console.err if to_stderr else console.out).print(table)
 
 
-def _compose_batch(inputs: tuple[str, ...], out_dir: Path, seed: int, bars: int, tempo: float | None, chords: bool, fmt: str, no_detect: bool, clf: str | None, gen: str | None, batch_size: int, workers: int, force: bool) -> None:
+def _compose_batch(inputs: tuple[str, ...], out_dir: Path, seed: int, bars: int, tempo: float | None, chords: bool, fmt: str, no_detect: bool, clf: str | None, gen: str | None, batch_size: int, workers: int, force: bool, png: bool = False, wav: bool = False) -> None:
     """Many photos → OUT_DIR/<relative path>.mid. Existing outputs are skipped, so a rerun resumes."""
     import json
     from collections import Counter
@@ -426,6 +458,7 @@ def _compose_batch(inputs: tuple[str, ...], out_dir: Path, seed: int, bars: int,
                     comp = compose_emotion(face.emotion, generator, bars=bars, seed=s, tempo=tempo)
                     target.parent.mkdir(parents=True, exist_ok=True)
                     write_midi(comp, target, chords=chords, force=force)
+                    _write_extras(comp, _extra_outputs(target, png, wav), chords)
                     done += 1
                     emotions[comp.emotion] += 1
                     rec = _compose_record(input=name, face=face.face, emotion=face.emotion, probabilities=face.probabilities, quadrant=comp.quadrant, seed=s, output=str(target), status="done")

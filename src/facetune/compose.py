@@ -95,12 +95,11 @@ class MelodyGenerator:
         """One bar per chord, each from fresh noise and the bars before it: (n_bars, 16, BAR_WIDTH) one-hot."""
         import torch
 
-        from .music.chords import allowed_pitch_mask, chord_tone_mask
+        from .music.chords import chord_tone_mask, melody_pitch_mask
         from .music.gan import condition
 
         d = self.dims
         gen = torch.Generator().manual_seed(int(seed))
-        scale = torch.from_numpy(allowed_pitch_mask(key, LOW_PITCH, N_PITCHES))
         beat = torch.zeros(STEPS_PER_BAR, dtype=torch.bool)
         beat[::4] = True
         q = torch.tensor([QUADRANTS.index(quadrant)])
@@ -111,6 +110,7 @@ class MelodyGenerator:
                 z = torch.randn(1, d.z_dim, generator=gen)
                 y = condition(q, torch.tensor([chord]), d)
                 lg = self.model.logits(z, y, torch.stack(prev)[None])[0, 0]
+                scale = torch.from_numpy(melody_pitch_mask(key, chord, LOW_PITCH, N_PITCHES))
                 pitch_scores = lg[:, :REST].clone()
                 pitch_scores[:, ~scale] = float("-inf")
                 tones = torch.from_numpy(chord_tone_mask(chord, LOW_PITCH, N_PITCHES)) & scale

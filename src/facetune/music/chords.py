@@ -1,0 +1,195 @@
+"""Chords, keys and emotion-specific progressions.
+
+Chord indices: 0–11 major triads on roots C..B, 12–23 minor triads, 24 = no chord.
+Key indices follow pretty_midi's key numbers: 0–11 major, 12–23 minor.
+
+Progressions per quadrant (Roman numerals relative to the tonic; each piece lays
+two of them out as A A B A and ends on the tonic):
+
+| quadrant | mode | progressions |
+|---|---|---|
+| Q1 happy | major | I–V–vi–IV · I–IV–V–IV · I–vi–IV–V · IV–V–iii–vi · I–IV–vi–V |
+| Q2 angry | minor | i–VI–VII–i · i–iv–V–i · i–bII–V–i · i–VII–VI–V · i–iv–VII–V |
+| Q3 sad | minor | i–VI–III–VII · i–iv–VI–V · i–v–iv–i · i–VI–iv–v · iv–i–VI–V |
+| Q4 calm | major | I–IV–I–IV · I–iii–IV–I · I–vi–ii–V · IV–I–ii–I · I–V–IV–I |
+"""
+from __future__ import annotations
+
+import numpy as np
+
+PITCH_CLASSES = ("C", "C#", "D", "Eb", "E", "F", "F#", "G", "Ab", "A", "Bb", "B")
+N_CHORDS = 25
+NO_CHORD = 24
+KEY_NAMES = tuple(f"{p} major" for p in PITCH_CLASSES) + tuple(f"{p} minor" for p in PITCH_CLASSES)
+MAJOR_SCALE = (0, 2, 4, 5, 7, 9, 11)
+#: Natural minor. The raised 7th that a minor key's V chord holds is allowed in a melody only
+#: over that chord (see `melody_pitch_mask`).
+MINOR_SCALE = (0, 2, 3, 5, 7, 8, 10)
+#: Krumhansl & Kessler (1982) probe-tone profiles.
+KK_MAJOR = np.array([6.35, 2.23, 3.48, 2.33, 4.38, 4.09, 2.52, 5.19, 2.39, 3.66, 2.29, 2.88])
+KK_MINOR = np.array([6.33, 2.68, 3.52, 5.38, 2.60, 3.53, 2.54, 4.75, 3.98, 2.69, 3.34, 3.17])
+#: A bar whose best triad explains less than this share of its (weighted) notes has no chord.
+MIN_CHORD_FIT = 0.5
+
+_M, _m = "maj", "min"
+PROGRESSIONS: dict[str, list[list[tuple[int, str]]]] = {
+    "Q1": [
+        [(0, _M), (7, _M), (9, _m), (5, _M)],
+        [(0, _M), (5, _M), (7, _M), (5, _M)],
+        [(0, _M), (9, _m), (5, _M), (7, _M)],
+        [(5, _M), (7, _M), (4, _m), (9, _m)],
+        [(0, _M), (5, _M), (9, _m), (7, _M)],
+    ],
+    "Q2": [
+        [(0, _m), (8, _M), (10, _M), (0, _m)],
+        [(0, _m), (5, _m), (7, _M), (0, _m)],
+        [(0, _m), (1, _M), (7, _M), (0, _m)],
+        [(0, _m), (10, _M), (8, _M), (7, _M)],
+        [(0, _m), (5, _m), (10, _M), (7, _M)],
+    ],
+    "Q3": [
+        [(0, _m), (8, _M), (3, _M), (10, _M)],
+        [(0, _m), (5, _m), (8, _M), (7, _M)],
+        [(0, _m), (7, _m), (5, _m), (0, _m)],
+        [(0, _m), (8, _M), (5, _m), (7, _m)],
+        [(5, _m), (0, _m), (8, _M), (7, _M)],
+    ],
+    "Q4": [
+        [(0, _M), (5, _M), (0, _M), (5, _M)],
+        [(0, _M), (4, _m), (5, _M), (0, _M)],
+        [(0, _M), (9, _m), (2, _m), (7, _M)],
+        [(5, _M), (0, _M), (2, _m), (0, _M)],
+        [(0, _M), (7, _M), (5, _M), (0, _M)],
+    ],
+}
+
+
+def chord_index(root: int, quality: str) -> int:
+    return root % 12 + (12 if quality == _m else 0)
+
+
+def chord_name(i: int) -> str:
+    if i == NO_CHORD:
+        return "N.C."
+    return PITCH_CLASSES[i % 12] + ("m" if i >= 12 else "")
+
+
+def parse_chord(name: str) -> int:
+    name = name.strip()
+    if name.upper() in ("N.C.", "N", "NC"):
+        return NO_CHORD
+    minor = name.endswith("m")
+    root = name[:-1] if minor else name
+    if root not in PITCH_CLASSES:
+        raise ValueError(f"unknown chord {name!r}")
+    return chord_index(PITCH_CLASSES.index(root), _m if minor else _M)
+
+
+def chord_pitch_classes(i: int) -> tuple[int, ...]:
+    if i == NO_CHORD:
+        return ()
+    root = i % 12
+    third = 3 if i >= 12 else 4
+    return (root, (root + third) % 12, (root + 7) % 12)
+
+
+def transpose_chord(i: int, semitones: int) -> int:
+    if i == NO_CHORD:
+        return NO_CHORD
+    return (i % 12 + semitones) % 12 + (12 if i >= 12 else 0)
+
+
+def _templates() -> np.ndarray:
+    t = np.zeros((24, 12))
+    for i in range(24):
+        for k, pc in enumerate(chord_pitch_classes(i)):
+            t[i, pc] = (1.0, 0.8, 0.9)[k]
+    return t
+
+
+_TEMPLATES = _templates()
+
+
+def estimate_chord(pc_weights: np.ndarray) -> int:
+    """The triad that best explains a bar's duration-weighted pitch classes, or NO_CHORD.
+
+    Score = weight on the triad's tones (root 1.0, fifth 0.9, third 0.8) minus half the weight
+    outside it; ties go to the lower index. A bar whose chord tones hold less than
+    MIN_CHORD_FIT of its weight is NO_CHORD.
+    """
+    w = np.asarray(pc_weights, dtype=np.float64)
+    total = w.sum()
+    if total <= 1e-9:
+        return NO_CHORD
+    w = w / total
+    inside = (_TEMPLATES > 0).astype(np.float64)
+    scores = _TEMPLATES @ w - 0.5 * ((1 - inside) @ w)
+    best = int(np.argmax(scores))
+    if float(inside[best] @ w) < MIN_CHORD_FIT:
+        return NO_CHORD
+    return best
+
+
+def scale_pitch_classes(key: int) -> tuple[int, ...]:
+    root = key % 12
+    steps = MAJOR_SCALE if key < 12 else MINOR_SCALE
+    return tuple((root + s) % 12 for s in steps)
+
+
+def key_correlations(pc_hist: np.ndarray) -> np.ndarray:
+    """Pearson correlation of a pitch-class histogram with the 24 rotated KK profiles."""
+    h = np.asarray(pc_hist, dtype=np.float64)
+    out = np.zeros(24)
+    if h.std() == 0:
+        return out
+    for k in range(12):
+        out[k] = np.corrcoef(h, np.roll(KK_MAJOR, k))[0, 1]
+        out[12 + k] = np.corrcoef(h, np.roll(KK_MINOR, k))[0, 1]
+    return out
+
+
+def estimate_key(pc_hist: np.ndarray) -> tuple[int, float]:
+    c = key_correlations(pc_hist)
+    k = int(np.argmax(c))
+    return k, float(c[k])
+
+
+def mode_score(pc_hist: np.ndarray) -> float:
+    """Best major correlation minus best minor correlation: positive leans major."""
+    c = key_correlations(pc_hist)
+    return float(c[:12].max() - c[12:].max())
+
+
+def quadrant_mode(quadrant: str) -> str:
+    return "major" if quadrant in ("Q1", "Q4") else "minor"
+
+
+def key_index(root: int, mode: str) -> int:
+    return root % 12 + (12 if mode == "minor" else 0)
+
+
+def progression(quadrant: str, key_root: int, n_bars: int, rng: np.random.Generator) -> list[int]:
+    """One chord per bar: two of the quadrant's progressions laid out A A B A, ending on the tonic."""
+    table = PROGRESSIONS[quadrant]
+    a, b = rng.choice(len(table), size=2, replace=False)
+    phrase = [table[a], table[a], table[b], table[a]]
+    degrees = [c for p in phrase for c in p]
+    chords = [chord_index(key_root + off, q) for off, q in (degrees[i % len(degrees)] for i in range(n_bars))]
+    tonic = chord_index(key_root, "maj" if quadrant_mode(quadrant) == "major" else _m)
+    chords[-1] = tonic
+    return chords
+
+
+def allowed_pitch_mask(key: int, low: int, n: int) -> np.ndarray:
+    scale = set(scale_pitch_classes(key))
+    return np.array([(low + i) % 12 in scale for i in range(n)], dtype=bool)
+
+
+def chord_tone_mask(chord: int, low: int, n: int) -> np.ndarray:
+    tones = set(chord_pitch_classes(chord))
+    return np.array([(low + i) % 12 in tones for i in range(n)], dtype=bool)
+
+
+def melody_pitch_mask(key: int, chord: int, low: int, n: int) -> np.ndarray:
+    """Pitches a melody may use over `chord` in `key`: the scale plus the chord's own tones."""
+    return allowed_pitch_mask(key, low, n) | chord_tone_mask(chord, low, n)

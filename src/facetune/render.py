@@ -1,0 +1,117 @@
+"""Look and listen: a piano-roll PNG, a terminal preview, and WAV audio of a composition."""
+from __future__ import annotations
+
+import io
+import shutil
+import wave
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .checkpoints import atomic_write_bytes
+from .music.pianoroll import STEPS_PER_BAR
+
+MELODY_RGB = (230, 90, 60)
+CHORD_RGB = (70, 120, 200)
+SOUNDFONTS = (
+    "/usr/share/sounds/sf2/FluidR3_GM.sf2",
+    "/usr/share/sounds/sf2/default-GM.sf2",
+    "/usr/share/soundfonts/FluidR3_GM.sf2",
+    "/usr/share/soundfonts/default.sf2",
+)
+
+
+def _title(comp: Any) -> str:
+    return f"{comp.emotion} ({comp.quadrant}) · {comp.key} · {comp.tempo:g} BPM · seed {comp.seed}"
+
+
+def piano_roll_png(comp: Any, path: str | Path, *, chords: bool = True, step_px: int = 6, pitch_px: int = 5) -> Path:
+    """Draw melody and chords on a pitch × time grid with bar lines, chord names and the emotion in the title."""
+    from PIL import Image, ImageDraw, ImageFont
+
+    notes = [(n, MELODY_RGB) for n in comp.melody] + ([(n, CHORD_RGB) for n in comp.accompaniment] if chords else [])
+    pitches = [n.pitch for n, _ in notes] or [60]
+    lo, hi = min(pitches) - 2, max(pitches) + 2
+    left, top, bottom = 40, 34, 22
+    width = left + comp.bars * STEPS_PER_BAR * step_px + 10
+    height = top + (hi - lo + 1) * pitch_px + bottom
+    img = Image.new("RGB", (width, height), (250, 250, 247))
+    draw = ImageDraw.Draw(img)
+    font = ImageFont.load_default()
+    for p in range(lo, hi + 1):
+        y = top + (hi - p) * pitch_px
+        if p % 12 in (1, 3, 6, 8, 10):
+            draw.rectangle([left, y, width - 10, y + pitch_px - 1], fill=(238, 238, 233))
+        if p % 12 == 0:
+            draw.text((4, y - 4), f"C{p // 12 - 1}", fill=(90, 90, 90), font=font)
+    for b in range(comp.bars + 1):
+        x = left + b * STEPS_PER_BAR * step_px
+        draw.line([x, top, x, height - bottom], fill=(150, 150, 150) if b % 4 else (60, 60, 60), width=1)
+        if b < comp.bars and b < len(comp.chords):
+            draw.text((x + 2, height - bottom + 4), comp.chords[b], fill=CHORD_RGB, font=font)
+    for n, rgb in notes:
+        x0 = left + n.start * step_px
+        x1 = left + n.end * step_px - 1
+        y = top + (hi - n.pitch) * pitch_px
+        draw.rectangle([x0, y, max(x0 + 1, x1), y + pitch_px - 1], fill=rgb, outline=tuple(int(c * 0.6) for c in rgb))
+    draw.text((left, 8), _title(comp), fill=(20, 20, 20), font=font)
+    buf = io.BytesIO()
+    img.save(buf, format="PNG")
+    path = Path(path)
+    atomic_write_bytes(path, buf.getvalue())
+    return path
+
+
+def terminal_preview(comp: Any, *, chords: bool = True) -> Any:
+    """A Rich renderable: the piano roll in text, two steps per character, melody over chords."""
+    from rich.text import Text
+
+    notes = [(n, "bold red") for n in comp.melody] + ([(n, "blue") for n in comp.accompaniment] if chords else [])
+    if not notes:
+        return Text("(silence)")
+    lo, hi = min(n.pitch for n, _ in notes), max(n.pitch for n, _ in notes)
+    cols = comp.bars * STEPS_PER_BAR // 2
+    grid = [[(" ", "") for _ in range(cols)] for _ in range(hi - lo + 1)]
+    for n, style in notes:
+        row = hi - n.pitch
+        for c in range(n.start // 2, max(n.start // 2 + 1, (n.end + 1) // 2)):
+            if c < cols and (grid[row][c][1] != "bold red" or style == "bold red"):
+                grid[row][c] = ("█" if c == n.start // 2 else "▬", style)
+    text = Text(_title(comp) + "\n", style="bold")
+    names = ["C", "C#", "D", "Eb", "E", "F", "F#", "G", "Ab", "A", "Bb", "B"]
+    for i, row in enumerate(grid):
+        p = hi - i
+        text.append(f"{names[p % 12] + str(p // 12 - 1):>4} ", style="dim")
+        for c, (ch, style) in enumerate(row):
+            if c % (STEPS_PER_BAR // 2) == 0:
+                text.append("│", style="dim")
+            text.append(ch, style=style)
+        text.append("\n")
+    return text
+
+
+def render_wav(comp: Any, path: str | Path, *, chords: bool = True, sample_rate: int = 22050) -> str:
+    """Render audio: FluidSynth with a General MIDI soundfont when both are installed, else pretty_midi's
+    own sine synthesis. Returns which renderer was used."""
+    pm = comp.to_midi(chords)
+    audio, used = None, "pretty_midi synthesis (sine waves; install pyfluidsynth and fluid-soundfont-gm for piano)"
+    soundfont = next((f for f in SOUNDFONTS if Path(f).is_file()), None)
+    if soundfont and shutil.which("fluidsynth") is not None:
+        try:
+            audio = pm.fluidsynth(fs=sample_rate, sf2_path=soundfont)
+            used = f"FluidSynth with {soundfont}"
+        except Exception:
+            audio = None
+    if audio is None:
+        audio = pm.synthesize(fs=sample_rate)
+    peak = float(np.max(np.abs(audio))) if len(audio) else 0.0
+    pcm = (audio / peak * 0.9 * 32767).astype("<i2") if peak > 0 else np.zeros(len(audio), "<i2")
+    buf = io.BytesIO()
+    with wave.open(buf, "wb") as w:
+        w.setnchannels(1)
+        w.setsampwidth(2)
+        w.setframerate(sample_rate)
+        w.writeframes(pcm.tobytes())
+    atomic_write_bytes(Path(path), buf.getvalue())
+    return used
