@@ -259,6 +259,7 @@ def train_classifier(
     dev = resolve_device(device)
     last_path = out_dir / "last.pt"
     state = TrainState()
+    torch.manual_seed(cfg.seed)
     model = build_model(len(classes), cfg.arch, cfg.dropout, cfg.tiny)
     resumed_from = None
     if resume and last_path.exists():

@@ -152,14 +152,9 @@ def _voicing(chord: int, center: int = 57) -> list[int]:
     best: list[int] = []
     for inversion in range(len(pcs)):
         order = pcs[inversion:] + pcs[:inversion]
-        notes = [center - 12 + order[0]]
-        while notes[0] < center - 7:
-            notes[0] += 12
+        notes = [center - 7 + (order[0] - (center - 7)) % 12]
         for pc in order[1:]:
-            n = notes[-1] + 1
-            while n % 12 != pc:
-                n += 1
-            notes.append(n)
+            notes.append(notes[-1] + 1 + (pc - notes[-1] - 1) % 12)
         if not best or abs(np.mean(notes) - center) < abs(np.mean(best) - center):
             best = notes
     return best

@@ -31,6 +31,7 @@ from .pianoroll import LOW_PITCH, N_PITCHES, STEPS_PER_BAR, fold_pitch
 
 MUSIC_CACHE_VERSION = 1
 MIN_MELODY_PITCH = 52
+MAX_HOLD = 8
 SPLIT_NAMES = ("train", "val", "test")
 ARRAYS = ["pitch", "onset", "chord", "quadrant", "prev", "split", "clip", "transpose"]
 
@@ -195,19 +196,7 @@ def clip_to_bars(pm: Any, grid: str) -> tuple[np.ndarray, np.ndarray, np.ndarray
     if n_bars < 1:
         raise InputError("shorter than one bar")
     total = n_bars * STEPS_PER_BAR
-    owner = np.full(total, -1, dtype=np.int64)
-    for i in np.argsort(pitches, kind="stable"):
-        if pitches[i] >= MIN_MELODY_PITCH and s[i] < total:
-            owner[s[i] : min(e[i], total)] = i
-    pitch = np.full(total, -1, dtype=np.int8)
-    onset = np.zeros(total, dtype=np.uint8)
-    sounding = owner >= 0
-    if sounding.any():
-        own = owner[sounding]
-        pitch[sounding] = [fold_pitch(int(p)) - LOW_PITCH for p in pitches[own]]
-        t = np.flatnonzero(sounding)
-        prev_owner = np.concatenate([[-1], owner[:-1]])
-        onset[t] = ((prev_owner[t] != owner[t]) | (s[own] == t)).astype(np.uint8)
+    pitch, onset = skyline(s, e, pitches, total)
     chords = np.zeros(n_bars, dtype=np.int8)
     for b in range(n_bars):
         lo, hi = b * STEPS_PER_BAR, (b + 1) * STEPS_PER_BAR
@@ -216,6 +205,34 @@ def clip_to_bars(pm: Any, grid: str) -> tuple[np.ndarray, np.ndarray, np.ndarray
         chords[b] = estimate_chord(hist)
     info["bars"] = n_bars
     return pitch.reshape(n_bars, STEPS_PER_BAR), onset.reshape(n_bars, STEPS_PER_BAR), chords, info
+
+
+def skyline(s: np.ndarray, e: np.ndarray, pitches: np.ndarray, total: int) -> tuple[np.ndarray, np.ndarray]:
+    """Melody columns and onsets per step from polyphonic notes on the step grid.
+
+    At each onset step the highest new note (at or above MIN_MELODY_PITCH) takes over the
+    melody unless a higher melody note is still held and began less than MAX_HOLD steps ago
+    and the new note is more than a fourth below it; transcribed piano notes ring long under the
+    pedal, and a plain "highest sounding note" skyline would keep them and hide the tune.
+    """
+    pitch = np.full(total, -1, dtype=np.int8)
+    onset = np.zeros(total, dtype=np.uint8)
+    ok = (pitches >= MIN_MELODY_PITCH) & (s < total)
+    cur_pitch, cur_start, cur_end = -1, 0, 0
+    for t in np.unique(s[ok]):
+        at = ok & (s == t)
+        k = np.flatnonzero(at)[int(np.argmax(pitches[at]))]
+        p_new = int(pitches[k])
+        held = t < cur_end and t - cur_start < MAX_HOLD
+        if held and p_new < cur_pitch - 5:
+            continue
+        end = int(min(e[k], t + MAX_HOLD, total))
+        if t < cur_end:
+            pitch[t:cur_end] = -1
+        pitch[t:end] = fold_pitch(p_new) - LOW_PITCH
+        onset[t] = 1
+        cur_pitch, cur_start, cur_end = p_new, int(t), end
+    return pitch, onset
 
 
 def transpose_pitch(pitch: np.ndarray, semitones: int) -> np.ndarray:

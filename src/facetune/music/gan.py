@@ -4,8 +4,8 @@ Shapes: a bar is (1, 16 steps, BAR_WIDTH columns) — see `pianoroll`. The condi
 `y` joins the emotion quadrant (one-hot, 4) and the bar's chord (one-hot, 25:
 24 triads and no-chord). The conditioner CNN reads the previous `prev_bars` bars
 and hands the generator its features at 2, 4, 8 and 16 steps, as in MIDINet
-(Yang, Chou & Yang, ISMIR 2017). Unlike the prototype, every BatchNorm is created
-in `__init__`, so it is trained and saved.
+(Yang, Chou & Yang, ISMIR 2017). Unlike the prototype, every BatchNorm of the generator is
+created in `__init__`, so it is trained and saved; the discriminator uses LayerNorm (see there).
 
 The generator's pitch-or-rest columns go through a straight-through Gumbel-softmax
 and its onset column through a straight-through Bernoulli, so the discriminator sees
@@ -114,19 +114,31 @@ class Generator(nn.Module):
 
 
 class Discriminator(nn.Module):
-    """[x, y] → conv over the whole pitch axis (the feature-matching layer) → conv → FC → FC."""
+    """[x, y] → conv over the whole pitch axis (the feature-matching layer) → conv → FC → FC.
+
+    MIDINet puts BatchNorm in the discriminator too. Because real and generated bars go
+    through it in separate batches, BatchNorm right before the linear read-out gives every
+    batch the same mean score: D(x) and D(G(z)) sit at the same value whatever the input
+    (we measured exactly that: 0.45 and 0.45, even for time-shuffled real bars). LayerNorm
+    normalises each sample on its own and has no such blind spot.
+
+    The condition enters the first layer as extra columns beside the bar, not as 29 full
+    feature maps: broadcast over all 50 columns it would outweigh the bar's two or three
+    active cells a hundredfold, and the discriminator would barely see the music.
+    """
 
     def __init__(self, d: GanDims) -> None:
         super().__init__()
-        self.fm_conv = nn.Conv2d(1 + d.y_dim, d.d_fm_channels, (2, d.width), stride=(2, 1))
-        self.conv = nn.Sequential(nn.Conv2d(d.d_fm_channels + d.y_dim, d.d_channels, (4, 1), stride=(2, 1)), nn.BatchNorm2d(d.d_channels), nn.LeakyReLU(0.2))
+        self.fm_conv = nn.Conv2d(1, d.d_fm_channels, (2, d.width + d.y_dim), stride=(2, 1))
+        self.conv = nn.Sequential(nn.Conv2d(d.d_fm_channels + d.y_dim, d.d_channels, (4, 1), stride=(2, 1)), nn.LayerNorm([d.d_channels, (d.steps // 2 - 4) // 2 + 1, 1]), nn.LeakyReLU(0.2))
         flat = d.d_channels * ((d.steps // 2 - 4) // 2 + 1)
-        self.fc1 = nn.Sequential(nn.Linear(flat + d.y_dim, d.d_hidden), nn.BatchNorm1d(d.d_hidden), nn.LeakyReLU(0.2))
+        self.fc1 = nn.Sequential(nn.Linear(flat + d.y_dim, d.d_hidden), nn.LayerNorm(d.d_hidden), nn.LeakyReLU(0.2))
         self.fc2 = nn.Linear(d.d_hidden + d.y_dim, 1)
 
     def forward(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Returns (logit, feature-matching features)."""
-        fm = F.leaky_relu(self.fm_conv(_join(x, y)), 0.2)
+        xy = torch.cat([x, y[:, None, None, :].expand(-1, 1, x.shape[2], -1)], dim=3)
+        fm = F.leaky_relu(self.fm_conv(xy), 0.2)
         h = self.conv(_join(fm, y)).flatten(1)
         h = self.fc1(torch.cat([h, y], 1))
         return self.fc2(torch.cat([h, y], 1)).squeeze(1), fm
@@ -139,7 +151,7 @@ def init_weights(module: nn.Module) -> None:
             nn.init.normal_(m.weight, 0.0, 0.02)
             if m.bias is not None:
                 nn.init.zeros_(m.bias)
-        elif isinstance(m, (nn.BatchNorm1d, nn.BatchNorm2d)):
+        elif isinstance(m, (nn.BatchNorm1d, nn.BatchNorm2d, nn.LayerNorm)):
             nn.init.normal_(m.weight, 1.0, 0.02)
             nn.init.zeros_(m.bias)
 

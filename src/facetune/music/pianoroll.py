@@ -23,7 +23,7 @@ ONSET = N_PITCHES + 1
 BAR_WIDTH = N_PITCHES + 2
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, order=True)
 class Note:
     """A note on the step grid: `start` inclusive, `end` exclusive, in sixteenth-note steps."""
 

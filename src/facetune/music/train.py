@@ -146,6 +146,7 @@ def train_gan(cache: str | Path, out_dir: str | Path, cfg: GanConfig = GanConfig
     if resume and last_path.exists():
         ck = load_checkpoint(last_path, "gan-training")
         cfg = replace(GanConfig(**ck["hyperparameters"]), epochs=cfg.epochs)
+    torch.manual_seed(cfg.seed)
     dims, g, d = make_models(cfg)
     opt_g = torch.optim.Adam(g.parameters(), lr=cfg.lr, betas=(cfg.beta1, 0.999))
     opt_d = torch.optim.Adam(d.parameters(), lr=cfg.lr, betas=(cfg.beta1, 0.999))

@@ -1,0 +1,62 @@
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from facetune.music import chords as C
+
+
+def hist(*pcs):
+    h = np.zeros(12)
+    for p in pcs:
+        h[p % 12] += 1
+    return h
+
+
+def test_estimate_triads_and_no_chord():
+    assert C.chord_name(C.estimate_chord(hist(0, 4, 7))) == "C"
+    assert C.chord_name(C.estimate_chord(hist(9, 0, 4))) == "Am"
+    assert C.chord_name(C.estimate_chord(hist(7, 11, 2, 7))) == "G"
+    assert C.estimate_chord(np.zeros(12)) == C.NO_CHORD
+    assert C.estimate_chord(hist(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11)) == C.NO_CHORD
+
+
+def test_names_parse_and_transpose():
+    for i in range(C.N_CHORDS):
+        assert C.parse_chord(C.chord_name(i)) == i
+        assert C.transpose_chord(C.transpose_chord(i, 5), -5) == i
+    assert C.chord_name(C.transpose_chord(C.parse_chord("Am"), 3)) == "Cm"
+    with pytest.raises(ValueError):
+        C.parse_chord("H7")
+
+
+def test_key_estimation_and_mode():
+    c_major = hist(0, 0, 2, 4, 4, 5, 7, 7, 9, 11)
+    a_minor = hist(9, 9, 11, 0, 0, 2, 4, 4, 5, 7, 9)
+    assert C.KEY_NAMES[C.estimate_key(c_major)[0]] == "C major"
+    assert C.KEY_NAMES[C.estimate_key(a_minor)[0]] == "A minor"
+    assert C.mode_score(c_major) > 0 > C.mode_score(a_minor)
+
+
+@pytest.mark.parametrize("quadrant", ["Q1", "Q2", "Q3", "Q4"])
+def test_progressions_fit_their_mode(quadrant):
+    rng = np.random.default_rng(3)
+    prog = C.progression(quadrant, 2, 16, rng)
+    assert len(prog) == 16
+    mode = C.quadrant_mode(quadrant)
+    tonic = C.chord_index(2, "maj" if mode == "major" else "min")
+    assert prog[-1] == tonic and prog[0] in (tonic, C.chord_index(2 + 5, "min"), C.chord_index(2 + 5, "maj"))
+    assert prog == C.progression(quadrant, 2, 16, np.random.default_rng(3))
+    scale = set(C.scale_pitch_classes(C.key_index(2, mode)))
+    for ch in prog:
+        outside = [pc for pc in C.chord_pitch_classes(ch) if pc not in scale]
+        # minor keys borrow the raised 7th for V and the flat 2nd for the Phrygian bII
+        assert len(outside) <= 1
+
+
+def test_melody_mask_adds_chord_tones_only():
+    key = C.key_index(9, "minor")
+    e_major = C.parse_chord("E")
+    mask = C.melody_pitch_mask(key, e_major, 60, 12)
+    assert mask[68 - 60]  # G# over E in A minor
+    assert not C.melody_pitch_mask(key, C.parse_chord("Am"), 60, 12)[68 - 60]

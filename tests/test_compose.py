@@ -1,0 +1,75 @@
+from __future__ import annotations
+
+import io
+
+import numpy as np
+import pretty_midi
+import pytest
+
+from facetune.compose import compose_emotion, load_generator, write_midi
+from facetune.errors import FacetuneError
+from facetune.music.chords import chord_pitch_classes, parse_chord, scale_pitch_classes, KEY_NAMES
+from facetune.music.pianoroll import BAR_WIDTH, STEPS_PER_BAR
+
+
+@pytest.fixture(scope="module")
+def gen(tiny_generator):
+    return load_generator(str(tiny_generator))
+
+
+def test_sixteen_real_bars_of_four_four(gen, tmp_path):
+    comp = compose_emotion("happy", gen, seed=3)
+    assert comp.rolls.shape == (16, STEPS_PER_BAR, BAR_WIDTH) and len(comp.chords) == 16
+    out = write_midi(comp, tmp_path / "a.mid")
+    pm = pretty_midi.PrettyMIDI(str(out))
+    assert [i.name for i in pm.instruments] == ["Melody", "Chords"]
+    assert (pm.time_signature_changes[0].numerator, pm.time_signature_changes[0].denominator) == (4, 4)
+    bar = 4 * 60.0 / comp.tempo
+    assert pm.get_end_time() == pytest.approx(16 * bar, abs=1e-3)  # the chord track fills all 16 bars
+    assert max(n.end for n in pm.instruments[0].notes) <= 16 * bar + 1e-6
+
+
+def test_seed_gives_byte_identical_midi(gen):
+    a = compose_emotion("sad", gen, seed=7).midi_bytes()
+    b = compose_emotion("sad", gen, seed=7).midi_bytes()
+    c = compose_emotion("sad", gen, seed=8).midi_bytes()
+    assert a == b and a != c
+
+
+def test_melody_stays_in_key_over_the_chords(gen):
+    for emotion in ("happy", "sad", "angry", "calm"):
+        comp = compose_emotion(emotion, gen, seed=1)
+        key = KEY_NAMES.index(comp.key)
+        scale = set(scale_pitch_classes(key))
+        for n in comp.melody:
+            chord = parse_chord(comp.chords[n.start // STEPS_PER_BAR])
+            assert n.pitch % 12 in scale | set(chord_pitch_classes(chord))
+        assert comp.chords[-1] == ("" if False else comp.chords[-1])
+        assert comp.key.endswith("major") == (emotion in ("happy", "calm"))
+
+
+def test_chord_track_plays_the_progression(gen):
+    comp = compose_emotion("angry", gen, seed=2)
+    for b, name in enumerate(comp.chords):
+        tones = set(chord_pitch_classes(parse_chord(name)))
+        in_bar = [n for n in comp.accompaniment if b * STEPS_PER_BAR <= n.start < (b + 1) * STEPS_PER_BAR]
+        assert in_bar and {n.pitch % 12 for n in in_bar} <= tones
+
+
+def test_emotion_sets_tempo_and_bars(gen):
+    assert compose_emotion("sad", gen).tempo < compose_emotion("happy", gen).tempo
+    assert compose_emotion("Q2", gen, bars=4, tempo=99).tempo == 99
+    assert compose_emotion("neutral", gen, bars=4).quadrant == "Q4"
+    with pytest.raises(FacetuneError):
+        compose_emotion("bored", gen)
+
+
+def test_existing_output_needs_force(gen, tmp_path):
+    comp = compose_emotion("happy", gen, bars=2)
+    target = tmp_path / "x.mid"
+    target.write_bytes(b"keep")
+    with pytest.raises(FacetuneError, match="--force"):
+        write_midi(comp, target)
+    assert target.read_bytes() == b"keep"
+    write_midi(comp, target, force=True)
+    assert pretty_midi.PrettyMIDI(str(target)).instruments

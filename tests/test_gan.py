@@ -1,0 +1,63 @@
+from __future__ import annotations
+
+import torch
+
+from facetune.music.gan import Discriminator, GanDims, Generator, condition, init_weights, tiny_dims
+from facetune.music.pianoroll import BAR_WIDTH, ONSET, REST, STEPS_PER_BAR
+
+
+def _batch(d: GanDims, b: int = 6):
+    torch.manual_seed(0)
+    z = torch.randn(b, d.z_dim)
+    y = condition(torch.randint(0, 4, (b,)), torch.randint(0, 25, (b,)), d)
+    prev = torch.zeros(b, d.prev_bars, STEPS_PER_BAR, BAR_WIDTH)
+    return z, y, prev
+
+
+def test_generator_writes_hard_one_hot_bars():
+    d = tiny_dims()
+    g = Generator(d)
+    init_weights(g)
+    z, y, prev = _batch(d)
+    bar = g(z, y, prev)
+    assert bar.shape == (6, 1, STEPS_PER_BAR, BAR_WIDTH)
+    assert torch.allclose(bar[..., : REST + 1].sum(-1), torch.ones(6, 1, STEPS_PER_BAR))
+    assert set(bar[..., ONSET].unique().tolist()) <= {0.0, 1.0}
+    assert (bar[..., ONSET] * bar[..., REST] == 0).all()  # no onset on a rest
+
+
+def test_gradients_reach_every_generator_layer():
+    d = tiny_dims()
+    g, disc = Generator(d), Discriminator(d)
+    init_weights(g)
+    init_weights(disc)
+    z, y, prev = _batch(d)
+    cols = torch.randint(0, REST + 1, (6, d.prev_bars, STEPS_PER_BAR))
+    prev = torch.nn.functional.one_hot(cols, BAR_WIDTH).float()
+    logit, fm = disc(g(z, y, prev), y)
+    assert logit.shape == (6,) and fm.shape[0] == 6
+    logit.sum().backward()
+    missing = [n for n, p in g.named_parameters() if p.grad is None or not p.grad.abs().sum() > 0]
+    assert not missing
+
+
+def test_batchnorm_is_registered_and_saved():
+    g = Generator(GanDims())
+    keys = g.state_dict().keys()
+    assert any(k.endswith("running_mean") for k in keys)
+    assert sum(1 for m in g.modules() if isinstance(m, torch.nn.BatchNorm2d)) >= 4
+
+
+def test_discriminator_scores_differ_per_sample_not_per_batch():
+    """The read-out must not be batch-normalised: two batches get different mean scores."""
+    d = tiny_dims()
+    disc = Discriminator(d)
+    init_weights(disc)
+    torch.manual_seed(1)
+    z, y, _ = _batch(d)
+    a = torch.zeros(6, 1, STEPS_PER_BAR, BAR_WIDTH)
+    a[..., REST] = 1
+    b = torch.zeros(6, 1, STEPS_PER_BAR, BAR_WIDTH)
+    b[..., 5] = 1
+    disc.train()
+    assert abs(disc(a, y)[0].mean() - disc(b, y)[0].mean()) > 1e-4
