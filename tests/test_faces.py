@@ -1,0 +1,174 @@
+from __future__ import annotations
+
+import io
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from PIL import Image
+
+from facetune.errors import InputError, NoFaceError
+from facetune.faces import crop_face, detect_faces, find_faces, iter_image_files, load_image, preprocess
+
+from conftest import ASTRONAUT, CHELSEA, face_image
+
+needs_photos = pytest.mark.skipif(not ASTRONAUT.exists(), reason="shared photos not present")
+
+
+def _save(img: Image.Image, path, fmt=None, **kw):
+    img.save(path, format=fmt, **kw)
+    return path
+
+
+@pytest.mark.parametrize("fmt, ext", [("JPEG", "jpg"), ("PNG", "png"), ("BMP", "bmp"), ("WEBP", "webp"), ("TIFF", "tif")])
+def test_formats(tmp_path, fmt, ext):
+    img = Image.fromarray(np.random.default_rng(0).integers(0, 255, (30, 40, 3), dtype=np.uint8))
+    arr = load_image(_save(img, tmp_path / f"a.{ext}", fmt))
+    assert arr.shape == (30, 40, 3) and arr.dtype == np.uint8
+
+
+@pytest.mark.parametrize("mode", ["L", "RGB", "RGBA", "P", "I;16", "CMYK", "LA", "1"])
+def test_modes(tmp_path, mode):
+    base = Image.fromarray(np.random.default_rng(1).integers(0, 255, (20, 24, 3), dtype=np.uint8))
+    if mode == "I;16":
+        img = Image.fromarray((np.arange(480).reshape(20, 24) * 100).astype(np.uint16))
+    else:
+        img = base.convert(mode)
+    fmt = "TIFF" if mode in ("CMYK", "I;16") else "PNG"
+    arr = load_image(_save(img, tmp_path / f"m.{fmt.lower()}", fmt))
+    assert arr.shape == (20, 24, 3)
+    if mode == "I;16":
+        assert arr.max() == 255 and arr.min() == 0  # 16-bit range scaled, not clipped
+
+
+def test_exif_orientation(tmp_path):
+    img = Image.fromarray(np.zeros((20, 40, 3), np.uint8))
+    exif = Image.Exif()
+    exif[0x0112] = 6  # rotate 90° clockwise on display
+    path = tmp_path / "o.jpg"
+    img.save(path, exif=exif)
+    assert load_image(path).shape == (40, 20, 3)
+
+
+def test_animated_gif_first_frame(tmp_path):
+    frames = [Image.new("RGB", (32, 32), c) for c in ((255, 0, 0), (0, 255, 0))]
+    path = tmp_path / "a.gif"
+    frames[0].save(path, save_all=True, append_images=frames[1:])
+    arr = load_image(path)
+    assert arr[0, 0, 0] > 200 and arr[0, 0, 1] < 50
+
+
+def test_inputs_as_bytes_pil_and_arrays():
+    img = Image.fromarray(face_image(0, np.random.default_rng(0)))
+    buf = io.BytesIO()
+    img.save(buf, format="PNG")
+    a = load_image(buf.getvalue())
+    assert (load_image(img) == a).all() and (load_image(np.asarray(img)) == a).all()
+    assert load_image(np.asarray(img) / 255.0).shape == (48, 48, 3)
+
+
+@pytest.mark.parametrize(
+    "maker, message",
+    [
+        (lambda p: p.write_bytes(b""), "empty file"),
+        (lambda p: p.write_text("hello, I am text"), "not an image"),
+        (lambda p: p.write_bytes(_jpeg_bytes()[:300]), "damaged or truncated"),
+        (lambda p: Image.new("RGB", (1, 1)).save(p, format="PNG"), "too small"),
+        (lambda p: Image.new("L", (3, 100000)).save(p, format="PNG"), "too small"),
+    ],
+)
+def test_bad_images(tmp_path, maker, message):
+    path = tmp_path / "bad.jpg"
+    maker(path)
+    with pytest.raises(InputError, match=message) as err:
+        load_image(path)
+    assert "bad.jpg" in str(err.value) and "\n" not in str(err.value)
+
+
+def _jpeg_bytes() -> bytes:
+    buf = io.BytesIO()
+    Image.fromarray(np.random.default_rng(0).integers(0, 255, (64, 64, 3), dtype=np.uint8)).save(buf, format="JPEG")
+    return buf.getvalue()
+
+
+def test_truncated_png(tmp_path):
+    buf = io.BytesIO()
+    Image.fromarray(np.random.default_rng(0).integers(0, 255, (64, 64), dtype=np.uint8)).save(buf, format="PNG")
+    path = tmp_path / "t.png"
+    path.write_bytes(buf.getvalue()[: len(buf.getvalue()) // 2])
+    with pytest.raises(InputError, match="t.png"):
+        load_image(path)
+
+
+def test_decompression_bomb(tmp_path, monkeypatch):
+    path = tmp_path / "bomb.png"
+    Image.new("L", (400, 400)).save(path)
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 100 * 100)
+    with pytest.raises(InputError, match="too large"):
+        load_image(path)
+
+
+def test_missing_and_folder(tmp_path):
+    with pytest.raises(InputError, match="no such file"):
+        load_image(tmp_path / "nope.png")
+    with pytest.raises(InputError, match="folder"):
+        load_image(tmp_path)
+
+
+@needs_photos
+def test_astronaut_face_found():
+    boxes = detect_faces(load_image(ASTRONAUT))
+    assert len(boxes) >= 1
+    x, y, w, h = boxes[0]
+    assert 100 < x + w / 2 < 400 and y + h / 2 < 256 and w > 60
+
+
+@needs_photos
+def test_cat_has_no_human_face():
+    with pytest.raises(NoFaceError, match="chelsea.png"):
+        find_faces(CHELSEA)
+
+
+def test_small_crop_used_whole():
+    crop = np.full((48, 48), 128, np.uint8)
+    [face] = find_faces(crop)
+    assert face.box is None and face.crop.shape == (48, 48)
+
+
+def test_no_detect_uses_whole_image():
+    img = np.random.default_rng(0).integers(0, 255, (300, 200, 3), dtype=np.uint8)
+    [face] = find_faces(img, detect=False)
+    assert face.box is None and face.crop.shape == (48, 48)
+    with pytest.raises(NoFaceError):
+        find_faces(img)
+
+
+def test_crop_at_the_border():
+    img = np.random.default_rng(0).integers(0, 255, (100, 100, 3), dtype=np.uint8)
+    assert crop_face(img, (80, 80, 30, 30), size=64).shape == (64, 64)
+
+
+def test_preprocess_range_and_shape():
+    x = preprocess(np.array([np.zeros((48, 48)), np.full((48, 48), 255)], dtype=np.uint8), 64)
+    assert tuple(x.shape) == (2, 3, 64, 64) and float(x.min()) == -1 and float(x.max()) == 1
+
+
+def test_iter_image_files(tmp_path):
+    (tmp_path / "a" / "b").mkdir(parents=True)
+    for rel in ("a/x.jpg", "a/b/y.png", "a/notes.txt", "a/.hidden.jpg"):
+        (tmp_path / rel).write_bytes(b"x")
+    found = iter_image_files([tmp_path / "a", str(tmp_path / "a" / "*.jpg"), tmp_path / "missing.png"])
+    assert [(str(r)) for _, r in found] == ["b/y.png", "x.jpg", "x.jpg", "missing.png"]
+
+
+@settings(max_examples=30, deadline=None)
+@given(st.integers(8, 64), st.integers(8, 64), st.sampled_from(["L", "RGB"]), st.integers(0, 2**32 - 1))
+def test_png_round_trip(h, w, mode, seed):
+    rng = np.random.default_rng(seed)
+    arr = rng.integers(0, 256, (h, w) if mode == "L" else (h, w, 3), dtype=np.uint8)
+    buf = io.BytesIO()
+    Image.fromarray(arr).save(buf, format="PNG")
+    out = load_image(buf.getvalue())
+    expect = np.repeat(arr[:, :, None], 3, 2) if mode == "L" else arr
+    assert out.shape == (h, w, 3) and (out == expect).all()
