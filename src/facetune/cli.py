@@ -178,16 +178,18 @@ def prepare_music_cmd(src: Path, out: Path, labels: Path | None, grid: str, seed
 @click.option("--lr", default=2e-4, show_default=True, type=float)
 @click.option("--steps-per-epoch", default=0, show_default=True, type=click.IntRange(0), help="0 = one pass over the training bars.")
 @click.option("--prev-bars", default=2, show_default=True, type=click.IntRange(1, 8), help="How many previous bars the conditioner reads.")
+@click.option("--fm-weight", default=1.0, show_default=True, type=float, help="Weight of feature matching on the discriminator's first layer.")
+@click.option("--mean-weight", default=1.0, show_default=True, type=float, help="Weight of matching the mean generated bar to the mean real bar.")
 @click.option("--seed", default=0, show_default=True)
 @click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda, cuda:N or mps.")
 @click.option("--resume", is_flag=True, help="Continue from OUT/last.pt.")
 @click.option("--tiny", is_flag=True, hidden=True, help="A very small network (tests only).")
 @handle_errors
-def train_gan_cmd(data: Path, out: Path, epochs: int, batch_size: int, lr: float, steps_per_epoch: int, prev_bars: int, seed: int, device: str, resume: bool, tiny: bool) -> None:
+def train_gan_cmd(data: Path, out: Path, epochs: int, batch_size: int, lr: float, steps_per_epoch: int, prev_bars: int, fm_weight: float, mean_weight: float, seed: int, device: str, resume: bool, tiny: bool) -> None:
     """Train the MIDINet-style melody GAN on a music cache."""
     from .music.train import GanConfig, train_gan
 
-    cfg = GanConfig(epochs=epochs, batch_size=batch_size, lr=lr, steps_per_epoch=steps_per_epoch, prev_bars=prev_bars, seed=seed, tiny=tiny)
+    cfg = GanConfig(epochs=epochs, batch_size=batch_size, lr=lr, steps_per_epoch=steps_per_epoch, prev_bars=prev_bars, fm_weight=fm_weight, mean_weight=mean_weight, seed=seed, tiny=tiny)
     result = train_gan(data, out, cfg, resume=resume, device=device, command=_command_line())
     console.info(f"done: {result['epochs']} epochs; generator in {out / 'generator.pt'}")
 
@@ -347,10 +349,10 @@ def compose_cmd(inputs: tuple[str, ...], output: Path | None, out_dir: Path | No
         raise click.UsageError("use -o for one input or --out-dir for many, not both")
     clf = str(classifier) if classifier else None
     gen = str(generator) if generator else None
-    if emotion or (len(inputs) == 1 and output is not None and inputs[0] != "-" and not Path(inputs[0]).is_dir() and not any(c in inputs[0] for c in "*?[")):
+    if emotion or (len(inputs) == 1 and output is not None and (inputs[0] == "-" or (not Path(inputs[0]).is_dir() and not any(c in inputs[0] for c in "*?[")))):
         if output is None:
             raise click.UsageError("say where to write the MIDI: -o FILE (or -o - for stdout)")
-        image = None if emotion else inputs[0]
+        image: Any = None if emotion else (sys.stdin.buffer.read() if inputs[0] == "-" else inputs[0])
         to_stdout = str(output) == "-"
         if to_stdout and (png or wav):
             raise click.UsageError("--png and --wav need -o FILE, not stdout")
@@ -375,9 +377,7 @@ def compose_cmd(inputs: tuple[str, ...], output: Path | None, out_dir: Path | No
             _print_summary(res, to_stdout)
         return
     if out_dir is None:
-        if output is not None and inputs == ("-",):
-            raise click.UsageError("an image on stdin needs -o FILE")
-        raise click.UsageError("several inputs need --out-dir DIR")
+        raise click.UsageError("several inputs (or a folder) need --out-dir DIR")
     if preview:
         raise click.UsageError("--preview shows one composition; use it with -o")
     _compose_batch(inputs, out_dir, seed, bars, tempo, not no_chords, fmt, no_detect, clf, gen, batch_size, workers, force, png, wav)

@@ -2,7 +2,10 @@
 
 MIDINet's recipe: real labels smoothed to 0.9, two generator updates per
 discriminator update, and a generator loss with feature matching on the
-discriminator's first layer (weight 0.1) and on the mean bar (weight 0.01).
+discriminator's first layer and on the mean bar. MIDINet weights those two terms 0.1
+and 0.01; at those weights our generator drifted to an onset on almost every step
+(12.6 onsets per bar against 4.6 in the data, by epoch 2) while the discriminator won,
+so both default to 1.0, which keeps the bar statistics anchored to the data.
 Each epoch's shuffling and noise are seeded from (seed, epoch), so a run resumed
 from `last.pt` ends exactly where an uninterrupted one would on the CPU.
 """
@@ -33,8 +36,8 @@ class GanConfig:
     beta1: float = 0.5
     g_steps: int = 2
     real_label: float = 0.9
-    fm_weight: float = 0.1
-    mean_weight: float = 0.01
+    fm_weight: float = 1.0
+    mean_weight: float = 1.0
     prev_bars: int = 2
     steps_per_epoch: int = 0  # 0: one pass over the training bars
     seed: int = 0

@@ -1,0 +1,84 @@
+"""Interruptions and determinism across processes: real subprocesses, real signals."""
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pretty_midi
+import torch
+from PIL import Image
+
+from facetune.checkpoints import load_checkpoint
+
+from conftest import face_image
+
+ENV = {**os.environ, "FACETUNE_NO_PROGRESS": "1", "OMP_NUM_THREADS": "1"}
+
+
+def facetune(*args: object, **kw) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-m", "facetune", *map(str, args)], env=ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE, **kw)
+
+
+def wait_for(cond, timeout: float = 120.0) -> None:
+    end = time.time() + timeout
+    while not cond():
+        assert time.time() < end, "timed out"
+        time.sleep(0.05)
+
+
+def test_sigterm_during_batch_compose_leaves_only_complete_files(tmp_path, tiny_classifier, tiny_generator):
+    src = tmp_path / "faces"
+    src.mkdir()
+    rng = np.random.default_rng(0)
+    for i in range(300):
+        Image.fromarray(face_image(i % 3, rng)).save(src / f"f{i:03d}.png")
+    out = tmp_path / "songs"
+    args = ["compose", src, "--out-dir", out, "--classifier", tiny_classifier, "--generator", tiny_generator, "--batch-size", "8", "--png"]
+    proc = facetune(*args)
+    wait_for(lambda: len(list(out.glob("*.mid"))) >= 3)
+    proc.send_signal(signal.SIGTERM)
+    proc.wait(60)
+    assert proc.returncode != 0
+    done = list(out.glob("*.mid"))
+    assert 3 <= len(done) < 300, "the run should have been cut short"
+    assert not [p for p in out.iterdir() if p.name.startswith(".")], "temporary files left behind"
+    for p in done:
+        assert pretty_midi.PrettyMIDI(str(p)).instruments
+    proc = facetune(*args)
+    _, err = proc.communicate(timeout=600)
+    assert proc.returncode == 0, err.decode()
+    assert len(list(out.glob("*.mid"))) == 300
+
+
+def test_kill_9_during_training_then_resume(tmp_path, faces_cache):
+    args = ["train", "classifier", "--data", faces_cache, "--tiny", "--init", "random", "--epochs", "4", "--batch-size", "8", "--input-size", "48", "--seed", "2"]
+    ref = facetune(*args, "--out", tmp_path / "ref")
+    assert ref.wait(600) == 0
+    run = tmp_path / "cut"
+    proc = facetune(*args, "--out", run)
+    wait_for(lambda: (run / "last.pt").exists() and load_checkpoint(run / "last.pt")["epoch"] >= 2, timeout=600)
+    proc.kill()
+    proc.wait(60)
+    killed_at = load_checkpoint(run / "last.pt")["epoch"]
+    assert killed_at < 4
+    proc = facetune(*args, "--out", run, "--resume")
+    _, err = proc.communicate(timeout=600)
+    assert proc.returncode == 0 and f"after epoch {killed_at}" in err.decode()
+    a, b = load_checkpoint(tmp_path / "ref" / "last.pt"), load_checkpoint(run / "last.pt")
+    assert a["epoch"] == b["epoch"] == 4
+    assert all(torch.equal(a["state_dict"][k], b["state_dict"][k]) for k in a["state_dict"])
+    assert [h["val_acc"] for h in a["history"]] == [h["val_acc"] for h in b["history"]]
+
+
+def test_same_seed_same_bytes_across_processes(tmp_path, tiny_generator):
+    outs = []
+    for i in range(2):
+        p = facetune("compose", "--emotion", "angry", "--seed", "11", "-o", tmp_path / f"{i}.mid", "--generator", tiny_generator)
+        assert p.wait(120) == 0
+        outs.append((tmp_path / f"{i}.mid").read_bytes())
+    assert outs[0] == outs[1]
