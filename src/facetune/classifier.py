@@ -8,6 +8,7 @@ features with no download.
 """
 from __future__ import annotations
 
+import contextlib
 import math
 import time
 from dataclasses import asdict, dataclass, field, replace
@@ -43,6 +44,7 @@ class ClassifierConfig:
     dropout: float = 0.3
     patience: int = 8
     seed: int = 0
+    micro_batch: int = 0  # per-process forward size; 0 = batch_size / processes (see distributed)
     tiny: bool = False  # a very small network, for tests only
 
 
@@ -239,15 +241,18 @@ def train_classifier(
 ) -> dict[str, Any]:
     """Train on a prepared faces cache, checkpointing every epoch to `out_dir/last.pt`.
 
-    Each epoch's shuffling, augmentation and dropout are seeded from (seed, epoch),
-    so a run resumed from its last checkpoint ends exactly where an uninterrupted
-    one would on the CPU. The best epoch by validation accuracy is written to
-    `out_dir/best.pt` and, in fp16, to `out_dir/model.pt` (the file to ship).
+    Shuffling is seeded from (seed, epoch) and each micro-batch's augmentation and dropout
+    from (seed, epoch, micro-batch), so a run resumed from its last checkpoint ends exactly
+    where an uninterrupted one would on the CPU, and under `torchrun` the world size does
+    not change the result (see `distributed`). The best epoch by validation accuracy is
+    written to `out_dir/best.pt` and, in fp16, to `out_dir/model.pt` (the file to ship).
+    Only rank 0 writes files and logs.
     """
     import torch
     import torch.nn.functional as F
 
     from .data import load_faces_cache
+    from .distributed import GlobalBatchSampler, all_reduce_sums, barrier, broadcast_floats, init_distributed, micro_batch_size, shutdown
 
     out_dir = Path(out_dir)
     manifest, splits = load_faces_cache(cache)
@@ -256,36 +261,51 @@ def train_classifier(
     x_va, y_va = splits["val"]
     if len(x_tr) == 0 or len(x_va) == 0:
         raise FacetuneError(f"{cache}: the cache needs non-empty train and val splits")
-    dev = resolve_device(device)
+    info, dev = init_distributed(resolve_device(device))
+    if not info.is_main:
+        console.set_verbosity(quiet=True)
     last_path = out_dir / "last.pt"
     state = TrainState()
-    torch.manual_seed(cfg.seed)
-    model = build_model(len(classes), cfg.arch, cfg.dropout, cfg.tiny)
-    resumed_from = None
+    ck: dict[str, Any] = {}
     if resume and last_path.exists():
         ck = load_checkpoint(last_path, "classifier-training")
         if ck["classes"] != classes:
             raise FacetuneError(f"{last_path}: was trained on classes {ck['classes']}, the cache has {classes}")
-        cfg = replace(ClassifierConfig(**ck["hyperparameters"]), epochs=cfg.epochs)
-        model.load_state_dict(ck["state_dict"])
-        state = TrainState(ck["epoch"], ck["best_val"], ck["best_epoch"], list(ck["history"]))
-        resumed_from = state.epoch
-        console.info(f"resuming from {last_path} after epoch {state.epoch}")
+        cfg = replace(ClassifierConfig(**ck["hyperparameters"]), epochs=cfg.epochs, micro_batch=cfg.micro_batch)
     elif resume:
         console.warn(f"{last_path} not found: starting a new run")
-    if resumed_from is None:
+    micro, accum = micro_batch_size(cfg.batch_size, cfg.micro_batch, info.world)
+    if len(x_tr) < cfg.batch_size:
+        raise FacetuneError(f"{cache}: {len(x_tr)} training images, fewer than one batch of {cfg.batch_size}")
+    torch.manual_seed(cfg.seed)
+    model = build_model(len(classes), cfg.arch, cfg.dropout, cfg.tiny)
+    if ck:
+        model.load_state_dict(ck["state_dict"])
+        state = TrainState(ck["epoch"], ck["best_val"], ck["best_epoch"], list(ck["history"]))
+        console.info(f"resuming from {last_path} after epoch {state.epoch}")
+    else:
         init_info = initialise(model, cfg.init)
         console.info(f"initialised from {cfg.init}: {init_info['loaded']} tensors loaded")
     model.to(dev)
+    net = model
+    if info.active:
+        from torch.nn.parallel import DistributedDataParallel
+
+        net = DistributedDataParallel(model, device_ids=[dev.index] if dev.type == "cuda" else None)
+    console.info(f"{info.world} process(es) on {dev}, global batch {cfg.batch_size} = micro-batch {micro} × {accum} accumulation × {info.world}")
     default_eval = [c for c in DEFAULT_CLASSES if c in classes] or classes
     eval_idx = _eval_indices(classes, default_eval)
-    weights = torch.from_numpy(class_weights(y_tr, len(classes))).to(dev)
+    class_w = class_weights(y_tr, len(classes))
+    weights = torch.from_numpy(class_w).to(dev)
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-    steps_per_epoch = math.ceil(len(x_tr) / cfg.batch_size)
+    sampler = GlobalBatchSampler(len(x_tr), cfg.batch_size, micro, info, cfg.seed)
+    steps_per_epoch = len(sampler)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: _lr_lambda(s, steps_per_epoch, cfg))
-    if resumed_from is not None:
+    if ck:
         opt.load_state_dict(ck["optimizer"])
         sched.load_state_dict(ck["scheduler"])
+    amp = dev.type == "cuda"
+    scaler = torch.amp.GradScaler("cuda", enabled=amp)
     x_va_t = _to_input(x_va)
     started = time.time()
     epochs_run = 0
@@ -298,32 +318,44 @@ def train_classifier(
                 console.info(f"early stop: no val improvement for {cfg.patience} epochs")
                 break
             epoch = state.epoch
-            torch.manual_seed(cfg.seed * 100_003 + epoch)
-            gen = torch.Generator().manual_seed(cfg.seed * 1_000_003 + epoch)
-            order = torch.randperm(len(x_tr), generator=gen).numpy()
-            model.train()
+            sampler.set_epoch(epoch)
+            net.train()
             t0 = time.time()
             loss_sum, correct, seen = 0.0, 0, 0
-            for start in range(0, len(order), cfg.batch_size):
-                idx = np.sort(order[start : start + cfg.batch_size])
-                xb = augment(_to_input(x_tr[idx]), cfg.input_size, gen).expand(-1, 3, -1, -1).to(dev)
-                yb = torch.from_numpy(y_tr[idx]).to(dev)
-                logits = model(xb)
-                loss = F.cross_entropy(logits, yb, weight=weights, label_smoothing=cfg.label_smoothing)
+            for _, mine, batch in sampler:
+                total_w = float(class_w[y_tr[batch]].sum())
+                for k, (micro_id, idx) in enumerate(mine):
+                    seed = (cfg.seed * 1_000_003 + epoch) * 100_003 + micro_id
+                    torch.manual_seed(seed)
+                    gen = torch.Generator().manual_seed(seed)
+                    xb = augment(_to_input(x_tr[idx]), cfg.input_size, gen).expand(-1, 3, -1, -1).to(dev)
+                    yb = torch.from_numpy(y_tr[idx]).to(dev)
+                    sync = k == len(mine) - 1 or not info.active
+                    with (contextlib.nullcontext() if sync else net.no_sync()):
+                        with torch.autocast(dev.type, dtype=torch.float16, enabled=amp):
+                            logits = net(xb)
+                        per_sample = F.cross_entropy(logits.float(), yb, reduction="none", label_smoothing=cfg.label_smoothing)
+                        loss = (per_sample * weights[yb]).sum() / total_w * info.world
+                        scaler.scale(loss).backward()
+                    loss_sum += float(per_sample.detach().mean()) * len(idx)
+                    correct += int((logits.argmax(1) == yb).sum())
+                    seen += len(idx)
+                scaler.step(opt)
+                scaler.update()
                 opt.zero_grad(set_to_none=True)
-                loss.backward()
-                opt.step()
                 sched.step()
-                loss_sum += loss.item() * len(idx)
-                correct += int((logits.argmax(1) == yb).sum())
-                seen += len(idx)
-                prog.update(task, advance=1, metrics=f"ep {epoch + 1}/{cfg.epochs} loss {loss_sum / seen:.3f} acc {correct / seen:.3f}")
-            val_logits = predict_logits(model, x_va_t, cfg.input_size, dev)
-            val_acc = _restricted_accuracy(val_logits, y_va, eval_idx)
+                prog.update(task, advance=1, metrics=f"ep {epoch + 1}/{cfg.epochs} loss {loss_sum / max(seen, 1):.3f} acc {correct / max(seen, 1):.3f}")
+            val_acc = 0.0
+            if info.is_main:
+                val_logits = predict_logits(model, x_va_t, cfg.input_size, dev)
+                val_acc = _restricted_accuracy(val_logits, y_va, eval_idx)
+            loss_sum, correct, seen = all_reduce_sums([loss_sum, correct, seen], info)
+            train_loss, train_acc = loss_sum / max(seen, 1), correct / max(seen, 1)
+            [val_acc] = broadcast_floats([val_acc], info)
             record = {
                 "epoch": epoch + 1,
-                "train_loss": round(loss_sum / seen, 4),
-                "train_acc": round(correct / seen, 4),
+                "train_loss": round(train_loss, 4),
+                "train_acc": round(train_acc, 4),
                 "val_acc": round(val_acc, 4),
                 "lr": round(sched.get_last_lr()[0], 6),
                 "seconds": round(time.time() - t0, 1),
@@ -333,30 +365,33 @@ def train_classifier(
             improved = val_acc > state.best_val
             if improved:
                 state.best_val, state.best_epoch = val_acc, epoch
-            extra = {"provenance": provenance(command), "data": _data_info(manifest), "training": _training_info(state)}
-            if improved:
-                save_checkpoint(out_dir / "best.pt", model_payload(model, classes, cfg, extra))
-                save_checkpoint(out_dir / "model.pt", model_payload(model, classes, cfg, extra, half=True))
-            save_checkpoint(
-                last_path,
-                {
-                    "kind": "classifier-training",
-                    "classes": classes,
-                    "hyperparameters": asdict(cfg),
-                    "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
-                    "optimizer": opt.state_dict(),
-                    "scheduler": sched.state_dict(),
-                    "epoch": state.epoch,
-                    "best_val": state.best_val,
-                    "best_epoch": state.best_epoch,
-                    "history": state.history,
-                },
-            )
+            if info.is_main:
+                extra = {"provenance": provenance(command) | {"world_size": info.world}, "data": _data_info(manifest), "training": _training_info(state)}
+                if improved:
+                    save_checkpoint(out_dir / "best.pt", model_payload(model, classes, cfg, extra))
+                    save_checkpoint(out_dir / "model.pt", model_payload(model, classes, cfg, extra, half=True))
+                save_checkpoint(
+                    last_path,
+                    {
+                        "kind": "classifier-training",
+                        "classes": classes,
+                        "hyperparameters": asdict(cfg),
+                        "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
+                        "optimizer": opt.state_dict(),
+                        "scheduler": sched.state_dict(),
+                        "epoch": state.epoch,
+                        "best_val": state.best_val,
+                        "best_epoch": state.best_epoch,
+                        "history": state.history,
+                    },
+                )
+            barrier(info)
             epochs_run += 1
             console.info(
                 f"epoch {record['epoch']}/{cfg.epochs}  loss {record['train_loss']:.4f}  train acc {record['train_acc']:.4f}  "
                 f"val acc ({'/'.join(default_eval)}) {val_acc:.4f}{'  *best' if improved else ''}  {record['seconds']:.0f}s"
             )
+    shutdown(info)
     return {"epochs": state.epoch, "best_val": state.best_val, "best_epoch": state.best_epoch + 1, "history": state.history, "seconds": time.time() - started, "out_dir": str(out_dir)}
 
 

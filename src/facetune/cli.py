@@ -124,19 +124,24 @@ def train() -> None:
 @click.option("--init", "init", default="lite0", show_default=True, help="lite0 (ImageNet EfficientNet-Lite0 weights), random, or a path to a B0 .pth.")
 @click.option("--init-weights", type=click.Path(path_type=Path), help="Your own EfficientNet-B0 state dict (implies the full B0 form).")
 @click.option("--patience", default=8, show_default=True, type=click.IntRange(1), help="Early-stop after this many epochs without val improvement.")
+@click.option("--micro-batch", default=0, show_default=True, type=click.IntRange(0), help="Per-process forward size (0: batch size / processes); the rest is gradient accumulation.")
 @click.option("--seed", default=0, show_default=True)
 @click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda, cuda:N or mps.")
 @click.option("--resume", is_flag=True, help="Continue from OUT/last.pt.")
 @click.option("--tiny", is_flag=True, hidden=True, help="A very small network (tests only).")
 @handle_errors
-def train_classifier_cmd(data: Path, out: Path, epochs: int, batch_size: int, lr: float, weight_decay: float, input_size: int, init: str, init_weights: Path | None, patience: int, seed: int, device: str, resume: bool, tiny: bool) -> None:
-    """Train the EfficientNet-B0 emotion classifier on a faces cache."""
+def train_classifier_cmd(data: Path, out: Path, epochs: int, batch_size: int, lr: float, weight_decay: float, input_size: int, init: str, init_weights: Path | None, patience: int, micro_batch: int, seed: int, device: str, resume: bool, tiny: bool) -> None:
+    """Train the EfficientNet-B0 emotion classifier on a faces cache.
+
+    Under `torchrun --nproc_per_node N -m facetune train classifier ...` it trains with
+    DistributedDataParallel; --batch-size stays the global batch whatever N is.
+    """
     from .classifier import ClassifierConfig, train_classifier
 
     arch = "efficientnet-b0-lite"
     if init_weights is not None:
         init, arch = str(init_weights), "efficientnet-b0"
-    cfg = ClassifierConfig(input_size=input_size, arch=arch, init=init, epochs=epochs, batch_size=batch_size, lr=lr, weight_decay=weight_decay, patience=patience, seed=seed, tiny=tiny)
+    cfg = ClassifierConfig(input_size=input_size, arch=arch, init=init, epochs=epochs, batch_size=batch_size, lr=lr, weight_decay=weight_decay, patience=patience, seed=seed, micro_batch=micro_batch, tiny=tiny)
     result = train_classifier(data, out, cfg, resume=resume, device=device, command=_command_line())
     console.info(f"done: {result['epochs']} epochs, best val acc {result['best_val']:.4f} at epoch {result['best_epoch']}; model in {out / 'model.pt'}")
 

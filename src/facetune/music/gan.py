@@ -9,7 +9,10 @@ created in `__init__`, so it is trained and saved; the discriminator uses LayerN
 
 The generator's pitch-or-rest columns go through a straight-through Gumbel-softmax
 and its onset column through a straight-through Bernoulli, so the discriminator sees
-hard one-hot bars like the real ones while gradients still flow.
+hard one-hot bars like the real ones while gradients still flow. A pitch change always
+starts a note in real bars, so the generator's onset column is forced on there too;
+otherwise the discriminator spots pitch changes without onsets and the generator learns
+to put an onset on every step (we saw 8–12 onsets per bar against 4.6 in the data).
 """
 from __future__ import annotations
 
@@ -109,8 +112,11 @@ class Generator(nn.Module):
         pitch = hard - soft.detach() + soft
         p_on = torch.sigmoid(lg[..., ONSET : ONSET + 1])
         on_hard = (torch.rand_like(p_on) < p_on).to(p_on.dtype)
-        onset = (on_hard - p_on.detach() + p_on) * (1 - pitch[..., REST : REST + 1])
-        return torch.cat([pitch, onset], dim=-1)
+        onset = on_hard - p_on.detach() + p_on
+        same = (pitch[..., 1:, :] * pitch[..., :-1, :]).sum(-1, keepdim=True)
+        changed = torch.cat([torch.zeros_like(same[..., :1, :]), 1 - same], dim=-2)
+        onset = onset + changed * (1 - onset)
+        return torch.cat([pitch, onset * (1 - pitch[..., REST : REST + 1])], dim=-1)
 
 
 class Discriminator(nn.Module):
