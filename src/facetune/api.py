@@ -187,6 +187,7 @@ def compose(
     generator: str | None = None,
     classes: Sequence[str] | None = None,
     detect: bool | None = None,
+    device: str = "cpu",
     force: bool = False,
 ) -> ComposeResult:
     """Photo (or an emotion) → a new melody; writes MIDI to `output` if given.
@@ -199,7 +200,7 @@ def compose(
         raise FacetuneError("give a photo or an emotion")
     face_rec = None
     if emotion is None:
-        [face_rec] = classify(image, classifier=classifier, classes=classes, detect=detect)
+        [face_rec] = classify(image, classifier=classifier, classes=classes, detect=detect, device=device)
         if face_rec.error:
             raise InputError(face_rec.error)
         emotion = face_rec.emotion

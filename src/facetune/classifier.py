@@ -423,9 +423,10 @@ def predict_logits(model: Any, x: Any, input_size: int, device: Any, batch_size:
             if xb.shape[-1] != input_size:
                 xb = F.interpolate(xb, size=(input_size, input_size), mode="bilinear", align_corners=False)
             xb = xb.expand(-1, 3, -1, -1).to(device)
-            logits = model(xb).float()
-            if tta:
-                logits = (logits + model(torch.flip(xb, dims=[3])).float()) / 2
+            with torch.autocast(device.type, dtype=torch.float16, enabled=device.type == "cuda"):
+                logits = model(xb).float()
+                if tta:
+                    logits = (logits + model(torch.flip(xb, dims=[3])).float()) / 2
             outs.append(logits.cpu())
     return torch.cat(outs) if outs else torch.zeros(0, 0)
 

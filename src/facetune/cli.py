@@ -329,12 +329,13 @@ def _compose_record(res: Any = None, **fields: Any) -> dict[str, Any]:
 @click.option("--generator", type=click.Path(path_type=Path), help="Generator checkpoint (default: the shipped model).")
 @click.option("--batch-size", default=128, show_default=True, type=click.IntRange(1))
 @click.option("--workers", default=0, show_default=True, type=click.IntRange(0), help="Processes decoding images.")
+@click.option("--device", default="cpu", show_default=True, help="Device for the classifier: cpu, auto, cuda, cuda:N or mps.")
 @click.option("--png", is_flag=True, help="Also save a piano-roll picture beside each MIDI file (.png).")
 @click.option("--wav", is_flag=True, help="Also render audio beside each MIDI file (.wav).")
 @click.option("--preview", is_flag=True, help="Show the piano roll in the terminal (one input).")
 @click.option("--force", is_flag=True, help="Overwrite existing outputs.")
 @handle_errors
-def compose_cmd(inputs: tuple[str, ...], output: Path | None, out_dir: Path | None, emotion: str | None, seed: int, bars: int, tempo: float | None, no_chords: bool, fmt: str, no_detect: bool, classifier: Path | None, generator: Path | None, batch_size: int, workers: int, png: bool, wav: bool, preview: bool, force: bool) -> None:
+def compose_cmd(inputs: tuple[str, ...], output: Path | None, out_dir: Path | None, emotion: str | None, seed: int, bars: int, tempo: float | None, no_chords: bool, fmt: str, no_detect: bool, classifier: Path | None, generator: Path | None, batch_size: int, workers: int, device: str, png: bool, wav: bool, preview: bool, force: bool) -> None:
     """Photo → emotion → a new melody over chords, as MIDI.
 
     \b
@@ -365,7 +366,7 @@ def compose_cmd(inputs: tuple[str, ...], output: Path | None, out_dir: Path | No
         for extra in extras:
             if extra.exists() and not force:
                 raise FacetuneError(f"{extra}: already exists (use --force to overwrite)")
-        res = compose(image, None if to_stdout else output, emotion=emotion, seed=seed, bars=bars, tempo=tempo, chords=not no_chords, classifier=clf, generator=gen, detect=False if no_detect else None, force=force)
+        res = compose(image, None if to_stdout else output, emotion=emotion, seed=seed, bars=bars, tempo=tempo, chords=not no_chords, classifier=clf, generator=gen, detect=False if no_detect else None, device=device, force=force)
         if to_stdout:
             sys.stdout.buffer.write(res.composition.midi_bytes(not no_chords))
             sys.stdout.buffer.flush()
@@ -385,7 +386,7 @@ def compose_cmd(inputs: tuple[str, ...], output: Path | None, out_dir: Path | No
         raise click.UsageError("several inputs (or a folder) need --out-dir DIR")
     if preview:
         raise click.UsageError("--preview shows one composition; use it with -o")
-    _compose_batch(inputs, out_dir, seed, bars, tempo, not no_chords, fmt, no_detect, clf, gen, batch_size, workers, force, png, wav)
+    _compose_batch(inputs, out_dir, seed, bars, tempo, not no_chords, fmt, no_detect, clf, gen, batch_size, workers, force, png, wav, device)
 
 
 def _extra_outputs(midi: Path, png: bool, wav: bool) -> list[Path]:
@@ -424,7 +425,7 @@ def _print_summary(res: Any, to_stderr: bool) -> None:
     (console.err if to_stderr else console.out).print(table)
 
 
-def _compose_batch(inputs: tuple[str, ...], out_dir: Path, seed: int, bars: int, tempo: float | None, chords: bool, fmt: str, no_detect: bool, clf: str | None, gen: str | None, batch_size: int, workers: int, force: bool, png: bool = False, wav: bool = False) -> None:
+def _compose_batch(inputs: tuple[str, ...], out_dir: Path, seed: int, bars: int, tempo: float | None, chords: bool, fmt: str, no_detect: bool, clf: str | None, gen: str | None, batch_size: int, workers: int, force: bool, png: bool = False, wav: bool = False, device: str = "cpu") -> None:
     """Many photos → OUT_DIR/<relative path>.mid. Existing outputs are skipped, so a rerun resumes."""
     import json
     from collections import Counter
@@ -450,7 +451,7 @@ def _compose_batch(inputs: tuple[str, ...], out_dir: Path, seed: int, bars: int,
     generator = load_generator(gen) if todo else None
     with console.progress() as prog:
         task = prog.add_task("composing", total=len(todo))
-        stream = iter_classify([t[0] for t in todo], classifier=clf, detect=False if no_detect else None, batch_size=batch_size, workers=workers, names=[t[1] for t in todo]) if todo else iter(())
+        stream = iter_classify([t[0] for t in todo], classifier=clf, detect=False if no_detect else None, batch_size=batch_size, workers=workers, device=device, names=[t[1] for t in todo]) if todo else iter(())
         for i, recs in stream:
             _, name, rel, target = todo[i]
             face = recs[0]
@@ -539,12 +540,13 @@ def evaluate_classifier_cmd(data: Path, split: str, classes: str | None, classif
 @click.argument("paths", nargs=-1, type=click.Path(path_type=Path))
 @click.option("--generate", "generate", default=0, show_default=True, type=click.IntRange(0), help="Compose N pieces per emotion (seeds 0..N-1) and score those.")
 @click.option("--emotions", default="happy,sad,angry", show_default=True, help="With --generate: the emotions to compose.")
-@click.option("--reference", type=click.Path(path_type=Path), help="A music cache: also score its test-split melodies (per quadrant) for comparison.")
+@click.option("--reference", type=click.Path(path_type=Path), help="A music cache: also score its melodies (per quadrant, untransposed) for comparison.")
+@click.option("--split", "split", type=click.Choice(["train", "val", "test"]), default="test", show_default=True, help="With --reference: which split's melodies.")
 @click.option("--generator", type=click.Path(path_type=Path), help="Generator checkpoint (default: the shipped model).")
 @click.option("--track", default=0, show_default=True, help="Track to score in MIDI files (0 = the melody); -1 for all tracks.")
 @click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True)
 @handle_errors
-def evaluate_music_cmd(paths: tuple[Path, ...], generate: int, emotions: str, reference: Path | None, generator: Path | None, track: int, fmt: str) -> None:
+def evaluate_music_cmd(paths: tuple[Path, ...], generate: int, emotions: str, reference: Path | None, split: str, generator: Path | None, track: int, fmt: str) -> None:
     """Per quadrant: pitch-class entropy, scale consistency, empty-beat rate, polyphony, groove consistency,
     pitch range, notes per bar, onset density and major/minor lean (Krumhansl–Kessler).
 
@@ -556,7 +558,7 @@ def evaluate_music_cmd(paths: tuple[Path, ...], generate: int, emotions: str, re
 
     if not paths and not generate and not reference:
         raise click.UsageError("give MIDI files or folders, --generate N, or --reference CACHE")
-    result = evaluate_music(list(paths), generate=generate, emotions=[e.strip() for e in emotions.split(",") if e.strip()], reference=reference, generator=str(generator) if generator else None, track=None if track < 0 else track)
+    result = evaluate_music(list(paths), generate=generate, emotions=[e.strip() for e in emotions.split(",") if e.strip()], reference=reference, split=split, generator=str(generator) if generator else None, track=None if track < 0 else track)
     if fmt == "json":
         click.echo(json.dumps(result))
         return
@@ -567,7 +569,7 @@ def evaluate_music_cmd(paths: tuple[Path, ...], generate: int, emotions: str, re
             continue
         metrics = list(next(iter(groups.values()))["mean"])
         table = Table(title=f"{source}: means per group")
-        table.add_column("metric")
+        table.add_column("metric", no_wrap=True)
         for g in groups:
             table.add_column(f"{g} (n={groups[g]['n']})", justify="right")
         for m in metrics:

@@ -1,8 +1,8 @@
 """Generation and export: emotion → key, chord progression, GAN melody, accompaniment → MIDI.
 
 The GAN writes one bar at a time from fresh noise, the emotion quadrant, that bar's
-chord and the previous bars it wrote. Decoding keeps MIDINet's argmax per step but
-only over the pitches of the chosen key (plus rest), and gives chord tones a small
+chord and the previous bars it wrote. Decoding (see `MelodyGenerator.generate`) keeps
+only the pitches of the chosen key and the bar's chord, and gives chord tones a small
 bonus on the beats, so the melody stays in key over the progression. Tempo, loudness,
 mode and accompaniment pattern follow the emotion (see STYLES).
 """
@@ -22,7 +22,16 @@ from .errors import CheckpointError, FacetuneError
 from .music.pianoroll import BAR_WIDTH, LOW_PITCH, N_PITCHES, ONSET, REST, STEPS_PER_BAR, Note, notes_to_rolls, rolls_to_notes
 
 DEFAULT_GENERATOR = Path(__file__).parent / "weights" / "generator.pt"
-CHORD_TONE_BONUS = 1.5
+#: Logit bonuses that make the melody outline the harmony: chord tones on and off the beat,
+#: and the key's tonic and fifth everywhere. Those two are what separate a key from its relative
+#: (Krumhansl–Kessler profiles): leaning on them makes a minor-key melody read as minor and not as
+#: its relative major, and a major one as major. The third is left alone: it is the relative key's tonic.
+CHORD_TONE_BONUS = 2.0
+OFFBEAT_CHORD_TONE_BONUS = 1.0
+TONIC_BONUS = 2.0
+DOMINANT_BONUS = 0.75
+#: Softmax temperature when drawing a note's pitch; 1.0 keeps the generator's own distribution.
+TEMPERATURE = 1.0
 
 
 @dataclass(frozen=True)
@@ -32,15 +41,16 @@ class Style:
     tempo: int
     velocity: int
     accompaniment: str
+    onset_threshold: float
 
 
 #: Russell's quadrants as performance choices: arousal sets tempo, loudness and
 #: accompaniment density; valence sets the mode (see music.chords.quadrant_mode).
 STYLES: dict[str, Style] = {
-    "Q1": Style(tempo=126, velocity=92, accompaniment="pulse"),
-    "Q2": Style(tempo=144, velocity=108, accompaniment="drive"),
-    "Q3": Style(tempo=66, velocity=56, accompaniment="sustain"),
-    "Q4": Style(tempo=76, velocity=60, accompaniment="arpeggio"),
+    "Q1": Style(tempo=126, velocity=92, accompaniment="pulse", onset_threshold=0.2),
+    "Q2": Style(tempo=144, velocity=108, accompaniment="drive", onset_threshold=0.15),
+    "Q3": Style(tempo=66, velocity=56, accompaniment="sustain", onset_threshold=0.85),
+    "Q4": Style(tempo=76, velocity=60, accompaniment="arpeggio", onset_threshold=0.5),
 }
 
 
@@ -92,34 +102,52 @@ class MelodyGenerator:
         self.info = {k: v for k, v in payload.items() if k != "state_dict"}
 
     def generate(self, quadrant: str, chords: list[int], key: int, seed: int) -> np.ndarray:
-        """One bar per chord, each from fresh noise and the bars before it: (n_bars, 16, BAR_WIDTH) one-hot."""
+        """One bar per chord, each from fresh noise, the chord and the bars written before it.
+
+        Decoding: a note starts where the generator's onset probability passes the emotion's
+        threshold or its most likely pitch changes; its pitch is drawn (seeded) from the
+        generator's distribution at that step, restricted to the key and the chord's tones,
+        with chord tones favoured on the beats; it is held until the next note starts.
+        Returns (n_bars, 16, BAR_WIDTH) one-hot bars.
+        """
         import torch
 
         from .music.chords import chord_tone_mask, melody_pitch_mask
         from .music.gan import condition
 
         d = self.dims
+        style = STYLES[quadrant]
         gen = torch.Generator().manual_seed(int(seed))
         beat = torch.zeros(STEPS_PER_BAR, dtype=torch.bool)
         beat[::4] = True
+        root, fifth = key % 12, (key + 7) % 12
+        tonic = torch.tensor([TONIC_BONUS * ((LOW_PITCH + i) % 12 == root) + DOMINANT_BONUS * ((LOW_PITCH + i) % 12 == fifth) for i in range(N_PITCHES)])
         q = torch.tensor([QUADRANTS.index(quadrant)])
         history: list[torch.Tensor] = []
+        held = REST
         with torch.inference_mode():
             for chord in chords:
                 prev = [history[-1 - i] if i < len(history) else torch.zeros(STEPS_PER_BAR, BAR_WIDTH) for i in range(d.prev_bars)]
                 z = torch.randn(1, d.z_dim, generator=gen)
                 y = condition(q, torch.tensor([chord]), d)
                 lg = self.model.logits(z, y, torch.stack(prev)[None])[0, 0]
-                scale = torch.from_numpy(melody_pitch_mask(key, chord, LOW_PITCH, N_PITCHES))
-                pitch_scores = lg[:, :REST].clone()
-                pitch_scores[:, ~scale] = float("-inf")
-                tones = torch.from_numpy(chord_tone_mask(chord, LOW_PITCH, N_PITCHES)) & scale
-                pitch_scores[beat[:, None] & tones[None, :]] += CHORD_TONE_BONUS
-                scores = torch.cat([pitch_scores, lg[:, REST : REST + 1]], 1)
-                choice = scores.argmax(1)
+                allowed = torch.from_numpy(melody_pitch_mask(key, chord, LOW_PITCH, N_PITCHES))
+                scores = lg[:, : REST + 1].clone()
+                scores[:, :REST][:, ~allowed] = float("-inf")
+                tones = torch.from_numpy(chord_tone_mask(chord, LOW_PITCH, N_PITCHES)) & allowed
+                scores[:, :REST] += torch.where(beat, CHORD_TONE_BONUS, OFFBEAT_CHORD_TONE_BONUS)[:, None] * tones[None, :]
+                scores[:, :REST] += tonic[None, :]
+                best = scores.argmax(1)
+                p_on = torch.sigmoid(lg[:, ONSET])
+                draws = torch.multinomial(torch.softmax(scores / TEMPERATURE, 1), 1, generator=gen)[:, 0]
                 bar = torch.zeros(STEPS_PER_BAR, BAR_WIDTH)
-                bar[torch.arange(STEPS_PER_BAR), choice] = 1
-                bar[:, ONSET] = ((torch.sigmoid(lg[:, ONSET]) > 0.5) & (choice != REST)).float()
+                for t in range(STEPS_PER_BAR):
+                    changed = best[t] != best[t - 1] if t else held == REST
+                    starts = bool(p_on[t] > style.onset_threshold) or bool(changed) or (held != REST and not bool(allowed[held]))
+                    if starts:
+                        held = int(draws[t])
+                        bar[t, ONSET] = float(held != REST)
+                    bar[t, held] = 1
                 history.append(bar)
         return torch.stack(history).numpy()
 

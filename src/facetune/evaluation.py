@@ -112,7 +112,7 @@ def reference_metrics(cache: str | Path, split: str = "test") -> list[tuple[str,
     return items
 
 
-def evaluate_music(paths: Sequence[Path], *, generate: int = 0, emotions: Sequence[str] = ("happy", "sad", "angry"), reference: str | Path | None = None, generator: str | None = None, track: int | None = 0) -> dict[str, Any]:
+def evaluate_music(paths: Sequence[Path], *, generate: int = 0, emotions: Sequence[str] = ("happy", "sad", "angry"), reference: str | Path | None = None, split: str = "test", generator: str | None = None, track: int | None = 0) -> dict[str, Any]:
     """Music metrics per group for MIDI files, freshly generated melodies and/or a cache's reference melodies."""
     from .music.metrics import evaluate_files
 
@@ -130,5 +130,5 @@ def evaluate_music(paths: Sequence[Path], *, generate: int = 0, emotions: Sequen
     if generate:
         result["groups"]["generated"] = _aggregate(generated_metrics(emotions, generate, generator))
     if reference:
-        result["groups"]["reference"] = _aggregate(reference_metrics(reference))
+        result["groups"][f"reference ({split})"] = _aggregate(reference_metrics(reference, split))
     return result

@@ -9,8 +9,11 @@ two of them out as A A B A and ends on the tonic):
 | quadrant | mode | progressions |
 |---|---|---|
 | Q1 happy | major | I–V–vi–IV · I–IV–V–IV · I–vi–IV–V · IV–V–iii–vi · I–IV–vi–V |
-| Q2 angry | minor | i–VI–VII–i · i–iv–V–i · i–bII–V–i · i–VII–VI–V · i–iv–VII–V |
-| Q3 sad | minor | i–VI–III–VII · i–iv–VI–V · i–v–iv–i · i–VI–iv–v · iv–i–VI–V |
+| Q2 angry | minor | i–iv–V–i · i–bII–V–i · i–VI–V–i · i–iv–i–V · i–VII–VI–V |
+| Q3 sad | minor | i–iv–i–V · i–VI–iv–V · i–v–iv–i · i–iv–VI–V · i–iv–v–i |
+
+Minor progressions return to i often and lean on iv and V: progressions built mostly of the
+relative major's chords (i–VI–III–VII) make a melody over them read as major.
 | Q4 calm | major | I–IV–I–IV · I–iii–IV–I · I–vi–ii–V · IV–I–ii–I · I–V–IV–I |
 """
 from __future__ import annotations
@@ -41,18 +44,18 @@ PROGRESSIONS: dict[str, list[list[tuple[int, str]]]] = {
         [(0, _M), (5, _M), (9, _m), (7, _M)],
     ],
     "Q2": [
-        [(0, _m), (8, _M), (10, _M), (0, _m)],
         [(0, _m), (5, _m), (7, _M), (0, _m)],
         [(0, _m), (1, _M), (7, _M), (0, _m)],
+        [(0, _m), (8, _M), (7, _M), (0, _m)],
+        [(0, _m), (5, _m), (0, _m), (7, _M)],
         [(0, _m), (10, _M), (8, _M), (7, _M)],
-        [(0, _m), (5, _m), (10, _M), (7, _M)],
     ],
     "Q3": [
-        [(0, _m), (8, _M), (3, _M), (10, _M)],
-        [(0, _m), (5, _m), (8, _M), (7, _M)],
+        [(0, _m), (5, _m), (0, _m), (7, _M)],
+        [(0, _m), (8, _M), (5, _m), (7, _M)],
         [(0, _m), (7, _m), (5, _m), (0, _m)],
-        [(0, _m), (8, _M), (5, _m), (7, _m)],
-        [(5, _m), (0, _m), (8, _M), (7, _M)],
+        [(0, _m), (5, _m), (8, _M), (7, _M)],
+        [(0, _m), (5, _m), (7, _m), (0, _m)],
     ],
     "Q4": [
         [(0, _M), (5, _M), (0, _M), (5, _M)],

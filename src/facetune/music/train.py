@@ -115,7 +115,8 @@ def _val_stats(g: Any, arrays: dict[str, np.ndarray], rows: np.ndarray, cfg: Gan
         lg = g.logits(z, y, prev_tensor(rows, arrays, dims.prev_bars))[:, 0]
         choice = lg[..., : REST + 1].argmax(-1)
         fake_rest = float((choice == REST).float().mean())
-        fake_onsets = float(((torch.sigmoid(lg[..., ONSET]) > 0.5) & (choice != REST)).float().sum(-1).mean())
+        changed = torch.cat([torch.zeros_like(choice[:, :1], dtype=torch.bool), choice[:, 1:] != choice[:, :-1]], 1)
+        fake_onsets = float((((torch.sigmoid(lg[..., ONSET]) > 0.5) | changed) & (choice != REST)).float().sum(-1).mean())
     g.train()
     real_p = arrays["pitch"][rows]
     real_on = arrays["onset"][rows] * (real_p >= 0)
