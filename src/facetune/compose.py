@@ -137,15 +137,15 @@ class MelodyGenerator:
                 tones = torch.from_numpy(chord_tone_mask(chord, LOW_PITCH, N_PITCHES)) & allowed
                 scores[:, :REST] += torch.where(beat, CHORD_TONE_BONUS, OFFBEAT_CHORD_TONE_BONUS)[:, None] * tones[None, :]
                 scores[:, :REST] += tonic[None, :]
-                best = scores.argmax(1)
-                p_on = torch.sigmoid(lg[:, ONSET])
-                draws = torch.multinomial(torch.softmax(scores / TEMPERATURE, 1), 1, generator=gen)[:, 0]
+                best = scores.argmax(1).tolist()
+                onset_likely = (torch.sigmoid(lg[:, ONSET]) > style.onset_threshold).tolist()
+                draws = torch.multinomial(torch.softmax(scores / TEMPERATURE, 1), 1, generator=gen)[:, 0].tolist()
+                ok = allowed.tolist() + [True]
                 bar = torch.zeros(STEPS_PER_BAR, BAR_WIDTH)
                 for t in range(STEPS_PER_BAR):
                     changed = best[t] != best[t - 1] if t else held == REST
-                    starts = bool(p_on[t] > style.onset_threshold) or bool(changed) or (held != REST and not bool(allowed[held]))
-                    if starts:
-                        held = int(draws[t])
+                    if onset_likely[t] or changed or not ok[held]:
+                        held = draws[t]
                         bar[t, ONSET] = float(held != REST)
                     bar[t, held] = 1
                 history.append(bar)
@@ -216,11 +216,11 @@ def accompaniment(chords: list[int], style: Style) -> list[Note]:
 
 def _velocities(notes: list[Note], style: Style, rng: np.random.Generator) -> list[Note]:
     """Accent the beats, soften the rest, with a little seeded variation, as a player would."""
+    jitter = rng.integers(-4, 5, size=len(notes)).tolist()
     out = []
-    for n in notes:
+    for n, j in zip(notes, jitter):
         accent = 8 if n.start % 4 == 0 else (0 if n.start % 2 == 0 else -6)
-        vel = int(np.clip(style.velocity + accent + rng.integers(-4, 5), 1, 127))
-        out.append(Note(n.pitch, n.start, n.end, vel))
+        out.append(Note(n.pitch, n.start, n.end, max(1, min(127, style.velocity + accent + j))))
     return out
 
 
@@ -272,7 +272,7 @@ def write_midi(comp: Composition, path: str | Path, *, chords: bool = True, forc
     except Exception as exc:
         raise FacetuneError(f"{path}: the written MIDI could not be read back ({type(exc).__name__})") from None
     check_midi(back, comp, chords)
-    atomic_write_bytes(path, data)
+    atomic_write_bytes(path, data, durable=False)
     return path
 
 

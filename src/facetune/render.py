@@ -59,7 +59,7 @@ def piano_roll_png(comp: Any, path: str | Path, *, chords: bool = True, step_px:
     buf = io.BytesIO()
     img.save(buf, format="PNG")
     path = Path(path)
-    atomic_write_bytes(path, buf.getvalue())
+    atomic_write_bytes(path, buf.getvalue(), durable=False)
     return path
 
 
@@ -113,5 +113,5 @@ def render_wav(comp: Any, path: str | Path, *, chords: bool = True, sample_rate:
         w.setsampwidth(2)
         w.setframerate(sample_rate)
         w.writeframes(pcm.tobytes())
-    atomic_write_bytes(Path(path), buf.getvalue())
+    atomic_write_bytes(Path(path), buf.getvalue(), durable=False)
     return used
