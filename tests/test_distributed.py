@@ -57,3 +57,13 @@ def test_batch_must_split_evenly():
     assert micro_batch_size(16, 0, 2) == (8, 1) and micro_batch_size(16, 4, 2) == (4, 2)
     with pytest.raises(FacetuneError, match="multiple"):
         micro_batch_size(10, 4, 2)
+
+
+def test_gan_trains_under_torchrun(music_cache, tmp_path):
+    out = tmp_path / "gan"
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29733", "-m", "facetune", "train", "gan", "--data", str(music_cache), "--out", str(out), "--tiny", "--epochs", "1", "--steps-per-epoch", "3", "--batch-size", "8"]
+    r = subprocess.run(cmd, env=ENV, capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert sorted(p.name for p in out.iterdir()) == ["generator.pt", "last.pt"]
+    assert r.stderr.count("epoch 1/1") == 1
+    assert load_checkpoint(out / "generator.pt", "generator")["provenance"]["world_size"] == 2

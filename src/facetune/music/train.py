@@ -130,11 +130,16 @@ def _val_stats(g: Any, arrays: dict[str, np.ndarray], rows: np.ndarray, cfg: Gan
 
 
 def train_gan(cache: str | Path, out_dir: str | Path, cfg: GanConfig = GanConfig(), *, resume: bool = False, device: str = "auto", command: str = "", max_epochs_this_run: int | None = None) -> dict[str, Any]:
-    """Train the GAN; checkpoints every epoch to `out_dir/last.pt` and the generator to `out_dir/generator.pt`."""
+    """Train the GAN; checkpoints every epoch to `out_dir/last.pt` and the generator to `out_dir/generator.pt`.
+
+    Under `torchrun` each rank takes its share of every global batch and DistributedDataParallel
+    averages the gradients; only rank 0 writes files and logs.
+    """
     import torch
     import torch.nn.functional as F
 
     from ..classifier import resolve_device
+    from ..distributed import all_reduce_sums, barrier, init_distributed, shutdown
     from .dataset import load_music_cache
     from .gan import condition
 
@@ -144,28 +149,41 @@ def train_gan(cache: str | Path, out_dir: str | Path, cfg: GanConfig = GanConfig
     val_rows = np.flatnonzero((arrays["split"] == 1) & (arrays["transpose"] == 0))
     if len(train_rows) < cfg.batch_size:
         raise FacetuneError(f"{cache}: only {len(train_rows)} training bars, fewer than one batch of {cfg.batch_size}")
-    dev = resolve_device(device)
+    info, dev = init_distributed(resolve_device(device))
+    if not info.is_main:
+        console.set_verbosity(quiet=True)
+    if cfg.batch_size % info.world:
+        raise FacetuneError(f"--batch-size {cfg.batch_size} must be a multiple of the {info.world} processes")
+    micro = cfg.batch_size // info.world
     last_path = out_dir / "last.pt"
     start_epoch, history = 0, []
+    ck: dict[str, Any] = {}
     if resume and last_path.exists():
         ck = load_checkpoint(last_path, "gan-training")
         cfg = replace(GanConfig(**ck["hyperparameters"]), epochs=cfg.epochs)
+    elif resume:
+        console.warn(f"{last_path} not found: starting a new run")
     torch.manual_seed(cfg.seed)
     dims, g, d = make_models(cfg)
     opt_g = torch.optim.Adam(g.parameters(), lr=cfg.lr, betas=(cfg.beta1, 0.999))
     opt_d = torch.optim.Adam(d.parameters(), lr=cfg.lr, betas=(cfg.beta1, 0.999))
-    if resume and last_path.exists():
+    if ck:
         g.load_state_dict(ck["generator"])
         d.load_state_dict(ck["discriminator"])
         opt_g.load_state_dict(ck["opt_g"])
         opt_d.load_state_dict(ck["opt_d"])
         start_epoch, history = int(ck["epoch"]), list(ck["history"])
         console.info(f"resuming from {last_path} after epoch {start_epoch}")
-    elif resume:
-        console.warn(f"{last_path} not found: starting a new run")
     g.to(dev).train()
     d.to(dev).train()
-    steps = cfg.steps_per_epoch or math.ceil(len(train_rows) / cfg.batch_size)
+    g_net, d_net = g, d
+    if info.active:
+        from torch.nn.parallel import DistributedDataParallel
+
+        ids = [dev.index] if dev.type == "cuda" else None
+        g_net = DistributedDataParallel(g, device_ids=ids)
+        d_net = DistributedDataParallel(d, device_ids=ids)
+    steps = cfg.steps_per_epoch or len(train_rows) // cfg.batch_size
     val_sample = val_rows[np.random.default_rng(0).permutation(len(val_rows))[:2000]] if len(val_rows) else val_rows
     started = time.time()
     epochs_run = 0
@@ -174,7 +192,7 @@ def train_gan(cache: str | Path, out_dir: str | Path, cfg: GanConfig = GanConfig
         for epoch in range(start_epoch, cfg.epochs):
             if max_epochs_this_run is not None and epochs_run >= max_epochs_this_run:
                 break
-            torch.manual_seed(cfg.seed * 100_003 + epoch)
+            torch.manual_seed((cfg.seed * 100_003 + epoch) * 1_000 + info.rank)
             rng = np.random.default_rng([cfg.seed, epoch])
             order = rng.permutation(train_rows)
             t0 = time.time()
@@ -183,14 +201,14 @@ def train_gan(cache: str | Path, out_dir: str | Path, cfg: GanConfig = GanConfig
                 rows = order[(step * cfg.batch_size) % len(order) :][: cfg.batch_size]
                 if len(rows) < cfg.batch_size:
                     rows = np.concatenate([rows, order[: cfg.batch_size - len(rows)]])
-                rows = np.sort(rows)
+                rows = np.sort(rows[info.rank * micro : (info.rank + 1) * micro])
                 x = bars_tensor(arrays["pitch"][rows], arrays["onset"][rows]).to(dev)
                 y = condition(torch.from_numpy(arrays["quadrant"][rows].astype(np.int64)), torch.from_numpy(arrays["chord"][rows].astype(np.int64)), dims).to(dev)
                 prev = prev_tensor(rows, arrays, dims.prev_bars).to(dev)
                 z = torch.randn(len(rows), dims.z_dim, device=dev)
-                fake = g(z, y, prev).detach()
-                d_real, fm_real = d(x, y)
-                d_fake, _ = d(fake, y)
+                fake = g_net(z, y, prev).detach()
+                d_both, fm_both = d_net(torch.cat([x, fake]), torch.cat([y, y]))
+                d_real, d_fake, fm_real = d_both[: len(rows)], d_both[len(rows) :], fm_both[: len(rows)]
                 loss_d = F.binary_cross_entropy_with_logits(d_real, torch.full_like(d_real, cfg.real_label)) + F.binary_cross_entropy_with_logits(d_fake, torch.zeros_like(d_fake))
                 opt_d.zero_grad(set_to_none=True)
                 loss_d.backward()
@@ -199,8 +217,8 @@ def train_gan(cache: str | Path, out_dir: str | Path, cfg: GanConfig = GanConfig
                 mean_target = x.mean(0)
                 for _ in range(cfg.g_steps):
                     z = torch.randn(len(rows), dims.z_dim, device=dev)
-                    fake = g(z, y, prev)
-                    d_out, fm_fake = d(fake, y)
+                    fake = g_net(z, y, prev)
+                    d_out, fm_fake = d_net(fake, y)
                     loss_g = (
                         F.binary_cross_entropy_with_logits(d_out, torch.ones_like(d_out))
                         + cfg.fm_weight * 0.5 * (fm_fake.mean(0) - fm_target).pow(2).sum()
@@ -215,28 +233,33 @@ def train_gan(cache: str | Path, out_dir: str | Path, cfg: GanConfig = GanConfig
                 sums["d_gz"] += torch.sigmoid(d_out).mean().item()
                 n = step + 1
                 prog.update(task, advance=1, metrics=f"ep {epoch + 1}/{cfg.epochs} D {sums['d_loss'] / n:.3f} G {sums['g_loss'] / n:.3f} D(x) {sums['d_x'] / n:.2f} D(G(z)) {sums['d_gz'] / n:.2f}")
-            record: dict[str, Any] = {"epoch": epoch + 1, **{k: round(v / steps, 4) for k, v in sums.items()}, "seconds": round(time.time() - t0, 1)}
-            record |= _val_stats(g, arrays, val_sample, cfg, dims)
+            totals = all_reduce_sums(list(sums.values()), info)
+            record: dict[str, Any] = {"epoch": epoch + 1, **{k: round(v / steps / info.world, 4) for k, v in zip(sums, totals)}, "seconds": round(time.time() - t0, 1)}
+            if info.is_main:
+                record |= _val_stats(g, arrays, val_sample, cfg, dims)
             history.append(record)
-            extra = {"provenance": provenance(command), "data": {"source": manifest.get("source"), "counts": manifest.get("counts"), "grid": manifest.get("grid")}, "training": {"epochs_run": epoch + 1, "history": history}}
-            save_checkpoint(out_dir / "generator.pt", generator_payload(g, dims, cfg, extra))
-            save_checkpoint(
-                last_path,
-                {
-                    "kind": "gan-training",
-                    "hyperparameters": asdict(cfg),
-                    "generator": g.state_dict(),
-                    "discriminator": d.state_dict(),
-                    "opt_g": opt_g.state_dict(),
-                    "opt_d": opt_d.state_dict(),
-                    "epoch": epoch + 1,
-                    "history": history,
-                },
-            )
+            if info.is_main:
+                extra = {"provenance": provenance(command) | {"world_size": info.world}, "data": {"source": manifest.get("source"), "counts": manifest.get("counts"), "grid": manifest.get("grid")}, "training": {"epochs_run": epoch + 1, "history": history}}
+                save_checkpoint(out_dir / "generator.pt", generator_payload(g, dims, cfg, extra))
+                save_checkpoint(
+                    last_path,
+                    {
+                        "kind": "gan-training",
+                        "hyperparameters": asdict(cfg),
+                        "generator": g.state_dict(),
+                        "discriminator": d.state_dict(),
+                        "opt_g": opt_g.state_dict(),
+                        "opt_d": opt_d.state_dict(),
+                        "epoch": epoch + 1,
+                        "history": history,
+                    },
+                )
+            barrier(info)
             epochs_run += 1
             console.info(
                 f"epoch {epoch + 1}/{cfg.epochs}  D {record['d_loss']:.3f}  G {record['g_loss']:.3f}  D(x) {record['d_x']:.2f}  D(G(z)) {record['d_gz']:.2f}  "
                 f"rest real/fake {record.get('val_rest_real', 0):.2f}/{record.get('val_rest_fake', 0):.2f}  onsets/bar real/fake "
                 f"{record.get('val_onsets_real', 0):.1f}/{record.get('val_onsets_fake', 0):.1f}  {record['seconds']:.0f}s"
             )
+    shutdown(info)
     return {"epochs": len(history), "history": history, "seconds": time.time() - started, "out_dir": str(out_dir)}
