@@ -13,7 +13,7 @@ from PIL import Image
 from facetune import __version__
 from facetune.cli import main
 
-from conftest import ASTRONAUT, CHELSEA, REPO, face_image
+from conftest import CHELSEA, REPO, face_image
 
 
 @pytest.fixture()

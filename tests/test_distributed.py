@@ -7,7 +7,6 @@ import subprocess
 import sys
 
 import pytest
-import torch
 
 from facetune.checkpoints import load_checkpoint
 from facetune.distributed import DistInfo, GlobalBatchSampler, micro_batch_size

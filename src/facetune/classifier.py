@@ -467,7 +467,6 @@ class Classifier:
 
 def load_classifier(path: str | Path | None = None, device: str = "cpu") -> Classifier:
     """Rebuild a classifier from a checkpoint (the shipped default when `path` is None)."""
-    import torch
 
     path = Path(path) if path else DEFAULT_WEIGHTS
     payload = load_checkpoint(path, "classifier")

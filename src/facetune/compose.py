@@ -19,7 +19,7 @@ import numpy as np
 from .checkpoints import atomic_write_bytes, load_checkpoint
 from .emotions import QUADRANT_EMOTION, QUADRANTS, normalize_emotion, quadrant_of
 from .errors import CheckpointError, FacetuneError
-from .music.pianoroll import BAR_WIDTH, LOW_PITCH, N_PITCHES, ONSET, REST, STEPS_PER_BAR, Note, notes_to_rolls, rolls_to_notes
+from .music.pianoroll import BAR_WIDTH, LOW_PITCH, N_PITCHES, ONSET, REST, STEPS_PER_BAR, Note, rolls_to_notes
 
 DEFAULT_GENERATOR = Path(__file__).parent / "weights" / "generator.pt"
 #: Logit bonuses that make the melody outline the harmony: chord tones on and off the beat,

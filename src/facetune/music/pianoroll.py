@@ -8,7 +8,7 @@ starts, so repeated notes and held notes stay different (rhythm matters for arou
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Iterable, Sequence
+from typing import Iterable
 
 import numpy as np
 

@@ -11,7 +11,6 @@ from `last.pt` ends exactly where an uninterrupted one would on the CPU.
 """
 from __future__ import annotations
 
-import math
 import time
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
