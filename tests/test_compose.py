@@ -40,8 +40,7 @@ def test_melody_stays_in_key_over_the_chords(gen):
         key = KEY_NAMES.index(comp.key)
         scale = set(scale_pitch_classes(key))
         for n in comp.melody:
-            chord = parse_chord(comp.chords[n.start // STEPS_PER_BAR])
-            assert n.pitch % 12 in scale | set(chord_pitch_classes(chord))
+            assert n.pitch % 12 in scale
         tonic, mode = comp.key.split()
         assert comp.chords[-1] == tonic + ("m" if mode == "minor" else "")
         assert comp.key.endswith("major") == (emotion in ("happy", "calm"))

@@ -2,8 +2,8 @@
 
 The GAN writes one bar at a time from fresh noise, the emotion quadrant, that bar's
 chord and the previous bars it wrote. Decoding (see `MelodyGenerator.generate`) keeps
-only the pitches of the chosen key and the bar's chord, and gives chord tones a small
-bonus on the beats, so the melody stays in key over the progression. Tempo, loudness,
+only the pitches of the chosen key's scale and favours the bar's chord tones, so the
+melody stays in key over the progression. Tempo, loudness,
 mode and accompaniment pattern follow the emotion (see STYLES).
 """
 from __future__ import annotations
@@ -106,13 +106,14 @@ class MelodyGenerator:
 
         Decoding: a note starts where the generator's onset probability passes the emotion's
         threshold or its most likely pitch changes; its pitch is drawn (seeded) from the
-        generator's distribution at that step, restricted to the key and the chord's tones,
-        with chord tones favoured on the beats; it is held until the next note starts.
+        generator's distribution at that step, restricted to the key's scale (natural minor in
+        minor keys: a raised 7th over V would leave the scale), with the chord's tones favoured;
+        it is held until the next note starts.
         Returns (n_bars, 16, BAR_WIDTH) one-hot bars.
         """
         import torch
 
-        from .music.chords import chord_tone_mask, melody_pitch_mask
+        from .music.chords import allowed_pitch_mask, chord_tone_mask
         from .music.gan import condition
 
         d = self.dims
@@ -131,7 +132,7 @@ class MelodyGenerator:
                 z = torch.randn(1, d.z_dim, generator=gen)
                 y = condition(q, torch.tensor([chord]), d)
                 lg = self.model.logits(z, y, torch.stack(prev)[None])[0, 0]
-                allowed = torch.from_numpy(melody_pitch_mask(key, chord, LOW_PITCH, N_PITCHES))
+                allowed = torch.from_numpy(allowed_pitch_mask(key, LOW_PITCH, N_PITCHES))
                 scores = lg[:, : REST + 1].clone()
                 scores[:, :REST][:, ~allowed] = float("-inf")
                 tones = torch.from_numpy(chord_tone_mask(chord, LOW_PITCH, N_PITCHES)) & allowed

@@ -25,8 +25,7 @@ N_CHORDS = 25
 NO_CHORD = 24
 KEY_NAMES = tuple(f"{p} major" for p in PITCH_CLASSES) + tuple(f"{p} minor" for p in PITCH_CLASSES)
 MAJOR_SCALE = (0, 2, 4, 5, 7, 9, 11)
-#: Natural minor. The raised 7th that a minor key's V chord holds is allowed in a melody only
-#: over that chord (see `melody_pitch_mask`).
+#: Natural minor: melodies stay in it; only the accompaniment's V chord raises the 7th.
 MINOR_SCALE = (0, 2, 3, 5, 7, 8, 10)
 #: Krumhansl & Kessler (1982) probe-tone profiles.
 KK_MAJOR = np.array([6.35, 2.23, 3.48, 2.33, 4.38, 4.09, 2.52, 5.19, 2.39, 3.66, 2.29, 2.88])
@@ -192,7 +191,3 @@ def chord_tone_mask(chord: int, low: int, n: int) -> np.ndarray:
     tones = set(chord_pitch_classes(chord))
     return np.array([(low + i) % 12 in tones for i in range(n)], dtype=bool)
 
-
-def melody_pitch_mask(key: int, chord: int, low: int, n: int) -> np.ndarray:
-    """Pitches a melody may use over `chord` in `key`: the scale plus the chord's own tones."""
-    return allowed_pitch_mask(key, low, n) | chord_tone_mask(chord, low, n)
