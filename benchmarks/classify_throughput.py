@@ -44,7 +44,8 @@ def main() -> None:
     print(f"model only: {args.n} crops in {dt:.2f}s = {args.n / dt:.0f} crops/s")
     if args.skip_files:
         return
-    files = sorted(FER_TEST.rglob("*.jpg"))[: args.files]
+    pool = sorted(FER_TEST.rglob("*.jpg"))
+    files = [pool[i % len(pool)] for i in range(args.files)] if pool else []
     if not files:
         print(f"no FER2013 test images under {FER_TEST}; skipping the file runs")
         return
