@@ -58,14 +58,27 @@ def test_resume_matches_uninterrupted(faces_cache, tmp_path):
     assert [h["val_acc"] for h in a["history"]] == [h["val_acc"] for h in b["history"]]
 
 
-def test_four_class_model_restricted_to_three(faces_cache, tmp_path):
-    from facetune.classifier import model_payload
+def test_four_class_model_answers_with_its_classes(tmp_path):
+    from facetune.api import classify
     from facetune.checkpoints import save_checkpoint
+    from facetune.classifier import model_payload
+    from facetune.compose import compose_emotion
 
     cfg = ClassifierConfig(tiny=True, input_size=48)
-    model = build_model(4, tiny=True)
-    save_checkpoint(tmp_path / "m4.pt", model_payload(model, ["happy", "sad", "angry", "neutral"], cfg, {}))
+    save_checkpoint(tmp_path / "m4.pt", model_payload(build_model(4, tiny=True), ["happy", "sad", "angry", "neutral"], cfg, {}))
     clf = load_classifier(tmp_path / "m4.pt")
-    assert clf.default_classes == ["happy", "sad", "angry"]
-    assert clf.predict(np.zeros((2, 48, 48), np.uint8)).shape == (2, 3)
-    assert clf.predict(np.zeros((2, 48, 48), np.uint8), ["happy", "neutral"]).shape == (2, 2)
+    assert clf.default_classes == ["happy", "sad", "angry", "neutral"]
+    assert clf.predict(np.zeros((2, 48, 48), np.uint8)).shape == (2, 4)
+    assert clf.predict(np.zeros((2, 48, 48), np.uint8), ["happy", "sad"]).shape == (2, 2)
+    [rec] = classify(np.zeros((48, 48), np.uint8), classifier=str(tmp_path / "m4.pt"))
+    assert set(rec.probabilities) == {"happy", "sad", "angry", "neutral"}
+    assert rec.quadrant == {"happy": "Q1", "sad": "Q3", "angry": "Q2", "neutral": "Q4"}[rec.emotion]
+    assert compose_emotion("neutral", bars=2).quadrant == "Q4"
+
+
+def test_seven_class_model_defaults_to_three():
+    from facetune.classifier import model_payload
+    from facetune.emotions import FER_CLASSES
+
+    payload = model_payload(build_model(7, tiny=True), list(FER_CLASSES), ClassifierConfig(tiny=True), {})
+    assert payload["default_classes"] == ["happy", "sad", "angry"]

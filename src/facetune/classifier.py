@@ -19,7 +19,7 @@ import numpy as np
 
 from . import console
 from .checkpoints import load_checkpoint, provenance, save_checkpoint
-from .emotions import DEFAULT_CLASSES
+from .emotions import DEFAULT_CLASSES, FER_CLASSES
 from .errors import CheckpointError, FacetuneError
 
 ARCHS = ("efficientnet-b0-lite", "efficientnet-b0")
@@ -206,15 +206,19 @@ def _eval_indices(model_classes: list[str], wanted: list[str]) -> list[int]:
 
 
 def model_payload(model: Any, classes: list[str], cfg: ClassifierConfig, extra: dict[str, Any], half: bool = False) -> dict[str, Any]:
-    """The self-describing inference checkpoint: everything `load_classifier` needs to rebuild the model."""
+    """The self-describing inference checkpoint: everything `load_classifier` needs to rebuild the model.
+
+    A model trained on all 7 FER classes answers happy/sad/angry unless asked otherwise (the
+    other classes sharpen its features); a model trained on a chosen set answers with that set.
+    """
     state = {k: (v.half() if half and v.is_floating_point() else v).detach().cpu().clone() for k, v in model.state_dict().items()}
-    default = [c for c in DEFAULT_CLASSES if c in classes]
+    default = list(DEFAULT_CLASSES) if set(classes) == set(FER_CLASSES) else list(classes)
     return {
         "kind": "classifier",
         "arch": cfg.arch,
         "tiny": cfg.tiny,
         "classes": list(classes),
-        "default_classes": default if len(default) >= 2 else list(classes),
+        "default_classes": default,
         "input_size": cfg.input_size,
         "preprocessing": {
             "color": "gray (ITU-R 601 luma), repeated to 3 channels",

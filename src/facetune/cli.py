@@ -325,6 +325,7 @@ def _compose_record(res: Any = None, **fields: Any) -> dict[str, Any]:
 @click.option("--no-chords", is_flag=True, help="Leave out the chord accompaniment track.")
 @click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True, help="json: one JSON Lines record per input on stdout.")
 @click.option("--no-detect", is_flag=True, help="The images are already face crops: use them whole.")
+@click.option("--classes", help="Emotions the classifier may answer (comma-separated; default: the model's default set).")
 @click.option("--classifier", type=click.Path(path_type=Path), help="Classifier checkpoint (default: the shipped model).")
 @click.option("--generator", type=click.Path(path_type=Path), help="Generator checkpoint (default: the shipped model).")
 @click.option("--batch-size", default=128, show_default=True, type=click.IntRange(1))
@@ -335,7 +336,7 @@ def _compose_record(res: Any = None, **fields: Any) -> dict[str, Any]:
 @click.option("--preview", is_flag=True, help="Show the piano roll in the terminal (one input).")
 @click.option("--force", is_flag=True, help="Overwrite existing outputs.")
 @handle_errors
-def compose_cmd(inputs: tuple[str, ...], output: Path | None, out_dir: Path | None, emotion: str | None, seed: int, bars: int, tempo: float | None, no_chords: bool, fmt: str, no_detect: bool, classifier: Path | None, generator: Path | None, batch_size: int, workers: int, device: str, png: bool, wav: bool, preview: bool, force: bool) -> None:
+def compose_cmd(inputs: tuple[str, ...], output: Path | None, out_dir: Path | None, emotion: str | None, seed: int, bars: int, tempo: float | None, no_chords: bool, fmt: str, no_detect: bool, classes: str | None, classifier: Path | None, generator: Path | None, batch_size: int, workers: int, device: str, png: bool, wav: bool, preview: bool, force: bool) -> None:
     """Photo → emotion → a new melody over chords, as MIDI.
 
     \b
@@ -355,6 +356,7 @@ def compose_cmd(inputs: tuple[str, ...], output: Path | None, out_dir: Path | No
         raise click.UsageError("use -o for one input or --out-dir for many, not both")
     clf = str(classifier) if classifier else None
     gen = str(generator) if generator else None
+    class_list = [c.strip() for c in classes.split(",")] if classes else None
     if emotion or (len(inputs) == 1 and output is not None and (inputs[0] == "-" or (not Path(inputs[0]).is_dir() and not any(c in inputs[0] for c in "*?[")))):
         if output is None:
             raise click.UsageError("say where to write the MIDI: -o FILE (or -o - for stdout)")
@@ -366,7 +368,7 @@ def compose_cmd(inputs: tuple[str, ...], output: Path | None, out_dir: Path | No
         for extra in extras:
             if extra.exists() and not force:
                 raise FacetuneError(f"{extra}: already exists (use --force to overwrite)")
-        res = compose(image, None if to_stdout else output, emotion=emotion, seed=seed, bars=bars, tempo=tempo, chords=not no_chords, classifier=clf, generator=gen, detect=False if no_detect else None, device=device, force=force)
+        res = compose(image, None if to_stdout else output, emotion=emotion, seed=seed, bars=bars, tempo=tempo, chords=not no_chords, classifier=clf, generator=gen, classes=class_list, detect=False if no_detect else None, device=device, force=force)
         if to_stdout:
             sys.stdout.buffer.write(res.composition.midi_bytes(not no_chords))
             sys.stdout.buffer.flush()
@@ -386,7 +388,7 @@ def compose_cmd(inputs: tuple[str, ...], output: Path | None, out_dir: Path | No
         raise click.UsageError("several inputs (or a folder) need --out-dir DIR")
     if preview:
         raise click.UsageError("--preview shows one composition; use it with -o")
-    _compose_batch(inputs, out_dir, seed, bars, tempo, not no_chords, fmt, no_detect, clf, gen, batch_size, workers, force, png, wav, device)
+    _compose_batch(inputs, out_dir, seed, bars, tempo, not no_chords, fmt, no_detect, clf, gen, batch_size, workers, force, png, wav, device, class_list)
 
 
 def _extra_outputs(midi: Path, png: bool, wav: bool) -> list[Path]:
@@ -425,7 +427,7 @@ def _print_summary(res: Any, to_stderr: bool) -> None:
     (console.err if to_stderr else console.out).print(table)
 
 
-def _compose_batch(inputs: tuple[str, ...], out_dir: Path, seed: int, bars: int, tempo: float | None, chords: bool, fmt: str, no_detect: bool, clf: str | None, gen: str | None, batch_size: int, workers: int, force: bool, png: bool = False, wav: bool = False, device: str = "cpu") -> None:
+def _compose_batch(inputs: tuple[str, ...], out_dir: Path, seed: int, bars: int, tempo: float | None, chords: bool, fmt: str, no_detect: bool, clf: str | None, gen: str | None, batch_size: int, workers: int, force: bool, png: bool = False, wav: bool = False, device: str = "cpu", classes: list[str] | None = None) -> None:
     """Many photos → OUT_DIR/<relative path>.mid. Existing outputs are skipped, so a rerun resumes."""
     import json
     from collections import Counter
@@ -451,7 +453,7 @@ def _compose_batch(inputs: tuple[str, ...], out_dir: Path, seed: int, bars: int,
     generator = load_generator(gen) if todo else None
     with console.progress() as prog:
         task = prog.add_task("composing", total=len(todo))
-        stream = iter_classify([t[0] for t in todo], classifier=clf, detect=False if no_detect else None, batch_size=batch_size, workers=workers, device=device, names=[t[1] for t in todo]) if todo else iter(())
+        stream = iter_classify([t[0] for t in todo], classifier=clf, classes=classes, detect=False if no_detect else None, batch_size=batch_size, workers=workers, device=device, names=[t[1] for t in todo]) if todo else iter(())
         for i, recs in stream:
             _, name, rel, target = todo[i]
             face = recs[0]
