@@ -12,7 +12,7 @@ import tempfile
 import time
 from pathlib import Path
 
-EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "astronaut.png"
+EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "photos" / "astronaut.png"
 
 
 def main() -> None:

@@ -46,7 +46,7 @@ def main() -> None:
         print(f"classify {args.crops} face crops: peak RSS {mb:.0f} MB")
         photos = Path(tmp) / "photos"
         photos.mkdir()
-        astronaut = Path(__file__).resolve().parents[1] / "examples" / "astronaut.png"
+        astronaut = Path(__file__).resolve().parents[1] / "examples" / "photos" / "astronaut.png"
         rng = np.random.default_rng(0)
         for i in range(args.photos):
             src = astronaut if i % 10 == 0 and astronaut.exists() else files[int(rng.integers(len(files)))]

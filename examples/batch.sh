@@ -3,7 +3,7 @@
 #   bash examples/batch.sh PHOTOS_DIR SONGS_DIR
 # Exit code: facetune's own (0 all ok, 1 some inputs failed, 2 usage error).
 set -uo pipefail
-photos=${1:-examples}
+photos=${1:-examples/photos}
 songs=${2:-songs}
 log=$(mktemp)
 facetune --quiet compose "$photos" --out-dir "$songs" --format json --seed 42 >"$log"
@@ -18,7 +18,7 @@ for emotion, n in emotions.most_common():
     print(f"  {emotion:8s} {n}")
 for r in records:
     if r["error"]:
-        print(f"  failed: {r['input']}: {r['error']}")
+        print(f"  failed: {r['error']}")
 PY
 rm -f "$log"
 exit $status
