@@ -243,7 +243,7 @@ def _inputs(paths: tuple[str, ...]) -> list[tuple[Any, str, Path]]:
 @main.command("classify")
 @click.argument("inputs", nargs=-1, required=True)
 @click.option("--format", "fmt", type=click.Choice(["table", "json", "csv"]), default="table", show_default=True, help="table for people; json (JSON Lines) or csv for scripts.")
-@click.option("-o", "--output", type=click.Path(path_type=Path), help="Write the results to this file instead of stdout.")
+@click.option("-o", "--output", type=click.Path(path_type=Path), help="Write the results to this file instead of stdout (JSON Lines, or CSV with --format csv).")
 @click.option("--all-faces", is_flag=True, help="Report every face, not just the largest.")
 @click.option("--no-detect", is_flag=True, help="The images are already face crops: use them whole.")
 @click.option("--classes", help="Restrict to these classes (comma-separated; default: the model's default set).")
@@ -260,6 +260,8 @@ def classify_cmd(inputs: tuple[str, ...], fmt: str, output: Path | None, all_fac
     """
     from .api import iter_classify, load_classifier
 
+    if output is not None and str(output) != "-" and output.exists() and not force:
+        raise FacetuneError(f"{output}: already exists (use --force to overwrite)")
     items = _inputs(inputs)
     class_list = [c.strip() for c in classes.split(",")] if classes else None
     clf = load_classifier(str(classifier) if classifier else None, device)
