@@ -91,7 +91,7 @@ def main() -> None:
     print(f"judge trained on {len(xtr)} EMOPIA train clips; on {len(xte)} test clips (unseen songs):")
     print(f"  arousal accuracy {np.mean(predict(wa, (xte - mu) / sd) == aro(qte)):.3f}, valence accuracy {np.mean(predict(wv, (xte - mu) / sd) == val(qte)):.3f}")
 
-    from facetune.compose import compose_emotion, load_generator
+    from facetune.composer import compose_emotion, load_generator
 
     gen = load_generator(args.generator)
     hits_a, hits_v, total = 0, 0, 0

@@ -16,7 +16,7 @@ import numpy as np
 def main() -> None:
     import torch
 
-    from facetune.compose import load_generator
+    from facetune.composer import load_generator
     from facetune.emotions import QUADRANTS, quadrant_of
     from facetune.music.chords import key_index, progression, quadrant_mode
     from facetune.music.gan import condition

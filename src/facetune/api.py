@@ -10,7 +10,7 @@ Images can be paths, bytes, PIL images or numpy arrays. Models are loaded once a
 from __future__ import annotations
 
 import hashlib
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from functools import lru_cache
 from pathlib import Path
 from typing import Any, Iterator, Sequence
@@ -18,7 +18,7 @@ from typing import Any, Iterator, Sequence
 import numpy as np
 
 from .emotions import quadrant_of
-from .errors import FacetuneError, InputError
+from .errors import FacetuneError, InputError, NoFaceError
 
 
 @dataclass
@@ -31,9 +31,13 @@ class FaceEmotion:
     probabilities: dict[str, float]
     quadrant: str | None = None
     error: str | None = None
+    no_face: bool = field(default=False, repr=False)
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        """The JSON record: every field but `no_face`, which only tells `compose` which error to raise."""
+        d = asdict(self)
+        d.pop("no_face")
+        return d
 
 
 @dataclass
@@ -65,7 +69,7 @@ def load_classifier(path: str | None = None, device: str = "cpu") -> Any:
 
 def load_generator(path: str | None = None) -> Any:
     """The melody generator at `path` (default: the shipped weights), loaded once per process."""
-    from .compose import load_generator as _load
+    from .composer import load_generator as _load
     from .registry import resolve_model
 
     return _load(resolve_model(path, "generator"))
@@ -75,13 +79,13 @@ def _source_name(src: Any) -> str:
     return str(src) if isinstance(src, (str, Path)) else f"<{type(src).__name__}>"
 
 
-def _detect(src: Any, detect: bool | None, all_faces: bool, size: int, margin: float) -> tuple[list[Any], str | None]:
+def _detect(src: Any, detect: bool | None, all_faces: bool, size: int, margin: float) -> tuple[list[Any], InputError | None]:
     from .faces import find_faces
 
     try:
         return find_faces(src, detect=detect, all_faces=all_faces, size=size, margin=margin), None
     except InputError as exc:
-        return [], str(exc)
+        return [], exc
 
 
 class _FaceDataset:
@@ -93,12 +97,12 @@ class _FaceDataset:
     def __len__(self) -> int:
         return len(self.sources)
 
-    def __getitem__(self, i: int) -> tuple[int, list[Any], str | None]:
+    def __getitem__(self, i: int) -> tuple[int, list[Any], InputError | None]:
         faces, err = _detect(self.sources[i], self.detect, self.all_faces, self.size, self.margin)
         return i, faces, err
 
 
-def _iter_faces(sources: Sequence[Any], detect: bool | None, all_faces: bool, size: int, margin: float, workers: int) -> Iterator[tuple[int, list[Any], str | None]]:
+def _iter_faces(sources: Sequence[Any], detect: bool | None, all_faces: bool, size: int, margin: float, workers: int) -> Iterator[tuple[int, list[Any], InputError | None]]:
     """Faces per input, in input order; with workers > 0, decoded in parallel by a torch DataLoader."""
     ds = _FaceDataset(sources, detect, all_faces, size, margin)
     if workers <= 0:
@@ -130,7 +134,7 @@ def iter_classify(
     clf = load_classifier(classifier, device)
     active = clf.active(list(classes) if classes else None)
     labels = list(names) if names is not None else [_source_name(s) for s in sources]
-    pending: list[tuple[int, list[Any], str | None]] = []
+    pending: list[tuple[int, list[Any], InputError | None]] = []
     n_crops = 0
 
     def flush() -> Iterator[tuple[int, list[FaceEmotion]]]:
@@ -139,7 +143,7 @@ def iter_classify(
         k = 0
         for i, faces, err in pending:
             if err is not None:
-                yield i, [FaceEmotion(labels[i], None, None, {}, None, err)]
+                yield i, [FaceEmotion(labels[i], None, None, {}, None, str(err), isinstance(err, NoFaceError))]
                 continue
             records = []
             for f in faces:
@@ -194,7 +198,7 @@ def compose(
 
     Raises FacetuneError (for example NoFaceError) with a one-line message when it cannot.
     """
-    from .compose import compose_emotion, write_midi
+    from .composer import compose_emotion, write_midi
 
     if image is None and emotion is None:
         raise FacetuneError("give a photo or an emotion")
@@ -202,7 +206,7 @@ def compose(
     if emotion is None:
         [face_rec] = classify(image, classifier=classifier, classes=classes, detect=detect, device=device)
         if face_rec.error:
-            raise InputError(face_rec.error)
+            raise (NoFaceError if face_rec.no_face else InputError)(face_rec.error)
         emotion = face_rec.emotion
     comp = compose_emotion(emotion, load_generator(generator), bars=bars, seed=seed, tempo=tempo)
     out = None

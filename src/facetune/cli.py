@@ -435,7 +435,7 @@ def _compose_batch(inputs: tuple[str, ...], out_dir: Path, seed: int, bars: int,
     from collections import Counter
 
     from .api import iter_classify, load_generator, stable_seed
-    from .compose import compose_emotion, write_midi
+    from .composer import compose_emotion, write_midi
 
     items = _inputs(inputs)
     todo, records = [], []

@@ -81,7 +81,7 @@ def _aggregate(items: list[tuple[str, dict[str, float]]]) -> dict[str, Any]:
 
 def generated_metrics(emotions: Sequence[str], n: int, generator: str | None = None, bars: int = 16) -> list[tuple[str, dict[str, float]]]:
     """Compose seeds 0..n-1 for each emotion and score the melody track."""
-    from .compose import compose_emotion, load_generator
+    from .composer import compose_emotion, load_generator
     from .music.metrics import summarize
 
     gen = load_generator(generator)

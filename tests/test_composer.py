@@ -4,7 +4,7 @@ from __future__ import annotations
 import pretty_midi
 import pytest
 
-from facetune.compose import compose_emotion, load_generator, write_midi
+from facetune.composer import compose_emotion, load_generator, write_midi
 from facetune.errors import FacetuneError
 from facetune.music.chords import chord_pitch_classes, parse_chord, scale_pitch_classes, KEY_NAMES
 from facetune.music.pianoroll import BAR_WIDTH, STEPS_PER_BAR

@@ -1,0 +1,48 @@
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from PIL import Image
+
+import facetune
+import facetune.composer  # noqa: F401  (importing the module must not hide facetune.compose)
+from facetune.api import ComposeResult, FaceEmotion, stable_seed
+from facetune.errors import FacetuneError, NoFaceError
+
+from conftest import CHELSEA, face_image
+
+
+def test_public_api_is_callable():
+    assert callable(facetune.compose) and callable(facetune.classify)
+
+
+def test_classify_takes_paths_pil_and_arrays(tmp_path, tiny_classifier):
+    img = face_image(0, np.random.default_rng(0))
+    Image.fromarray(img).save(tmp_path / "f.png")
+    recs = facetune.classify([tmp_path / "f.png", Image.fromarray(img), img, tmp_path / "nope.png"], classifier=str(tiny_classifier))
+    assert all(isinstance(r, FaceEmotion) for r in recs) and len(recs) == 4
+    assert recs[0].probabilities == recs[1].probabilities == recs[2].probabilities
+    assert recs[3].error and "nope.png" in recs[3].error and recs[3].emotion is None
+
+
+def test_compose_api(tmp_path, tiny_classifier, tiny_generator):
+    img = face_image(1, np.random.default_rng(1))
+    res = facetune.compose(img, tmp_path / "a.mid", seed=2, classifier=str(tiny_classifier), generator=str(tiny_generator))
+    assert isinstance(res, ComposeResult) and (tmp_path / "a.mid").exists() and res.bars == 16
+    assert res.emotion in res.probabilities and res.quadrant in ("Q1", "Q2", "Q3")
+    only = facetune.compose(emotion="calm", seed=2, bars=4, generator=str(tiny_generator))
+    assert only.output is None and only.composition.to_midi().instruments and only.quadrant == "Q4"
+    with pytest.raises(FacetuneError):
+        facetune.compose()
+    if CHELSEA.exists():
+        with pytest.raises(NoFaceError):
+            facetune.compose(CHELSEA, classifier=str(tiny_classifier), generator=str(tiny_generator))
+
+
+def test_models_are_cached(tiny_classifier):
+    assert facetune.load_classifier(str(tiny_classifier)) is facetune.load_classifier(str(tiny_classifier))
+
+
+def test_stable_seed_depends_on_path_not_order():
+    assert stable_seed(0, "a/b.png") == stable_seed(0, "a/b.png") != stable_seed(0, "a/c.png")
+    assert stable_seed(1, "a/b.png") != stable_seed(0, "a/b.png")
