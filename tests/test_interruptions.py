@@ -9,6 +9,7 @@ import time
 
 import numpy as np
 import pretty_midi
+import pytest
 import torch
 from PIL import Image
 
@@ -30,7 +31,8 @@ def wait_for(cond, timeout: float = 120.0) -> None:
         time.sleep(0.05)
 
 
-def test_sigterm_during_batch_compose_leaves_only_complete_files(tmp_path, tiny_classifier, tiny_generator):
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
+def test_signal_during_batch_compose_leaves_only_complete_files(tmp_path, tiny_classifier, tiny_generator, sig):
     src = tmp_path / "faces"
     src.mkdir()
     rng = np.random.default_rng(0)
@@ -40,7 +42,7 @@ def test_sigterm_during_batch_compose_leaves_only_complete_files(tmp_path, tiny_
     args = ["compose", src, "--out-dir", out, "--classifier", tiny_classifier, "--generator", tiny_generator, "--batch-size", "8", "--png"]
     proc = facetune(*args)
     wait_for(lambda: len(list(out.glob("*.mid"))) >= 3)
-    proc.send_signal(signal.SIGTERM)
+    proc.send_signal(sig)
     proc.wait(60)
     assert proc.returncode != 0
     done = list(out.glob("*.mid"))
