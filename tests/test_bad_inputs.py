@@ -132,6 +132,7 @@ def good_but_odd_midis(d: Path) -> dict[str, Path]:
 def test_bad_midis_in_evaluate_music(tmp_path):
     files = {**bad_midis(tmp_path), **good_but_odd_midis(tmp_path)}
     r = invoke("evaluate", "music", *files.values(), "--track", "-1", "--format", "json")
+    assert r.exit_code == 1
     res = json.loads(r.stdout)
     errors = {Path(e["file"]).name: e["error"] for e in res["errors"]}
     assert set(errors) == {"corrupt.mid", "empty.mid", "drums.mid"}

@@ -555,6 +555,7 @@ def evaluate_music_cmd(paths: tuple[Path, ...], generate: int, emotions: str, re
     pitch range, notes per bar, onset density and major/minor lean (Krumhansl–Kessler).
 
     PATHS are MIDI files or folders, grouped by the Q1..Q4 prefix or an emotion word in their names.
+    Unreadable files are reported and the exit code is 1.
     """
     import json
 
@@ -565,6 +566,8 @@ def evaluate_music_cmd(paths: tuple[Path, ...], generate: int, emotions: str, re
     result = evaluate_music(list(paths), generate=generate, emotions=[e.strip() for e in emotions.split(",") if e.strip()], reference=reference, split=split, generator=str(generator) if generator else None, track=None if track < 0 else track)
     if fmt == "json":
         click.echo(json.dumps(result))
+        if result.get("errors"):
+            sys.exit(EXIT_FAILED)
         return
     from rich.table import Table
 
@@ -580,7 +583,9 @@ def evaluate_music_cmd(paths: tuple[Path, ...], generate: int, emotions: str, re
             table.add_row(m, *(f"{groups[g]['mean'][m]:.3f}" for g in groups))
         console.out.print(table)
     for e in result.get("errors", []):
-        console.warn(f"{e['file']}: {e['error']}")
+        console.error(e["error"])
+    if result.get("errors"):
+        sys.exit(EXIT_FAILED)
 
 
 @main.command("models")

@@ -39,8 +39,8 @@ def evaluate_classifier(clf: Any, data: str | Path, *, split: str = "test", clas
     from .data import load_faces_cache
 
     data = Path(data)
-    if not data.exists():
-        raise DataError(f"{data}: no such folder")
+    if not data.is_dir():
+        raise DataError(f"{data}: not a folder (give a prepared faces cache or a folder with one sub-folder per class)")
     if (data / "manifest.json").is_file():
         manifest, splits = load_faces_cache(data)
         x, y = splits[split]

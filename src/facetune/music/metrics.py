@@ -120,6 +120,8 @@ def midi_to_notes(src: str | Path | Any, track: int | None = None, skip_drums: b
     import pretty_midi
 
     name = str(src) if isinstance(src, (str, Path)) else "<midi>"
+    if isinstance(src, (str, Path)) and not Path(src).is_file():
+        raise InputError(f"{name}: no such file")
     if isinstance(src, pretty_midi.PrettyMIDI):
         pm = src
     else:
