@@ -156,8 +156,6 @@ class MelodyGenerator:
 @lru_cache(maxsize=8)
 def load_generator(path: str | Path | None = None) -> MelodyGenerator:
     """Rebuild the generator from its checkpoint (the shipped default when `path` is None); cached."""
-    import torch
-
     from .music.gan import Generator, dims_from_dict
 
     path = Path(path) if path else DEFAULT_GENERATOR
@@ -169,7 +167,6 @@ def load_generator(path: str | Path | None = None) -> MelodyGenerator:
     except (KeyError, RuntimeError, TypeError) as exc:
         raise CheckpointError(f"{path}: generator checkpoint does not match its declared dimensions ({str(exc).splitlines()[0][:100]})") from None
     model.eval()
-    torch.set_num_threads(max(1, min(torch.get_num_threads(), 2)))
     return MelodyGenerator(model, dims, payload, str(path))
 
 

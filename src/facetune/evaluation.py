@@ -60,25 +60,6 @@ def evaluate_classifier(clf: Any, data: str | Path, *, split: str = "test", clas
     return {"data": where, "classifier": clf.path, "tta": tta, **result}
 
 
-def _aggregate(items: list[tuple[str, dict[str, float]]]) -> dict[str, Any]:
-    """Mean and standard deviation of each metric per group, plus an 'all' group."""
-    groups: dict[str, list[dict[str, float]]] = {}
-    for g, m in items:
-        groups.setdefault(g, []).append(m)
-    if len(groups) > 1:
-        groups["all"] = [m for _, m in items]
-    out = {}
-    for g in sorted(groups, key=lambda k: (k == "all", k)):
-        rows = groups[g]
-        keys = [k for k, v in rows[0].items() if isinstance(v, (int, float)) and not isinstance(v, bool)]
-        out[g] = {
-            "n": len(rows),
-            "mean": {k: round(float(np.nanmean([r[k] for r in rows])), 4) for k in keys},
-            "std": {k: round(float(np.nanstd([r[k] for r in rows])), 4) for k in keys},
-        }
-    return out
-
-
 def generated_metrics(emotions: Sequence[str], n: int, generator: str | None = None, bars: int = 16) -> list[tuple[str, dict[str, float]]]:
     """Compose seeds 0..n-1 for each emotion and score the melody track."""
     from .composer import compose_emotion, load_generator
@@ -114,7 +95,7 @@ def reference_metrics(cache: str | Path, split: str = "test") -> list[tuple[str,
 
 def evaluate_music(paths: Sequence[Path], *, generate: int = 0, emotions: Sequence[str] = ("happy", "sad", "angry"), reference: str | Path | None = None, split: str = "test", generator: str | None = None, track: int | None = 0) -> dict[str, Any]:
     """Music metrics per group for MIDI files, freshly generated melodies and/or a cache's reference melodies."""
-    from .music.metrics import evaluate_files
+    from .music.metrics import aggregate, evaluate_files
 
     result: dict[str, Any] = {"groups": {}, "errors": []}
     if paths:
@@ -128,7 +109,7 @@ def evaluate_music(paths: Sequence[Path], *, generate: int = 0, emotions: Sequen
         result["groups"]["files"] = per_file["groups"]
         result["errors"] = per_file.get("errors", [])
     if generate:
-        result["groups"]["generated"] = _aggregate(generated_metrics(emotions, generate, generator))
+        result["groups"]["generated"] = aggregate(generated_metrics(emotions, generate, generator))
     if reference:
-        result["groups"][f"reference ({split})"] = _aggregate(reference_metrics(reference, split))
+        result["groups"][f"reference ({split})"] = aggregate(reference_metrics(reference, split))
     return result

@@ -160,10 +160,27 @@ def group_of(path: Path) -> str:
     return "all"
 
 
+def aggregate(items: list[tuple[str, dict[str, float]]]) -> dict[str, Any]:
+    """Mean and standard deviation of each metric per group, plus an 'all' group."""
+    groups: dict[str, list[dict[str, float]]] = {}
+    for g, m in items:
+        groups.setdefault(g, []).append(m)
+    if len(groups) > 1:
+        groups["all"] = [m for _, m in items]
+    out = {}
+    for g in sorted(groups, key=lambda k: (k == "all", k)):
+        rows = groups[g]
+        keys = [k for k, v in rows[0].items() if isinstance(v, (int, float)) and not isinstance(v, bool)]
+        out[g] = {
+            "n": len(rows),
+            "mean": {k: round(float(np.nanmean([r[k] for r in rows])), 4) for k in keys},
+            "std": {k: round(float(np.nanstd([r[k] for r in rows])), 4) for k in keys},
+        }
+    return out
+
+
 def evaluate_files(paths: Sequence[Path], *, melody_track: int | None = 0, group_by: Callable[[Path], str] = group_of) -> dict[str, Any]:
     """Metrics per file, aggregated per group; unreadable files are listed under 'errors'."""
-    from ..evaluation import _aggregate
-
     items, errors = [], []
     for p in paths:
         try:
@@ -172,4 +189,4 @@ def evaluate_files(paths: Sequence[Path], *, melody_track: int | None = 0, group
             errors.append({"file": str(p), "error": str(exc)})
             continue
         items.append((group_by(Path(p)), summarize(notes, bars)))
-    return {"groups": _aggregate(items) if items else {}, "errors": errors}
+    return {"groups": aggregate(items) if items else {}, "errors": errors}
