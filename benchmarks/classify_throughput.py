@@ -33,7 +33,7 @@ def main() -> None:
     from facetune.api import load_classifier
 
     clf = load_classifier()
-    print(f"torch threads: {torch.get_num_threads()}, model: {clf.path}, input {clf.input_size}px, tta={not args.no_tta}")
+    print(f"torch threads: {torch.get_num_threads()}, model: {clf.path}, input {'/'.join(map(str, clf.input_sizes))} px ({len(clf.members)} network(s)), tta={not args.no_tta}")
     rng = np.random.default_rng(0)
     crops = rng.integers(0, 256, (args.n, 48, 48), dtype=np.uint8)
     clf.predict(crops[:64], tta=not args.no_tta)

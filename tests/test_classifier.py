@@ -82,3 +82,58 @@ def test_seven_class_model_defaults_to_three():
 
     payload = model_payload(build_model(7, tiny=True), list(FER_CLASSES), ClassifierConfig(tiny=True), {})
     assert payload["default_classes"] == ["happy", "sad", "angry"]
+
+
+def _tiny_member(path, seed: int, input_size: int, classes=("happy", "sad", "angry")):
+    from facetune.checkpoints import save_checkpoint
+    from facetune.classifier import model_payload
+
+    torch.manual_seed(seed)
+    model = build_model(len(classes), tiny=True).eval()
+    save_checkpoint(path, model_payload(model, list(classes), ClassifierConfig(tiny=True, input_size=input_size), {}, half=True))
+    return path
+
+
+def test_ensemble_averages_member_log_probs(tmp_path, faces_cache):
+    from facetune.classifier import make_ensemble
+
+    a, b = _tiny_member(tmp_path / "a.pt", 1, 48), _tiny_member(tmp_path / "b.pt", 2, 64)
+    report = make_ensemble([a, b], tmp_path / "ens.pt", data=faces_cache)
+    ens = load_classifier(tmp_path / "ens.pt")
+    assert ens.input_sizes == [48, 64] and len(ens.members) == 2
+    crops = np.random.default_rng(0).integers(0, 255, (6, 48, 48), dtype=np.uint8)
+    member_lp = [load_classifier(p).log_probs(crops) for p in (a, b)]
+    expected = torch.softmax((member_lp[0] + member_lp[1]) / 2, dim=1).numpy()
+    assert np.allclose(ens.predict(crops), expected, atol=1e-5)
+    assert not np.allclose(ens.predict(crops), load_classifier(a).predict(crops), atol=1e-3)
+    ck = load_checkpoint(tmp_path / "ens.pt", "classifier")
+    assert ck["arch"] == "ensemble" and [m["input_size"] for m in ck["members"]] == [48, 64]
+    assert ck["validation"]["ensemble"]["val_accuracy"] == report["ensemble"]["val_accuracy"]
+    assert len(report["members"]) == 2 and 0 <= report["ensemble"]["val_accuracy"] <= 1
+
+
+def test_single_model_probabilities_unchanged_by_log_softmax(tiny_classifier):
+    from facetune.classifier import predict_logits, _to_input
+
+    clf = load_classifier(tiny_classifier)
+    crops = np.random.default_rng(1).integers(0, 255, (4, 48, 48), dtype=np.uint8)
+    logits = predict_logits(clf.members[0][0], _to_input(crops), 48, clf.device)
+    assert np.allclose(clf.predict(crops), torch.softmax(logits, 1).numpy(), atol=1e-6)
+
+
+def test_ensemble_refuses_mismatch_and_overwrite(tmp_path):
+    from facetune.classifier import make_ensemble
+    from facetune.errors import FacetuneError
+
+    a = _tiny_member(tmp_path / "a.pt", 1, 48)
+    b = _tiny_member(tmp_path / "b.pt", 2, 48, ("happy", "sad", "angry", "neutral"))
+    with pytest.raises(FacetuneError, match="classes"):
+        make_ensemble([a, b], tmp_path / "e.pt")
+    with pytest.raises(FacetuneError, match="at least two"):
+        make_ensemble([a], tmp_path / "e.pt")
+    make_ensemble([a, a], tmp_path / "e.pt")
+    with pytest.raises(FacetuneError, match="already exists"):
+        make_ensemble([a, a], tmp_path / "e.pt")
+    nested = make_ensemble([tmp_path / "e.pt", a], tmp_path / "e3.pt")
+    assert nested == {"members": [], "ensemble": None}
+    assert len(load_classifier(tmp_path / "e3.pt").members) == 3

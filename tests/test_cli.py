@@ -167,6 +167,18 @@ def test_models_lists_home(run, tiny_classifier, tmp_path, monkeypatch):
     assert any(m["origin"] == "FACETUNE_HOME" and m["kind"] == "classifier" for m in found)
 
 
+def test_train_ensemble(run, tiny_classifier, faces_cache, tmp_path, crops):
+    out = tmp_path / "ens.pt"
+    r = run("train", "ensemble", tiny_classifier, tiny_classifier, "--out", out, "--data", faces_cache)
+    assert r.exit_code == 0 and out.exists() and "ensemble of 2: val acc" in r.output
+    r = run("train", "ensemble", tiny_classifier, tiny_classifier, "--out", out)
+    assert r.exit_code == 1 and "already exists" in r.stderr and "Traceback" not in r.output
+    r = run("train", "ensemble", tiny_classifier, tmp_path / "missing.pt", "--out", tmp_path / "e2.pt")
+    assert r.exit_code == 1 and "missing.pt" in r.stderr and len(r.stderr.strip().splitlines()) == 1
+    r = run("classify", crops / "b" / "c", "--classifier", out, "--format", "json")
+    assert r.exit_code == 0 and len(r.stdout.strip().splitlines()) == 8
+
+
 def test_readme_documents_every_option():
     """The README's CLI reference names every subcommand and option, so it cannot drift from --help."""
     import click

@@ -290,7 +290,7 @@ def train_classifier(
     else:
         init_info = initialise(model, cfg.init)
         console.info(f"initialised from {cfg.init}: {init_info['loaded']} tensors loaded")
-    model.to(dev)
+    model.to(dev).to(memory_format=torch.channels_last)  # 1.7x faster training steps on a 2-core CPU (oneDNN)
     net = model
     if info.active:
         from torch.nn.parallel import DistributedDataParallel
@@ -332,7 +332,7 @@ def train_classifier(
                     seed = (cfg.seed * 1_000_003 + epoch) * 100_003 + micro_id
                     torch.manual_seed(seed)
                     gen = torch.Generator().manual_seed(seed)
-                    xb = augment(_to_input(x_tr[idx]), cfg.input_size, gen).expand(-1, 3, -1, -1).to(dev)
+                    xb = augment(_to_input(x_tr[idx]), cfg.input_size, gen).expand(-1, 3, -1, -1).to(dev).contiguous(memory_format=torch.channels_last)
                     yb = torch.from_numpy(y_tr[idx]).to(dev)
                     sync = k == len(mine) - 1 or not info.active
                     with (contextlib.nullcontext() if sync else net.no_sync()):
@@ -440,18 +440,23 @@ def predict_logits(model: Any, x: Any, input_size: int, device: Any, batch_size:
 
 
 class Classifier:
-    """A loaded classifier: turns uint8 face crops into probabilities over its active classes."""
+    """A loaded classifier: turns uint8 face crops into probabilities over its active classes.
 
-    def __init__(self, model: Any, payload: dict[str, Any], device: Any, path: str) -> None:
-        self.model = model
+    It holds one network or, for an ensemble checkpoint, several (each with its own input
+    size); their log-probabilities over all classes are averaged before the softmax over the
+    active ones.
+    """
+
+    def __init__(self, members: list[tuple[Any, int]], payload: dict[str, Any], device: Any, path: str) -> None:
+        self.members = members
         self.classes: list[str] = list(payload["classes"])
         self.default_classes: list[str] = list(payload["default_classes"])
-        self.input_size: int = int(payload["input_size"])
+        self.input_sizes: list[int] = [size for _, size in members]
         self.crop_size: int = int(payload.get("preprocessing", {}).get("crop_size", CROP_SIZE))
         self.face_margin: float = float(payload.get("preprocessing", {}).get("face_margin", FACE_MARGIN))
         self.device = device
         self.path = path
-        self.info = {k: v for k, v in payload.items() if k != "state_dict"}
+        self.info = {k: v for k, v in payload.items() if k not in ("state_dict", "members")}
 
     def active(self, classes: list[str] | None = None) -> list[str]:
         """The classes the argmax runs over: asked-for ones, else the checkpoint's defaults."""
@@ -461,6 +466,17 @@ class Classifier:
             raise FacetuneError(f"{self.path}: this classifier does not know {unknown[0]!r} (it knows {', '.join(self.classes)})")
         return list(wanted)
 
+    def log_probs(self, crops: np.ndarray, tta: bool = True) -> Any:
+        """Log-probabilities over all the checkpoint's classes, averaged over the members."""
+        import torch
+
+        x = _to_input(crops)
+        total = None
+        for model, size in self.members:
+            lp = torch.log_softmax(predict_logits(model, x, size, self.device, tta=tta), dim=1)
+            total = lp if total is None else total + lp
+        return total / len(self.members)
+
     def predict(self, crops: np.ndarray, classes: list[str] | None = None, tta: bool = True) -> np.ndarray:
         """Probabilities (N, len(active)) for uint8 crops (N, H, W), softmax over the active classes only."""
         import torch
@@ -468,25 +484,103 @@ class Classifier:
         active = self.active(classes)
         if len(crops) == 0:
             return np.zeros((0, len(active)), np.float32)
-        logits = predict_logits(self.model, _to_input(crops), self.input_size, self.device, tta=tta)
         idx = [self.classes.index(c) for c in active]
-        return torch.softmax(logits[:, idx], dim=1).numpy()
+        return torch.softmax(self.log_probs(crops, tta)[:, idx], dim=1).numpy()
+
+
+def _member_specs(payload: dict[str, Any]) -> list[dict[str, Any]]:
+    """The networks a classifier checkpoint holds: itself, or an ensemble's members."""
+    return list(payload["members"]) if "members" in payload else [payload]
+
+
+def classifier_from_payload(payload: dict[str, Any], device: str = "cpu", path: str = "<memory>") -> Classifier:
+    """Rebuild every network of a classifier checkpoint for inference (BatchNorm folded, channels-last)."""
+    import torch
+
+    dev = resolve_device(device)
+    members = []
+    try:
+        for spec in _member_specs(payload):
+            model = build_model(len(payload["classes"]), spec["arch"], tiny=bool(spec.get("tiny", False)))
+            model.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in spec["state_dict"].items()})
+            model = fold_batchnorm(model.eval()).to(dev).to(memory_format=torch.channels_last)
+            members.append((model, int(spec["input_size"])))
+    except (KeyError, RuntimeError, TypeError) as exc:
+        raise CheckpointError(f"{path}: checkpoint does not match its declared architecture ({str(exc).splitlines()[0][:100]})") from None
+    if not members:
+        raise CheckpointError(f"{path}: ensemble checkpoint has no members")
+    return Classifier(members, payload, dev, path)
 
 
 def load_classifier(path: str | Path | None = None, device: str = "cpu") -> Classifier:
     """Rebuild a classifier from a checkpoint (the shipped default when `path` is None)."""
-    import torch
-
     path = Path(path) if path else DEFAULT_WEIGHTS
-    payload = load_checkpoint(path, "classifier")
-    try:
-        model = build_model(len(payload["classes"]), payload["arch"], tiny=bool(payload.get("tiny", False)))
-        model.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in payload["state_dict"].items()})
-    except (KeyError, RuntimeError) as exc:
-        raise CheckpointError(f"{path}: checkpoint does not match its declared architecture ({str(exc).splitlines()[0][:100]})") from None
-    dev = resolve_device(device)
-    model = fold_batchnorm(model.eval()).to(dev).to(memory_format=torch.channels_last)
-    return Classifier(model, payload, dev, str(path))
+    return classifier_from_payload(load_checkpoint(path, "classifier"), device, str(path))
+
+
+def ensemble_payload(paths: list[str | Path], command: str = "", half: bool = True) -> dict[str, Any]:
+    """One checkpoint from several trained classifiers over the same classes and face preprocessing.
+
+    Each member keeps its own architecture, input size, hyperparameters and training record;
+    members that are themselves ensembles are flattened.
+    """
+    if len(paths) < 2:
+        raise FacetuneError("an ensemble needs at least two classifier checkpoints")
+    loaded = [(Path(p), load_checkpoint(p, "classifier")) for p in paths]
+    first_path, first = loaded[0]
+    crop = first.get("preprocessing", {}).get("crop_size", CROP_SIZE)
+    members: list[dict[str, Any]] = []
+    for p, payload in loaded:
+        if payload["classes"] != first["classes"]:
+            raise FacetuneError(f"{p}: classes {payload['classes']} differ from {first_path}'s {first['classes']}")
+        if payload.get("preprocessing", {}).get("crop_size", CROP_SIZE) != crop:
+            raise FacetuneError(f"{p}: face crops of a different size than {first_path}'s ({crop} px)")
+        for spec in _member_specs(payload):
+            state = {k: (v.half() if half and v.is_floating_point() else v) for k, v in spec["state_dict"].items()}
+            keep = ("arch", "tiny", "input_size", "hyperparameters", "data", "training", "provenance")
+            members.append({k: spec[k] for k in keep if k in spec} | {"source": str(p), "state_dict": state})
+    sizes = [m["input_size"] for m in members]
+    return {
+        "kind": "classifier",
+        "arch": "ensemble",
+        "classes": list(first["classes"]),
+        "default_classes": list(first["default_classes"]),
+        "input_size": sizes,
+        "preprocessing": {**first.get("preprocessing", {}), "resize": " and ".join(f"bilinear {crop}->{s}" for s in sizes) + " (one per member)"},
+        "combine": "mean over members of the log-softmax over all classes, then softmax over the active classes",
+        "members": members,
+        "provenance": provenance(command),
+    }
+
+
+def make_ensemble(paths: list[str | Path], out: str | Path, *, data: str | Path | None = None, command: str = "", force: bool = False) -> dict[str, Any]:
+    """Write an ensemble checkpoint; with `data`, score every member and the ensemble on its validation split.
+
+    The validation figures are stored in the checkpoint, so the choice of members can be made
+    (and checked later) without touching the test split.
+    """
+    out = Path(out)
+    if out.exists() and not force:
+        raise FacetuneError(f"{out}: already exists (use --force to overwrite)")
+    payload = ensemble_payload(paths, command)
+    report: dict[str, Any] = {"members": [], "ensemble": None}
+    if data is not None:
+        from .data import load_faces_cache
+
+        manifest, splits = load_faces_cache(data)
+        x, y = splits["val"]
+        names = [manifest["classes"][int(i)] for i in y]
+        wanted = [c for c in payload["default_classes"] if c in manifest["classes"]]
+        keep = np.array([n in wanted for n in names], dtype=bool)
+        x, names = x[keep], [n for n, k in zip(names, keep) if k]
+        for p in paths:
+            figures = evaluate_arrays(load_classifier(p), x, names, wanted)
+            report["members"].append({"path": str(p), "val_accuracy": figures["accuracy"]})
+        figures = evaluate_arrays(classifier_from_payload(payload), x, names, wanted)
+        report["ensemble"] = {"val_accuracy": figures["accuracy"], "classes": wanted, "n": figures["n"], "data": str(data)}
+        payload["validation"] = report
+    save_checkpoint(out, payload)
+    return report
 
 
 def fold_batchnorm(model: Any) -> Any:

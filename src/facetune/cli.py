@@ -146,6 +146,29 @@ def train_classifier_cmd(data: Path, out: Path, epochs: int, batch_size: int, lr
     console.info(f"done: {result['epochs']} epochs, best val acc {result['best_val']:.4f} at epoch {result['best_epoch']}; model in {out / 'model.pt'}")
 
 
+@train.command("ensemble")
+@click.argument("members", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.option("--out", "out", required=True, type=click.Path(path_type=Path), help="Ensemble checkpoint to write (fp16).")
+@click.option("--data", "data", type=click.Path(path_type=Path), help="Faces cache: report each member's and the ensemble's validation accuracy.")
+@click.option("--force", is_flag=True, help="Overwrite an existing --out.")
+@handle_errors
+def train_ensemble_cmd(members: tuple[Path, ...], out: Path, data: Path | None, force: bool) -> None:
+    """Combine trained classifier checkpoints (MEMBERS) into one ensemble checkpoint.
+
+    No training: the members' log-probabilities are averaged at prediction time. With --data
+    the validation split (never the test split) shows whether the ensemble beats its members.
+    """
+    from .classifier import make_ensemble
+
+    report = make_ensemble(list(members), out, data=data, command=_command_line(), force=force)
+    for m in report["members"]:
+        console.out.print(f"member {m['path']}: val acc {m['val_accuracy']:.4f}")
+    if report["ensemble"]:
+        e = report["ensemble"]
+        console.out.print(f"[bold]ensemble[/bold] of {len(members)}: val acc ({'/'.join(e['classes'])}) [bold]{e['val_accuracy']:.4f}[/bold] on {e['n']:,} images")
+    console.info(f"ensemble written to {out}")
+
+
 @prepare_data.command("music")
 @click.argument("src", type=click.Path(path_type=Path))
 @click.option("--out", "out", required=True, type=click.Path(path_type=Path), help="Cache folder to write.")

@@ -22,6 +22,9 @@ def _figures(payload: dict[str, Any]) -> str:
     metrics = payload.get("metrics") or {}
     if metrics:
         return ", ".join(f"{k} {v}" for k, v in metrics.items() if isinstance(v, (int, float, str)))
+    validation = (payload.get("validation") or {}).get("ensemble")
+    if validation:
+        return f"val acc {validation['val_accuracy']:.4f} ({len(payload.get('members', []))} members)"
     training = payload.get("training") or {}
     if "best_val_acc" in training:
         return f"val acc {training['best_val_acc']:.4f} (epoch {training.get('best_epoch')})"
@@ -45,7 +48,9 @@ def list_models() -> list[dict[str, str]]:
                 out.append({"kind": "unreadable", "name": f.name, "describes": str(exc), "figures": "", "path": str(f), "origin": origin})
                 continue
             if payload["kind"] == "classifier":
-                describes = f"{', '.join(payload['classes'])} (default: {', '.join(payload['default_classes'])}), {payload['input_size']} px"
+                sizes = payload["input_size"] if isinstance(payload["input_size"], list) else [payload["input_size"]]
+                shape = f"ensemble of {len(sizes)}, " if payload.get("arch") == "ensemble" else ""
+                describes = f"{', '.join(payload['classes'])} (default: {', '.join(payload['default_classes'])}), {shape}{'/'.join(map(str, sizes))} px"
             elif payload["kind"] == "generator":
                 describes = f"quadrants {', '.join(payload.get('quadrants', []))}, {payload.get('steps_per_bar')} steps/bar"
             else:
