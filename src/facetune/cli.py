@@ -165,7 +165,7 @@ def train_ensemble_cmd(members: tuple[Path, ...], out: Path, data: Path | None, 
         console.out.print(f"member {m['path']}: val acc {m['val_accuracy']:.4f}")
     if report["ensemble"]:
         e = report["ensemble"]
-        console.out.print(f"[bold]ensemble[/bold] of {len(members)}: val acc ({'/'.join(e['classes'])}) [bold]{e['val_accuracy']:.4f}[/bold] on {e['n']:,} images")
+        console.out.print(f"[bold]ensemble[/bold] of {e['networks']}: val acc ({'/'.join(e['classes'])}) [bold]{e['val_accuracy']:.4f}[/bold] on {e['n']:,} images")
     console.info(f"ensemble written to {out}")
 
 
