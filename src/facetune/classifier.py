@@ -128,6 +128,7 @@ def initialise(model: Any, init: str, classes: list[str] | None = None) -> dict[
 
     if init == "random":
         return {"loaded": 0, "skipped": 0}
+    keep_head = False
     if init == "lite0":
         source = _lite0_state_dict()
     else:
@@ -140,11 +141,10 @@ def initialise(model: Any, init: str, classes: list[str] | None = None) -> dict[
             raise FacetuneError(f"{path}: not a loadable state dict ({type(exc).__name__})") from None
         if isinstance(source, dict) and source.get("kind") == "classifier" and "members" in source:
             raise FacetuneError(f"{path}: an ensemble cannot initialise one network; use one of its members, or --teacher")
-        same_head = isinstance(source, dict) and source.get("kind") == "classifier" and classes is not None and source.get("classes") == classes
+        keep_head = isinstance(source, dict) and source.get("kind") == "classifier" and classes is not None and source.get("classes") == classes
         if isinstance(source, dict) and "state_dict" in source and isinstance(source["state_dict"], dict):
             source = source["state_dict"]
     own = model.state_dict()
-    keep_head = init not in ("lite0", "random") and same_head
     matched = {k: v for k, v in source.items() if k in own and (keep_head or not k.startswith("_fc.")) and v.shape == own[k].shape}
     if not matched:
         raise FacetuneError(f"{init}: no tensor matches the EfficientNet-B0 layout")
