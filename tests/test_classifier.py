@@ -194,6 +194,31 @@ def test_training_with_a_teacher_records_it_and_differs_from_labels_only(faces_c
     assert not all(torch.equal(a["state_dict"][k], b["state_dict"][k]) for k in a["state_dict"] if a["state_dict"][k].is_floating_point())
 
 
+def test_clean_teacher_targets_are_computed_once_and_reused(faces_cache, tiny_classifier, tmp_path, monkeypatch):
+    import facetune.classifier as classifier
+
+    base = ClassifierConfig(tiny=True, init="random", epochs=2, batch_size=16, input_size=48, seed=4)
+    train_classifier(faces_cache, tmp_path / "plain", base, device="cpu", max_epochs_this_run=1)
+    clean = replace(base, teacher=str(tiny_classifier), teacher_input="clean", distill=0.7)
+    train_classifier(faces_cache, tmp_path / "kd", clean, device="cpu", max_epochs_this_run=1)
+    cached = np.load(tmp_path / "kd" / "teacher_targets.npz")
+    n_train = len(np.load(faces_cache / "train_y.npy"))
+    assert cached["log_probs"].shape == (n_train, 3)
+    assert np.allclose(np.exp(cached["log_probs"]).sum(1), 1, atol=1e-4)
+    a = load_checkpoint(tmp_path / "plain" / "last.pt")
+    b = load_checkpoint(tmp_path / "kd" / "last.pt")
+    assert b["hyperparameters"]["teacher_input"] == "clean"
+    assert not all(torch.equal(a["state_dict"][k], b["state_dict"][k]) for k in a["state_dict"] if a["state_dict"][k].is_floating_point())
+
+    def no_teacher_pass(*args, **kwargs):
+        raise AssertionError("the teacher ran again on resume")
+
+    monkeypatch.setattr(classifier.Classifier, "log_probs", no_teacher_pass)
+    monkeypatch.setattr(classifier, "teacher_log_probs", no_teacher_pass)
+    result = train_classifier(faces_cache, tmp_path / "kd", clean, device="cpu", resume=True)
+    assert result["epochs"] == 2
+
+
 def test_teacher_with_other_classes_is_refused(faces_cache, tmp_path):
     from facetune.checkpoints import save_checkpoint
     from facetune.classifier import model_payload

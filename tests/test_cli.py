@@ -71,6 +71,11 @@ def test_train_classifier_with_teacher(run, faces_cache, tiny_classifier, tmp_pa
     assert r.exit_code == 1 and "nope.pt" in r.stderr and "Traceback" not in r.output + r.stderr
     r = run(*args, "--init", "random", "--teacher", tiny_classifier, "--distill", "1.5")
     assert r.exit_code == 2
+    r = run(*args, "--init", "random", "--teacher", tiny_classifier, "--teacher-input", "blurred")
+    assert r.exit_code == 2
+    clean = tmp_path / "kd-clean"
+    r = run("train", "classifier", "--data", faces_cache, "--out", clean, *args[6:], "--init", "random", "--teacher", tiny_classifier, "--teacher-input", "clean")
+    assert r.exit_code == 0 and (clean / "teacher_targets.npz").exists() and (clean / "model.pt").exists()
 
 
 def test_unknown_classes_is_a_usage_error(run, fer_tree, tmp_path):

@@ -9,6 +9,7 @@ features with no download.
 from __future__ import annotations
 
 import contextlib
+import io
 import math
 import time
 from dataclasses import asdict, dataclass, field, replace
@@ -18,11 +19,12 @@ from typing import Any
 import numpy as np
 
 from . import console
-from .checkpoints import load_checkpoint, provenance, save_checkpoint
+from .checkpoints import atomic_write_bytes, load_checkpoint, provenance, save_checkpoint
 from .emotions import DEFAULT_CLASSES, FER_CLASSES
 from .errors import CheckpointError, FacetuneError
 
 ARCHS = ("efficientnet-b0-lite", "efficientnet-b0")
+TEACHER_INPUTS = ("augmented", "clean")
 DEFAULT_WEIGHTS = Path(__file__).parent / "weights" / "classifier.pt"
 FACE_MARGIN = 0.12
 CROP_SIZE = 48
@@ -48,6 +50,7 @@ class ClassifierConfig:
     teacher: str = ""  # a classifier checkpoint (single or ensemble) to distil from; "" = labels only
     distill: float = 0.5  # weight of the teacher's soft targets against the hard labels
     temperature: float = 2.0  # softens both distributions in the distillation term
+    teacher_input: str = "augmented"  # "augmented": teacher sees each training batch; "clean": targets computed once
     tiny: bool = False  # a very small network, for tests only
 
 
@@ -335,7 +338,13 @@ def train_classifier(
     console.info(f"{info.world} process(es) on {dev}, global batch {cfg.batch_size} = micro-batch {micro} × {accum} accumulation × {info.world}")
     default_eval = [c for c in DEFAULT_CLASSES if c in classes] or classes
     eval_idx = _eval_indices(classes, default_eval)
+    if cfg.teacher_input not in TEACHER_INPUTS:
+        raise FacetuneError(f"teacher_input {cfg.teacher_input!r}: use one of {', '.join(TEACHER_INPUTS)}")
     teacher = _load_teacher(cfg.teacher, classes, dev) if cfg.teacher else None
+    fixed_targets = None
+    if teacher is not None and cfg.teacher_input == "clean":
+        fixed_targets = clean_teacher_targets(teacher, cfg.teacher, x_tr, out_dir if info.is_main else None)
+        teacher = None
     class_w = class_weights(y_tr, len(classes))
     weights = torch.from_numpy(class_w).to(dev)
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
@@ -376,8 +385,9 @@ def train_classifier(
                         with torch.autocast(dev.type, dtype=torch.float16, enabled=amp):
                             logits = net(xb)
                         per_sample = F.cross_entropy(logits.float(), yb, reduction="none", label_smoothing=cfg.label_smoothing)
-                        if teacher is not None:
-                            soft = distillation_loss(logits.float(), teacher_log_probs(teacher, xb), cfg.temperature)
+                        if teacher is not None or fixed_targets is not None:
+                            target = teacher_log_probs(teacher, xb) if teacher is not None else fixed_targets[torch.from_numpy(np.asarray(idx))].to(dev)
+                            soft = distillation_loss(logits.float(), target, cfg.temperature)
                             per_sample = (1 - cfg.distill) * per_sample + cfg.distill * soft
                         loss = (per_sample * weights[yb]).sum() / total_w * info.world
                         scaler.scale(loss).backward()
@@ -459,6 +469,33 @@ def teacher_log_probs(teacher: Classifier, xb: Any) -> Any:
             lp = torch.log_softmax(model(xin.contiguous(memory_format=torch.channels_last)).float(), dim=1)
             total = lp if total is None else total + lp
     return total / len(teacher.members)
+
+
+def clean_teacher_targets(teacher: Classifier, teacher_path: str, x_train: np.ndarray, cache_dir: Path | None) -> Any:
+    """The teacher's log-probabilities on every un-augmented training image (flip TTA), computed once.
+
+    The teacher then costs nothing per step, so a large ensemble can teach a long run; the
+    price is that its targets describe the clean face, not the augmented view the student sees.
+    They are kept in `cache_dir/teacher_targets.npz`, keyed by the teacher file's SHA-256 and
+    the training images, so a resumed run does not recompute them.
+    """
+    import hashlib
+
+    import torch
+
+    key = hashlib.sha256(Path(teacher_path).read_bytes()).hexdigest() + ":" + hashlib.sha256(np.ascontiguousarray(x_train).tobytes()).hexdigest()
+    cached = cache_dir / "teacher_targets.npz" if cache_dir is not None else None
+    if cached is not None and cached.exists():
+        with np.load(cached) as z:
+            if str(z["key"]) == key and z["log_probs"].shape[0] == len(x_train):
+                return torch.from_numpy(z["log_probs"])
+    console.info(f"computing {teacher_path}'s targets on {len(x_train):,} clean training images")
+    log_probs = teacher.log_probs(x_train, tta=True).float().numpy()
+    if cached is not None:
+        buf = io.BytesIO()
+        np.savez(buf, key=np.array(key), log_probs=log_probs)
+        atomic_write_bytes(cached, buf.getvalue())
+    return torch.from_numpy(log_probs)
 
 
 def distillation_loss(student_logits: Any, teacher_log_probs: Any, temperature: float) -> Any:

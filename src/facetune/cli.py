@@ -126,6 +126,7 @@ def train() -> None:
 @click.option("--teacher", type=click.Path(path_type=Path), help="Distil from this classifier checkpoint (one network or an ensemble) as well as the labels.")
 @click.option("--distill", default=0.5, show_default=True, type=click.FloatRange(0, 1), help="Weight of the teacher's soft targets (with --teacher).")
 @click.option("--temperature", default=2.0, show_default=True, type=click.FloatRange(0.1, 20), help="Distillation temperature (with --teacher).")
+@click.option("--teacher-input", type=click.Choice(["augmented", "clean"]), default="augmented", show_default=True, help="What the teacher sees: each augmented batch, or the clean training images once (no per-step cost).")
 @click.option("--patience", default=8, show_default=True, type=click.IntRange(1), help="Early-stop after this many epochs without val improvement.")
 @click.option("--micro-batch", default=0, show_default=True, type=click.IntRange(0), help="Per-process forward size (0: batch size / processes); the rest is gradient accumulation.")
 @click.option("--seed", default=0, show_default=True)
@@ -133,7 +134,7 @@ def train() -> None:
 @click.option("--resume", is_flag=True, help="Continue from OUT/last.pt.")
 @click.option("--tiny", is_flag=True, hidden=True, help="A very small network (tests only).")
 @handle_errors
-def train_classifier_cmd(data: Path, out: Path, epochs: int, batch_size: int, lr: float, weight_decay: float, input_size: int, init: str, init_weights: Path | None, teacher: Path | None, distill: float, temperature: float, patience: int, micro_batch: int, seed: int, device: str, resume: bool, tiny: bool) -> None:
+def train_classifier_cmd(data: Path, out: Path, epochs: int, batch_size: int, lr: float, weight_decay: float, input_size: int, init: str, init_weights: Path | None, teacher: Path | None, distill: float, temperature: float, teacher_input: str, patience: int, micro_batch: int, seed: int, device: str, resume: bool, tiny: bool) -> None:
     """Train the EfficientNet-B0 emotion classifier on a faces cache.
 
     Under `torchrun --nproc_per_node N -m facetune train classifier ...` it trains with
@@ -148,7 +149,7 @@ def train_classifier_cmd(data: Path, out: Path, epochs: int, batch_size: int, lr
         raise FacetuneError(f"{teacher}: --teacher checkpoint not found")
     cfg = ClassifierConfig(
         input_size=input_size, arch=arch, init=init, epochs=epochs, batch_size=batch_size, lr=lr, weight_decay=weight_decay, patience=patience,
-        seed=seed, micro_batch=micro_batch, tiny=tiny, teacher=str(teacher) if teacher else "", distill=distill, temperature=temperature,
+        seed=seed, micro_batch=micro_batch, tiny=tiny, teacher=str(teacher) if teacher else "", distill=distill, temperature=temperature, teacher_input=teacher_input,
     )
     result = train_classifier(data, out, cfg, resume=resume, device=device, command=_command_line())
     console.info(f"done: {result['epochs']} epochs, best val acc {result['best_val']:.4f} at epoch {result['best_epoch']}; model in {out / 'model.pt'}")
