@@ -9,9 +9,9 @@ from hypothesis import strategies as st
 from PIL import Image
 
 from facetune.errors import InputError, NoFaceError
-from facetune.faces import crop_face, detect_faces, find_faces, iter_image_files, load_image, preprocess
+from facetune.faces import FER_LANDMARKS, _iou, align_face, crop_face, detect_faces, find_faces, iter_image_files, load_image, locate_faces, preprocess, to_gray
 
-from conftest import ASTRONAUT, CHELSEA, face_image
+from conftest import ASTRONAUT, CHELSEA, REPO, face_image
 
 needs_photos = pytest.mark.skipif(not ASTRONAUT.exists(), reason="shared photos not present")
 
@@ -172,3 +172,72 @@ def test_png_round_trip(h, w, mode, seed):
     out = load_image(buf.getvalue())
     expect = np.repeat(arr[:, :, None], 3, 2) if mode == "L" else arr
     assert out.shape == (h, w, 3) and (out == expect).all()
+
+
+EXAMPLE = REPO / "examples" / "photos" / "astronaut.png"
+
+
+def test_fer_landmarks_align_to_the_identity():
+    rgb = np.random.default_rng(2).integers(0, 256, (48, 48, 3), dtype=np.uint8)
+    aligned = align_face(rgb, FER_LANDMARKS, 48)
+    assert np.abs(aligned.astype(int) - to_gray(rgb).astype(int)).max() <= 1
+
+
+def _rotate(rgb: np.ndarray, degrees: float, centre: tuple[float, float]) -> np.ndarray:
+    import cv2
+
+    m = cv2.getRotationMatrix2D(centre, degrees, 1.0)
+    return cv2.warpAffine(rgb, m, (rgb.shape[1], rgb.shape[0]), borderMode=cv2.BORDER_REFLECT)
+
+
+def test_a_tilted_face_is_found_and_levelled():
+    rgb = load_image(EXAMPLE)
+    [upright] = find_faces(rgb)
+    x, y, w, h = upright.box
+    tilted = _rotate(rgb, 25, (x + w / 2, y + h / 2))
+    [found] = find_faces(tilted)
+    box_crop = crop_face(tilted, found.box, 0.12, 48)
+
+    def corr(a: np.ndarray, b: np.ndarray) -> float:
+        return float(np.corrcoef(a.ravel().astype(float), b.ravel().astype(float))[0, 1])
+
+    assert corr(found.crop, upright.crop) > 0.9
+    assert corr(found.crop, upright.crop) > corr(box_crop, upright.crop) + 0.1
+
+
+def test_cascades_are_a_second_look_that_mtcnn_vets(monkeypatch):
+    from facetune import faces, mtcnn
+
+    rgb = load_image(EXAMPLE)
+    [direct] = locate_faces(rgb)
+    monkeypatch.setattr(mtcnn, "detect", lambda *a, **k: [])
+    [second] = locate_faces(rgb)
+    assert second.landmarks is not None and _iou(second.box, direct.box) > 0.5
+    noise = np.random.default_rng(3).integers(0, 256, (300, 300, 3), dtype=np.uint8)
+    monkeypatch.setattr(faces, "_haar_boxes", lambda gray, scale: [(100, 100, 80, 80)])
+    assert locate_faces(noise) == []
+
+
+def test_thumbnails_skip_detection(monkeypatch):
+    from facetune import faces
+
+    calls = []
+    monkeypatch.setattr(faces, "locate_faces", lambda rgb: calls.append(rgb.shape) or [])
+    [face] = find_faces(np.full((64, 64, 3), 120, np.uint8))
+    assert face.box is None and calls == []
+    find_faces(np.full((64, 64, 3), 120, np.uint8), detect=True)
+    find_faces(np.full((65, 65, 3), 120, np.uint8))
+    assert calls == [(64, 64, 3), (65, 65, 3)]
+
+
+def test_a_second_look_at_a_turned_photo_maps_back():
+    from facetune import mtcnn
+    from facetune.faces import _detect_tilted
+
+    rgb = load_image(EXAMPLE)
+    [upright] = mtcnn.detect(rgb)
+    [turned_back] = _detect_tilted(rgb, 30.0, 20)
+    assert np.abs(turned_back.landmarks - upright.landmarks).max() < 6
+    x1, y1, x2, y2 = turned_back.box
+    assert x1 <= upright.landmarks[:, 0].min() and upright.landmarks[:, 0].max() <= x2
+    assert y1 <= upright.landmarks[:, 1].min() and upright.landmarks[:, 1].max() <= y2
