@@ -56,7 +56,7 @@ def place(face: np.ndarray, rng: np.random.Generator, max_tilt: float) -> tuple[
 
 def haar_pipeline(photo: np.ndarray, margin: float, size: int) -> tuple[tuple[int, int, int, int], np.ndarray] | None:
     """facetune's earlier pipeline: the Haar cascades and a margin-widened box crop."""
-    boxes = sorted(_haar_boxes(to_gray(photo), 1.0), key=lambda b: b[2] * b[3], reverse=True)
+    boxes = sorted(_haar_boxes(to_gray(photo)), key=lambda b: b[2] * b[3], reverse=True)
     return (boxes[0], crop_face(photo, boxes[0], margin, size)) if boxes else None
 
 

@@ -214,7 +214,7 @@ def test_cascades_are_a_second_look_that_mtcnn_vets(monkeypatch):
     [second] = locate_faces(rgb)
     assert second.landmarks is not None and _iou(second.box, direct.box) > 0.5
     noise = np.random.default_rng(3).integers(0, 256, (300, 300, 3), dtype=np.uint8)
-    monkeypatch.setattr(faces, "_haar_boxes", lambda gray, scale: [(100, 100, 80, 80)])
+    monkeypatch.setattr(faces, "_haar_boxes", lambda gray: [(100, 100, 80, 80)])
     assert locate_faces(noise) == []
 
 

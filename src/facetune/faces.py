@@ -166,7 +166,7 @@ class Located:
     """A face found in a photo: its box `(x, y, w, h)` and its five landmarks (5, 2) as (x, y)."""
 
     box: tuple[int, int, int, int]
-    landmarks: np.ndarray | None = None
+    landmarks: np.ndarray
 
 
 def locate_faces(rgb: np.ndarray, max_side: int = 800) -> list[Located]:
@@ -192,7 +192,7 @@ def locate_faces(rgb: np.ndarray, max_side: int = 800) -> list[Located]:
         detections = _detect_tilted(small, degrees, min_face)
         if detections:
             break
-    detections = detections or mtcnn.verify(small, _haar_boxes(to_gray(small), 1.0))
+    detections = detections or mtcnn.verify(small, _haar_boxes(to_gray(small)))
     found = []
     for d in detections:
         x1, y1 = max(0.0, d.box[0] / scale), max(0.0, d.box[1] / scale)
@@ -233,8 +233,8 @@ def detect_faces(rgb: np.ndarray, max_side: int = 800) -> list[tuple[int, int, i
     return [f.box for f in locate_faces(rgb, max_side)]
 
 
-def _haar_boxes(small: np.ndarray, scale: float) -> list[tuple[int, int, int, int]]:
-    """The Haar cascades' boxes in a (downscaled) grayscale image, mapped back by `scale`."""
+def _haar_boxes(small: np.ndarray) -> list[tuple[int, int, int, int]]:
+    """The Haar cascades' boxes `(x, y, w, h)` in a grayscale image."""
     import cv2
 
     small = cv2.equalizeHist(small)
@@ -253,7 +253,7 @@ def _haar_boxes(small: np.ndarray, scale: float) -> list[tuple[int, int, int, in
         sw = small.shape[1]
         boxes += [(int(sw - x - bw), int(y), int(bw), int(bh)) for x, y, bw, bh in flipped]
     boxes = _suppress_overlaps(boxes)
-    return [(round(x / scale), round(y / scale), round(bw / scale), round(bh / scale)) for x, y, bw, bh in boxes]
+    return boxes
 
 
 def _suppress_overlaps(boxes: list[tuple[int, int, int, int]], threshold: float = 0.3) -> list[tuple[int, int, int, int]]:
@@ -338,8 +338,8 @@ def align_face(rgb: np.ndarray, landmarks: np.ndarray, size: int = 48) -> np.nda
 
 
 def _crop(rgb: np.ndarray, face: Located, margin: float, size: int) -> np.ndarray:
-    """The aligned crop when there are landmarks, else the margin-widened box."""
-    aligned = align_face(rgb, face.landmarks, size) if face.landmarks is not None else None
+    """The aligned crop, or the margin-widened box should the landmarks be degenerate."""
+    aligned = align_face(rgb, face.landmarks, size)
     return aligned if aligned is not None else crop_face(rgb, face.box, margin, size)
 
 
