@@ -1,6 +1,6 @@
 """Classifier throughput on 48×48 face crops, batched, on this machine's CPU.
 
-    python benchmarks/classify_throughput.py [--n 2000] [--batch 256] [--repeat 3] [--no-tta]
+    python benchmarks/classify_throughput.py [--n 2000] [--batch 256] [--repeat 3] [--no-tta] [--engine auto|onnx|torch] [--classifier PATH]
 
 Prints crops per second for the model alone (arrays in memory; each of --repeat runs and
 their median, since these shared machines are noisy) and for the whole `classify` path over
@@ -29,14 +29,14 @@ def main() -> None:
     ap.add_argument("--repeat", type=int, default=3, help="in-memory runs; the median is reported")
     ap.add_argument("--no-tta", action="store_true")
     ap.add_argument("--skip-files", action="store_true")
+    ap.add_argument("--engine", default="auto", choices=["auto", "onnx", "torch"], help="auto: ONNX Runtime when the checkpoint has a current export")
+    ap.add_argument("--classifier", help="checkpoint (default: the shipped model)")
     args = ap.parse_args()
-
-    import torch
 
     from facetune.api import load_classifier
 
-    clf = load_classifier()
-    print(f"torch threads: {torch.get_num_threads()}, model: {clf.path}, input {'/'.join(map(str, clf.input_sizes))} px ({len(clf.members)} network(s)), tta={not args.no_tta}")
+    clf = load_classifier(args.classifier, "cpu", args.engine)
+    print(f"engine: {clf.engine}, model: {clf.path}, input {'/'.join(map(str, clf.input_sizes))} px ({len(clf.input_sizes)} network(s)), tta={not args.no_tta}")
     rng = np.random.default_rng(0)
     crops = rng.integers(0, 256, (args.n, 48, 48), dtype=np.uint8)
     clf.predict(crops[:64], tta=not args.no_tta)
@@ -63,7 +63,8 @@ def main() -> None:
         for workers in (0, 2):
             out = Path(tmp) / f"out{workers}.jsonl"
             t = time.perf_counter()
-            subprocess.run([sys.executable, "-m", "facetune", "-q", "classify", str(listing), "--format", "json", "-o", str(out), "--workers", str(workers), "--batch-size", str(args.batch)], check=True)
+            cmd = [sys.executable, "-m", "facetune", "-q", "classify", str(listing), "--format", "json", "-o", str(out), "--workers", str(workers), "--batch-size", str(args.batch), "--engine", args.engine]
+            subprocess.run(cmd + (["--classifier", args.classifier] if args.classifier else []), check=True)
             dt = time.perf_counter() - t
             n = sum(1 for _ in open(out))
             print(f"classify {n} files, --workers {workers}: {dt:.1f}s = {n / dt:.0f} images/s (end to end, incl. start-up)")

@@ -30,7 +30,7 @@ def train(cache, out, *extra, nproc: int = 1):
 def test_two_gloo_processes_equal_one_with_the_same_global_batch(faces_cache, tmp_path):
     r2 = train(faces_cache, tmp_path / "two", nproc=2)
     train(faces_cache, tmp_path / "one", "--micro-batch", "8")
-    assert sorted(p.name for p in (tmp_path / "two").iterdir()) == ["best.pt", "last.pt", "model.pt"]
+    assert sorted(p.name for p in (tmp_path / "two").iterdir()) == ["best.pt", "last.pt", "model.onnx", "model.pt"]
     assert r2.stderr.count("epoch 2/2") == 1  # only rank 0 logs
     two, one = load_checkpoint(tmp_path / "two" / "last.pt"), load_checkpoint(tmp_path / "one" / "last.pt")
     assert load_checkpoint(tmp_path / "two" / "best.pt")["provenance"]["world_size"] == 2

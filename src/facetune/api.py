@@ -59,12 +59,16 @@ class ComposeResult:
 
 
 @lru_cache(maxsize=4)
-def load_classifier(path: str | None = None, device: str = "cpu") -> Any:
-    """The classifier at `path` (default: the shipped weights), loaded once per process."""
+def load_classifier(path: str | None = None, device: str = "cpu", engine: str = "auto") -> Any:
+    """The classifier at `path` (default: the shipped weights), loaded once per process.
+
+    engine: "auto" runs the ONNX export beside the checkpoint in ONNX Runtime on the CPU when
+    there is one (2–3× faster, no torch import), else PyTorch; "onnx" or "torch" insist.
+    """
     from .classifier import load_classifier as _load
     from .registry import resolve_model
 
-    return _load(resolve_model(path, "classifier"), device)
+    return _load(resolve_model(path, "classifier"), device, engine)
 
 
 def load_generator(path: str | None = None) -> Any:
@@ -126,12 +130,13 @@ def iter_classify(
     workers: int = 0,
     device: str = "cpu",
     names: Sequence[str] | None = None,
+    engine: str = "auto",
 ) -> Iterator[tuple[int, list[FaceEmotion]]]:
     """Stream (input index, its records) in input order, classifying crops in batches.
 
     Memory stays flat: only one batch of crops is held at a time.
     """
-    clf = load_classifier(classifier, device)
+    clf = load_classifier(classifier, device, engine)
     active = clf.active(list(classes) if classes else None)
     labels = list(names) if names is not None else [_source_name(s) for s in sources]
     pending: list[tuple[int, list[Any], InputError | None]] = []
@@ -166,7 +171,7 @@ def iter_classify(
 def classify(images: Any, **kwargs: Any) -> list[FaceEmotion]:
     """Classify one image or a list of images; returns one record per face (or per failed input).
 
-    Keyword arguments: classifier (checkpoint path), classes, all_faces, detect, batch_size, workers, device.
+    Keyword arguments: classifier (checkpoint path), classes, all_faces, detect, batch_size, workers, device, engine.
     """
     sources = list(images) if isinstance(images, (list, tuple)) else [images]
     return [r for _, records in iter_classify(sources, **kwargs) for r in records]

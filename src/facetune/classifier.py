@@ -445,13 +445,17 @@ def train_classifier(
                 f"epoch {record['epoch']}/{cfg.epochs}  loss {record['train_loss']:.4f}  train acc {record['train_acc']:.4f}  "
                 f"val acc ({'/'.join(default_eval)}) {val_acc:.4f}{'  *best' if improved else ''}  {record['seconds']:.0f}s"
             )
+    if info.is_main and (out_dir / "model.pt").is_file():
+        from .onnx_engine import export_beside
+
+        export_beside(out_dir / "model.pt")
     shutdown(info)
     return {"epochs": state.epoch, "best_val": state.best_val, "best_epoch": state.best_epoch + 1, "history": state.history, "seconds": time.time() - started, "out_dir": str(out_dir)}
 
 
 def _load_teacher(path: str, classes: list[str], dev: Any) -> Classifier:
     """The network(s) to distil from, which must answer over the cache's classes."""
-    teacher = load_classifier(path, str(dev))
+    teacher = load_classifier(path, str(dev), engine="torch")
     if teacher.classes != classes:
         raise FacetuneError(f"{path}: the teacher knows {', '.join(teacher.classes)}, the cache has {', '.join(classes)}")
     return teacher
@@ -490,7 +494,7 @@ def clean_teacher_targets(teacher: Classifier, teacher_path: str, x_train: np.nd
             if str(z["key"]) == key and z["log_probs"].shape[0] == len(x_train):
                 return torch.from_numpy(z["log_probs"])
     console.info(f"computing {teacher_path}'s targets on {len(x_train):,} clean training images")
-    log_probs = teacher.log_probs(x_train, tta=True).float().numpy()
+    log_probs = teacher.log_probs(x_train, tta=True)
     if cached is not None:
         buf = io.BytesIO()
         np.savez(buf, key=np.array(key), log_probs=log_probs)
@@ -560,6 +564,8 @@ class Classifier:
     active ones.
     """
 
+    engine = "torch"
+
     def __init__(self, members: list[tuple[Any, int]], payload: dict[str, Any], device: Any, path: str) -> None:
         self.members = members
         self.classes: list[str] = list(payload["classes"])
@@ -579,7 +585,7 @@ class Classifier:
             raise FacetuneError(f"{self.path}: this classifier does not know {unknown[0]!r} (it knows {', '.join(self.classes)})")
         return list(wanted)
 
-    def log_probs(self, crops: np.ndarray, tta: bool = True) -> Any:
+    def log_probs(self, crops: np.ndarray, tta: bool = True) -> np.ndarray:
         """Log-probabilities over all the checkpoint's classes, averaged over the members."""
         import torch
 
@@ -588,17 +594,16 @@ class Classifier:
         for model, size in self.members:
             lp = torch.log_softmax(predict_logits(model, x, size, self.device, tta=tta), dim=1)
             total = lp if total is None else total + lp
-        return total / len(self.members)
+        return (total / len(self.members)).float().numpy()
 
     def predict(self, crops: np.ndarray, classes: list[str] | None = None, tta: bool = True) -> np.ndarray:
         """Probabilities (N, len(active)) for uint8 crops (N, H, W), softmax over the active classes only."""
-        import torch
-
         active = self.active(classes)
         if len(crops) == 0:
             return np.zeros((0, len(active)), np.float32)
-        idx = [self.classes.index(c) for c in active]
-        return torch.softmax(self.log_probs(crops, tta)[:, idx], dim=1).numpy()
+        z = self.log_probs(crops, tta)[:, [self.classes.index(c) for c in active]]
+        z = np.exp(z - z.max(axis=1, keepdims=True))
+        return (z / z.sum(axis=1, keepdims=True)).astype(np.float32)
 
 
 def _member_specs(payload: dict[str, Any]) -> list[dict[str, Any]]:
@@ -625,9 +630,25 @@ def classifier_from_payload(payload: dict[str, Any], device: str = "cpu", path: 
     return Classifier(members, payload, dev, path)
 
 
-def load_classifier(path: str | Path | None = None, device: str = "cpu") -> Classifier:
-    """Rebuild a classifier from a checkpoint (the shipped default when `path` is None)."""
+def load_classifier(path: str | Path | None = None, device: str = "cpu", engine: str = "auto") -> Classifier:
+    """Rebuild a classifier from a checkpoint (the shipped default when `path` is None).
+
+    `engine`: "torch" runs the checkpoint's networks in PyTorch; "onnx" runs the ONNX export
+    beside the checkpoint in ONNX Runtime (`facetune.onnx_engine`), on the CPU only; "auto"
+    takes the ONNX export when the device is the CPU and an export made from this very file
+    exists, and PyTorch otherwise.
+    """
     path = Path(path) if path else DEFAULT_WEIGHTS
+    if engine not in ("auto", "onnx", "torch"):
+        raise FacetuneError(f"unknown engine {engine!r} (auto, onnx or torch)")
+    if engine != "torch" and device == "cpu":
+        from .onnx_engine import load_onnx_classifier
+
+        fast = load_onnx_classifier(path)
+        if fast is not None:
+            return fast
+    if engine == "onnx":
+        raise FacetuneError(f"{path}: no ONNX export of this checkpoint beside it for the CPU (make one with: facetune export-onnx {path})")
     return classifier_from_payload(load_checkpoint(path, "classifier"), device, str(path))
 
 
@@ -693,6 +714,9 @@ def make_ensemble(paths: list[str | Path], out: str | Path, *, data: str | Path 
         report["ensemble"] = {"val_accuracy": figures["accuracy"], "classes": wanted, "n": figures["n"], "networks": len(payload["members"]), "data": str(data)}
         payload["validation"] = report
     save_checkpoint(out, payload)
+    from .onnx_engine import export_beside
+
+    export_beside(out)
     return report
 
 

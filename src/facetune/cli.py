@@ -178,6 +178,24 @@ def train_ensemble_cmd(members: tuple[Path, ...], out: Path, data: Path | None, 
     console.info(f"ensemble written to {out}")
 
 
+@main.command("export-onnx")
+@click.argument("checkpoint", type=click.Path(path_type=Path))
+@click.option("-o", "--output", type=click.Path(path_type=Path), help="ONNX file to write (default: beside the checkpoint, same name, .onnx).")
+@click.option("--force", is_flag=True, help="Overwrite an existing export.")
+@handle_errors
+def export_onnx_cmd(checkpoint: Path, output: Path | None, force: bool) -> None:
+    """Export a classifier checkpoint to ONNX, for 2–3× faster CPU inference in ONNX Runtime.
+
+    Training writes this export itself; use this for older checkpoints. `classify` and
+    `evaluate` use an export beside the checkpoint only while it matches the checkpoint's SHA-256.
+    Needs the onnx package (pip install onnx).
+    """
+    from .onnx_engine import export_onnx
+
+    out = export_onnx(checkpoint, output, force=force)
+    console.info(f"ONNX export written to {out}")
+
+
 @prepare_data.command("music")
 @click.argument("src", type=click.Path(path_type=Path))
 @click.option("--out", "out", required=True, type=click.Path(path_type=Path), help="Cache folder to write.")
@@ -283,9 +301,10 @@ def _inputs(paths: tuple[str, ...]) -> list[tuple[Any, str, Path]]:
 @click.option("--batch-size", default=128, show_default=True, type=click.IntRange(1))
 @click.option("--workers", default=0, show_default=True, type=click.IntRange(0), help="Processes decoding images.")
 @click.option("--device", default="cpu", show_default=True, help="cpu, auto, cuda, cuda:N or mps.")
+@click.option("--engine", type=click.Choice(["auto", "onnx", "torch"]), default="auto", show_default=True, help="auto: ONNX Runtime on the CPU when the checkpoint has an ONNX export beside it, else PyTorch.")
 @click.option("--force", is_flag=True, help="Overwrite the -o file.")
 @handle_errors
-def classify_cmd(inputs: tuple[str, ...], fmt: str, output: Path | None, all_faces: bool, no_detect: bool, classes: str | None, classifier: Path | None, batch_size: int, workers: int, device: str, force: bool) -> None:
+def classify_cmd(inputs: tuple[str, ...], fmt: str, output: Path | None, all_faces: bool, no_detect: bool, classes: str | None, classifier: Path | None, batch_size: int, workers: int, device: str, engine: str, force: bool) -> None:
     """Photo → face → emotion, with probabilities. INPUTS are files, folders (recursive) or globs.
 
     Exit code 0 if every input was classified, 1 if any failed.
@@ -296,14 +315,15 @@ def classify_cmd(inputs: tuple[str, ...], fmt: str, output: Path | None, all_fac
         raise FacetuneError(f"{output}: already exists (use --force to overwrite)")
     items = _inputs(inputs)
     class_list = [c.strip() for c in classes.split(",")] if classes else None
-    clf = load_classifier(str(classifier) if classifier else None, device)
+    clf = load_classifier(str(classifier) if classifier else None, device, engine)
+    console.debug(f"classifier {clf.path}: {clf.engine} engine, {len(clf.input_sizes)} network(s)")
     active = clf.active(class_list)
     records: list[dict[str, Any]] = []
     failed = 0
     stream_json = fmt == "json" and output is None
     with console.progress() as prog:
         task = prog.add_task("classifying", total=len(items))
-        for _, recs in iter_classify([s for s, _, _ in items], classifier=str(classifier) if classifier else None, classes=active, all_faces=all_faces, detect=False if no_detect else None, batch_size=batch_size, workers=workers, device=device, names=[n for _, n, _ in items]):
+        for _, recs in iter_classify([s for s, _, _ in items], classifier=str(classifier) if classifier else None, classes=active, all_faces=all_faces, detect=False if no_detect else None, batch_size=batch_size, workers=workers, device=device, names=[n for _, n, _ in items], engine=engine):
             prog.advance(task)
             for r in recs:
                 failed += r.error is not None
@@ -537,8 +557,9 @@ def evaluate() -> None:
 @click.option("--no-tta", is_flag=True, help="No horizontal-flip test-time augmentation.")
 @click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True)
 @click.option("--device", default="cpu", show_default=True)
+@click.option("--engine", type=click.Choice(["auto", "onnx", "torch"]), default="auto", show_default=True, help="auto: ONNX Runtime on the CPU when the checkpoint has an ONNX export beside it, else PyTorch.")
 @handle_errors
-def evaluate_classifier_cmd(data: Path, split: str, classes: str | None, classifier: Path | None, no_tta: bool, fmt: str, device: str) -> None:
+def evaluate_classifier_cmd(data: Path, split: str, classes: str | None, classifier: Path | None, no_tta: bool, fmt: str, device: str, engine: str) -> None:
     """Accuracy, per-class precision/recall/F1 and the confusion matrix.
 
     DATA is a prepared faces cache (its --split) or an image-folder tree with one folder per class
@@ -549,7 +570,8 @@ def evaluate_classifier_cmd(data: Path, split: str, classes: str | None, classif
     from .api import load_classifier
     from .evaluation import evaluate_classifier
 
-    clf = load_classifier(str(classifier) if classifier else None, device)
+    clf = load_classifier(str(classifier) if classifier else None, device, engine)
+    console.debug(f"classifier {clf.path}: {clf.engine} engine, {len(clf.input_sizes)} network(s)")
     result = evaluate_classifier(clf, data, split=split, classes=[c.strip() for c in classes.split(",")] if classes else None, tta=not no_tta)
     if fmt == "json":
         click.echo(json.dumps(result))

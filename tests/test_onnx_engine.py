@@ -1,0 +1,133 @@
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+from click.testing import CliRunner
+
+from facetune.checkpoints import save_checkpoint
+from facetune.classifier import ClassifierConfig, build_model, load_classifier, make_ensemble, model_payload
+from facetune.cli import main
+from facetune.errors import FacetuneError
+from facetune.onnx_engine import OnnxClassifier, export_onnx, file_sha256, onnx_path_for, read_meta
+
+from conftest import REPO
+
+pytest.importorskip("onnx")
+
+
+def _crops(n: int = 70, seed: int = 0) -> np.ndarray:
+    """Varied, left-right asymmetric images (uniform noise would pool to one feature vector)."""
+    rng = np.random.default_rng(seed)
+    ramp = np.linspace(-1, 1, 48)
+    out = [np.clip(rng.uniform(40, 215) + rng.uniform(-90, 90) * ramp[None, :] + rng.uniform(-90, 90) * ramp[:, None] + rng.normal(0, 20, (48, 48)), 0, 255) for _ in range(n)]
+    return np.array(out, dtype=np.uint8)
+
+
+CROPS = _crops()
+
+
+def _tiny(path, seed: int, input_size: int = 48, classes=("happy", "sad", "angry")):
+    """A tiny network whose BatchNorm statistics come from real batches, so its outputs vary."""
+    from facetune.faces import preprocess
+
+    torch.manual_seed(seed)
+    model = build_model(len(classes), tiny=True)
+    with torch.no_grad():
+        model._fc.weight.normal_(0, 0.05)
+        model.train()
+        for m in model.modules():
+            if isinstance(m, torch.nn.BatchNorm2d):
+                m.momentum = None
+        model(preprocess(_crops(64, seed), input_size))
+    save_checkpoint(path, model_payload(model.eval(), list(classes), ClassifierConfig(tiny=True, input_size=input_size), {}, half=True))
+    return path
+
+
+def test_export_gives_the_same_probabilities_and_describes_itself(tmp_path):
+    ck = _tiny(tmp_path / "m.pt", 1, input_size=64)
+    out = export_onnx(ck)
+    assert out == onnx_path_for(ck) == tmp_path / "m.onnx"
+    fast, slow = load_classifier(ck), load_classifier(ck, engine="torch")
+    assert isinstance(fast, OnnxClassifier) and fast.engine == "onnx" and slow.engine == "torch"
+    assert fast.classes == slow.classes and fast.input_sizes == slow.input_sizes == [64]
+    assert fast.crop_size == slow.crop_size and fast.face_margin == slow.face_margin
+    for tta in (True, False):
+        assert np.allclose(fast.predict(CROPS, tta=tta), slow.predict(CROPS, tta=tta), atol=1e-4)
+    assert np.allclose(fast.predict(CROPS, ["sad", "angry"]), slow.predict(CROPS, ["sad", "angry"]), atol=1e-4)
+    assert not np.allclose(fast.predict(CROPS, tta=True), fast.predict(CROPS, tta=False), atol=1e-4)
+    assert fast.predict(CROPS[:0]).shape == (0, 3)
+    meta = read_meta(out)
+    assert meta["source_sha256"] == file_sha256(ck) and meta["payload"]["classes"] == ["happy", "sad", "angry"]
+    assert meta["payload"]["hyperparameters"]["input_size"] == 64 and meta["payload"]["preprocessing"]["crop_size"] == 48
+    assert out.stat().st_size < 0.6 * sum(p.numel() * 4 for p in build_model(3, tiny=True).state_dict().values())
+
+
+def test_ensemble_export_averages_members_like_torch(tmp_path):
+    a, b = _tiny(tmp_path / "a.pt", 1, 48), _tiny(tmp_path / "b.pt", 2, 64)
+    make_ensemble([a, b], tmp_path / "ens.pt")
+    assert (tmp_path / "ens.onnx").is_file()
+    fast, slow = load_classifier(tmp_path / "ens.pt"), load_classifier(tmp_path / "ens.pt", engine="torch")
+    assert fast.engine == "onnx" and fast.input_sizes == [48, 64]
+    assert np.allclose(fast.predict(CROPS), slow.predict(CROPS), atol=1e-4)
+    assert np.allclose(fast.log_probs(CROPS), slow.log_probs(CROPS), atol=1e-4)
+
+
+def test_stale_or_broken_export_is_never_used(tmp_path):
+    ck = _tiny(tmp_path / "m.pt", 1)
+    export_onnx(ck)
+    _tiny(ck, 2)
+    assert load_classifier(ck).engine == "torch"
+    with pytest.raises(FacetuneError, match="export-onnx"):
+        load_classifier(ck, engine="onnx")
+    onnx_path_for(ck).write_bytes(b"not a graph")
+    assert load_classifier(ck).engine == "torch"
+    assert load_classifier(ck, device="cpu", engine="torch").engine == "torch"
+    with pytest.raises(FacetuneError, match="engine"):
+        load_classifier(ck, engine="tensorrt")
+
+
+def test_export_onnx_cli(tmp_path):
+    ck = _tiny(tmp_path / "m.pt", 3)
+    runner = CliRunner()
+    r = runner.invoke(main, ["export-onnx", str(ck)])
+    assert r.exit_code == 0 and (tmp_path / "m.onnx").is_file()
+    r = runner.invoke(main, ["export-onnx", str(ck)])
+    assert r.exit_code == 1 and "already exists" in r.stderr and "Traceback" not in r.output
+    r = runner.invoke(main, ["export-onnx", str(ck), "-o", str(tmp_path / "other.onnx")])
+    assert r.exit_code == 0 and (tmp_path / "other.onnx").is_file()
+    (tmp_path / "junk.pt").write_bytes(b"junk")
+    r = runner.invoke(main, ["export-onnx", str(tmp_path / "junk.pt")])
+    assert r.exit_code == 1 and "junk.pt" in r.stderr and len(r.stderr.strip().splitlines()) == 1
+
+
+def test_classify_engines_agree_through_the_cli(tmp_path):
+    from PIL import Image
+
+    ck = _tiny(tmp_path / "m.pt", 4)
+    export_onnx(ck)
+    for i in range(3):
+        Image.fromarray(CROPS[i]).save(tmp_path / f"c{i}.png")
+    runner = CliRunner()
+    outs = {}
+    for engine in ("onnx", "torch"):
+        r = runner.invoke(main, ["classify", *(str(tmp_path / f"c{i}.png") for i in range(3)), "--classifier", str(ck), "--format", "json", "--engine", engine])
+        assert r.exit_code == 0, r.output
+        outs[engine] = [json.loads(line) for line in r.stdout.splitlines()]
+    for a, b in zip(outs["onnx"], outs["torch"]):
+        assert a["emotion"] == b["emotion"] and all(abs(a["probabilities"][k] - b["probabilities"][k]) < 1e-3 for k in a["probabilities"])
+
+
+def test_shipped_classifier_runs_without_importing_torch():
+    """The cold-start path: the shipped export is current and classify never imports torch."""
+    code = (
+        "import sys; from facetune.api import classify, load_classifier; "
+        "r = classify('examples/photos/astronaut.png'); "
+        "print(load_classifier().engine, r[0].emotion, 'torch' in sys.modules)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, check=True).stdout.split()
+    assert out == ["onnx", "happy", "False"]
