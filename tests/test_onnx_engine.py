@@ -61,6 +61,8 @@ def test_export_gives_the_same_probabilities_and_describes_itself(tmp_path):
     assert np.allclose(fast.predict(CROPS, ["sad", "angry"]), slow.predict(CROPS, ["sad", "angry"]), atol=1e-4)
     assert not np.allclose(fast.predict(CROPS, tta=True), fast.predict(CROPS, tta=False), atol=1e-4)
     assert fast.predict(CROPS[:0]).shape == (0, 3)
+    other = np.array([np.kron(c, np.ones((2, 2), np.uint8))[:80, :80] for c in CROPS[:5]])
+    assert np.allclose(fast.predict(other), slow.predict(other), atol=1e-4)
     meta = read_meta(out)
     assert meta["source_sha256"] == file_sha256(ck) and meta["payload"]["classes"] == ["happy", "sad", "angry"]
     assert meta["payload"]["hyperparameters"]["input_size"] == 64 and meta["payload"]["preprocessing"]["crop_size"] == 48

@@ -39,10 +39,11 @@ def file_sha256(path: str | Path) -> str:
 
 
 def _graph_module(payload: dict[str, Any]) -> Any:
-    """A torch module from uint8 crops (N, S, S) to every member's logits (N, members, classes).
+    """A torch module from uint8 crops (N, H, W) to every member's logits (N, members, classes).
 
     Normalisation, the resize to each member's input size and the gray→3-channel repeat are in
-    the graph, so the ONNX path needs nothing but numpy around it.
+    the graph, so the ONNX path needs nothing but numpy around it. The resize is always there
+    (an identity when the sizes agree), so crops of any size work, as they do in PyTorch.
     """
     import torch
     import torch.nn.functional as F
@@ -64,7 +65,7 @@ def _graph_module(payload: dict[str, Any]) -> Any:
             x = crops.float().div(127.5).sub(1.0).unsqueeze(1)
             outs = []
             for net, size in zip(self.nets, sizes):
-                xin = x if x.shape[-1] == size else F.interpolate(x, size=(size, size), mode="bilinear", align_corners=False)
+                xin = F.interpolate(x, size=(size, size), mode="bilinear", align_corners=False)
                 outs.append(net(xin.expand(-1, 3, -1, -1)))
             return torch.stack(outs, dim=1)
 
@@ -95,7 +96,7 @@ def export_onnx(checkpoint: str | Path, out: str | Path | None = None, *, force:
     try:
         with warnings.catch_warnings(), torch.no_grad():
             warnings.simplefilter("ignore")
-            torch.onnx.export(graph, (sample,), buf, dynamo=False, input_names=["crops"], output_names=["logits"], dynamic_axes={"crops": {0: "n"}, "logits": {0: "n"}}, opset_version=17, training=torch.onnx.TrainingMode.PRESERVE)
+            torch.onnx.export(graph, (sample,), buf, dynamo=False, input_names=["crops"], output_names=["logits"], dynamic_axes={"crops": {0: "n", 1: "h", 2: "w"}, "logits": {0: "n"}}, opset_version=17, training=torch.onnx.TrainingMode.PRESERVE)
     except ImportError as exc:
         raise FacetuneError(f"{checkpoint}: exporting to ONNX needs the 'onnx' package (pip install onnx): {exc}") from None
     except torch.onnx.OnnxExporterError as exc:
@@ -155,11 +156,17 @@ def _store_half(model: Any) -> Any:
 
 
 def _session(model: bytes | str) -> Any:
+    """An ONNX Runtime CPU session; OMP_NUM_THREADS caps its threads as it caps torch's."""
+    import os
+
     import onnxruntime as ort
 
     opts = ort.SessionOptions()
     opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     opts.log_severity_level = 3
+    threads = os.environ.get("OMP_NUM_THREADS", "")
+    if threads.isdigit() and int(threads) > 0:
+        opts.intra_op_num_threads = int(threads)
     return ort.InferenceSession(model, opts, providers=["CPUExecutionProvider"])
 
 
