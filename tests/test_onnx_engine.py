@@ -133,3 +133,21 @@ def test_shipped_classifier_runs_without_importing_torch():
     )
     out = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, check=True).stdout.split()
     assert out == ["onnx", "happy", "False"]
+
+
+def test_training_export_only_warns_when_it_cannot_export(tmp_path, monkeypatch, capsys):
+    from facetune import onnx_engine
+
+    ck = _tiny(tmp_path / "m.pt", 5)
+    monkeypatch.setitem(sys.modules, "onnx", None)
+    assert onnx_engine.export_beside(ck) is None and not onnx_path_for(ck).exists()
+    assert "pip install onnx" in capsys.readouterr().err
+    monkeypatch.undo()
+
+    def disagree(*args, **kwargs):
+        raise FacetuneError(f"{ck}: the ONNX export disagrees with PyTorch")
+
+    monkeypatch.setattr(onnx_engine, "export_onnx", disagree)
+    assert onnx_engine.export_beside(ck) is None
+    assert "disagrees" in capsys.readouterr().err
+    assert load_classifier(ck).engine == "torch"

@@ -119,15 +119,20 @@ def export_onnx(checkpoint: str | Path, out: str | Path | None = None, *, force:
 def export_beside(checkpoint: str | Path) -> Path | None:
     """After training: write the checkpoint's ONNX twin, so `classify` runs it fast.
 
-    Without the `onnx` package the checkpoint still works (in PyTorch); a note says how to add
-    the export later.
+    A failed export never fails the training run that made the checkpoint: without the `onnx`
+    package, or if the export disagrees with PyTorch, a warning says so and the checkpoint is
+    run in PyTorch.
     """
     try:
         import onnx  # noqa: F401
     except ImportError:
         console.warn(f"{checkpoint}: no ONNX export written (pip install onnx, then: facetune export-onnx {checkpoint}); classify will run it in PyTorch")
         return None
-    out = export_onnx(checkpoint)
+    try:
+        out = export_onnx(checkpoint)
+    except FacetuneError as exc:
+        console.warn(f"no ONNX export written: {exc}; classify will run {checkpoint} in PyTorch")
+        return None
     console.info(f"ONNX export for fast CPU inference written to {out}")
     return out
 
