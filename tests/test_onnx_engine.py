@@ -151,3 +151,20 @@ def test_training_export_only_warns_when_it_cannot_export(tmp_path, monkeypatch,
     assert onnx_engine.export_beside(ck) is None
     assert "disagrees" in capsys.readouterr().err
     assert load_classifier(ck).engine == "torch"
+
+
+def test_an_export_runs_on_its_own(tmp_path):
+    ck = _tiny(tmp_path / "m.pt", 6)
+    out = export_onnx(ck, tmp_path / "deploy" / "emotions.onnx")
+    ck.unlink()
+    alone = load_classifier(out)
+    assert alone.engine == "onnx" and alone.classes == ["happy", "sad", "angry"] and alone.predict(CROPS).shape == (70, 3)
+    with pytest.raises(FacetuneError, match="only in ONNX Runtime"):
+        load_classifier(out, engine="torch")
+    with pytest.raises(FacetuneError, match="not a facetune classifier export"):
+        load_classifier(REPO / "src/facetune/weights/mtcnn/onet.onnx")
+    (tmp_path / "junk.onnx").write_bytes(b"junk")
+    with pytest.raises(FacetuneError, match="not a readable ONNX graph"):
+        load_classifier(tmp_path / "junk.onnx")
+    r = CliRunner().invoke(main, ["classify", str(REPO / "examples/photos/astronaut.png"), "--classifier", str(tmp_path / "junk.onnx")])
+    assert r.exit_code == 1 and "junk.onnx" in r.stderr and len(r.stderr.strip().splitlines()) == 1

@@ -636,11 +636,17 @@ def load_classifier(path: str | Path | None = None, device: str = "cpu", engine:
     `engine`: "torch" runs the checkpoint's networks in PyTorch; "onnx" runs the ONNX export
     beside the checkpoint in ONNX Runtime (`facetune.onnx_engine`), on the CPU only; "auto"
     takes the ONNX export when the device is the CPU and an export made from this very file
-    exists, and PyTorch otherwise.
+    exists, and PyTorch otherwise. A `.onnx` path is an export given on its own: ONNX Runtime.
     """
     path = Path(path) if path else DEFAULT_WEIGHTS
     if engine not in ("auto", "onnx", "torch"):
         raise FacetuneError(f"unknown engine {engine!r} (auto, onnx or torch)")
+    if path.suffix == ".onnx":
+        if engine == "torch" or device != "cpu":
+            raise FacetuneError(f"{path}: an ONNX export runs only in ONNX Runtime on the CPU; give its .pt checkpoint for PyTorch or another device")
+        from .onnx_engine import open_onnx_file
+
+        return open_onnx_file(path)
     if engine != "torch" and device == "cpu":
         from .onnx_engine import load_onnx_classifier
 

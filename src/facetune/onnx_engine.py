@@ -212,6 +212,28 @@ def load_onnx_classifier(checkpoint: str | Path) -> "OnnxClassifier | None":
     return OnnxClassifier(sess, meta, str(checkpoint))
 
 
+def open_onnx_file(graph_file: str | Path) -> "OnnxClassifier":
+    """A facetune ONNX export given directly (`--classifier model.onnx`), without its checkpoint.
+
+    The export describes itself, so it runs on its own; there is no checkpoint to compare with.
+    """
+    try:
+        import onnxruntime  # noqa: F401
+    except ImportError:
+        raise FacetuneError(f"{graph_file}: running an ONNX export needs onnxruntime (pip install onnxruntime)") from None
+    graph_file = Path(graph_file)
+    if not graph_file.is_file():
+        raise CheckpointError(f"{graph_file}: checkpoint not found")
+    try:
+        sess = _session(str(graph_file))
+    except Exception as exc:  # onnxruntime raises its own exception types for unreadable graphs
+        raise CheckpointError(f"{graph_file}: not a readable ONNX graph ({str(exc).strip().splitlines()[0][:100] if str(exc).strip() else type(exc).__name__})") from None
+    raw = sess.get_modelmeta().custom_metadata_map.get(META_KEY)
+    if not raw:
+        raise CheckpointError(f"{graph_file}: an ONNX graph, but not a facetune classifier export (no description in its metadata)")
+    return OnnxClassifier(sess, json.loads(raw), str(graph_file))
+
+
 def _log_softmax(z: np.ndarray) -> np.ndarray:
     z = z - z.max(axis=-1, keepdims=True)
     return z - np.log(np.exp(z).sum(axis=-1, keepdims=True))
