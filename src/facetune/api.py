@@ -63,7 +63,7 @@ def load_classifier(path: str | None = None, device: str = "cpu", engine: str = 
     """The classifier at `path` (default: the shipped weights), loaded once per process.
 
     engine: "auto" runs the ONNX export beside the checkpoint in ONNX Runtime on the CPU when
-    there is one (2–3× faster, no torch import), else PyTorch; "onnx" or "torch" insist.
+    there is one (about 2× faster, no torch import), else PyTorch; "onnx" or "torch" insist.
     """
     from .classifier import load_classifier as _load
     from .registry import resolve_model

@@ -184,7 +184,7 @@ def train_ensemble_cmd(members: tuple[Path, ...], out: Path, data: Path | None, 
 @click.option("--force", is_flag=True, help="Overwrite an existing export.")
 @handle_errors
 def export_onnx_cmd(checkpoint: Path, output: Path | None, force: bool) -> None:
-    """Export a classifier checkpoint to ONNX, for 2–3× faster CPU inference in ONNX Runtime.
+    """Export a classifier checkpoint to ONNX, for about 2× faster CPU inference in ONNX Runtime.
 
     Training writes this export itself; use this for older checkpoints. `classify` and
     `evaluate` use an export beside the checkpoint only while it matches the checkpoint's SHA-256.
