@@ -556,6 +556,12 @@ def predict_logits(model: Any, x: Any, input_size: int, device: Any, batch_size:
     return torch.cat(outs) if outs else torch.zeros(0, 0)
 
 
+def log_softmax(z: np.ndarray) -> np.ndarray:
+    """Log-softmax over the last axis in numpy, for the engines' torch-free prediction path."""
+    z = z - z.max(axis=-1, keepdims=True)
+    return z - np.log(np.exp(z).sum(axis=-1, keepdims=True))
+
+
 class Classifier:
     """A loaded classifier: turns uint8 face crops into probabilities over its active classes.
 
@@ -602,8 +608,7 @@ class Classifier:
         if len(crops) == 0:
             return np.zeros((0, len(active)), np.float32)
         z = self.log_probs(crops, tta)[:, [self.classes.index(c) for c in active]]
-        z = np.exp(z - z.max(axis=1, keepdims=True))
-        return (z / z.sum(axis=1, keepdims=True)).astype(np.float32)
+        return np.exp(log_softmax(z)).astype(np.float32)
 
 
 def _member_specs(payload: dict[str, Any]) -> list[dict[str, Any]]:

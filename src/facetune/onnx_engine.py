@@ -23,7 +23,7 @@ import numpy as np
 
 from . import console
 from .checkpoints import atomic_write_bytes, load_checkpoint
-from .classifier import Classifier, _member_specs, build_model
+from .classifier import Classifier, _member_specs, build_model, log_softmax
 from .errors import CheckpointError, FacetuneError
 
 META_KEY = "facetune"
@@ -176,39 +176,39 @@ def _session(model: bytes | str) -> Any:
     return ort.InferenceSession(model, opts, providers=["CPUExecutionProvider"])
 
 
+def _open(graph_file: Path) -> tuple[Any, dict[str, Any] | None]:
+    """An ONNX Runtime session on a graph file and the facetune description in its metadata.
+
+    Raises whatever onnxruntime raises for a file it cannot read.
+    """
+    sess = _session(str(graph_file))
+    raw = sess.get_modelmeta().custom_metadata_map.get(META_KEY)
+    return sess, (json.loads(raw) if raw else None)
+
+
 def read_meta(onnx_file: str | Path) -> dict[str, Any] | None:
     """The facetune description stored in an export, or None when the file has none."""
     try:
-        sess = _session(str(onnx_file))
+        return _open(Path(onnx_file))[1]
     except Exception:  # onnxruntime raises its own exception types for unreadable graphs
         return None
-    raw = sess.get_modelmeta().custom_metadata_map.get(META_KEY)
-    return json.loads(raw) if raw else None
 
 
 def load_onnx_classifier(checkpoint: str | Path) -> "OnnxClassifier | None":
     """The checkpoint's ONNX twin, ready to run, or None when there is no usable one.
 
-    None when onnxruntime is not installed, when no `.onnx` sits beside the checkpoint, or when
+    None when no `.onnx` sits beside the checkpoint, when onnxruntime is not installed, or when
     the export was made from a different checkpoint file (its SHA-256 differs).
     """
-    try:
-        import onnxruntime  # noqa: F401
-    except ImportError:
-        return None
     checkpoint = Path(checkpoint)
     graph_file = onnx_path_for(checkpoint)
     if not graph_file.is_file() or not checkpoint.is_file():
         return None
     try:
-        sess = _session(str(graph_file))
-    except Exception:  # a truncated or foreign file: fall back to the checkpoint itself
+        sess, meta = _open(graph_file)
+    except Exception:  # no onnxruntime, or a truncated or foreign file: fall back to the checkpoint
         return None
-    raw = sess.get_modelmeta().custom_metadata_map.get(META_KEY)
-    if not raw:
-        return None
-    meta = json.loads(raw)
-    if meta.get("source_sha256") != file_sha256(checkpoint):
+    if meta is None or meta.get("source_sha256") != file_sha256(checkpoint):
         return None
     return OnnxClassifier(sess, meta, str(checkpoint))
 
@@ -218,26 +218,19 @@ def open_onnx_file(graph_file: str | Path) -> "OnnxClassifier":
 
     The export describes itself, so it runs on its own; there is no checkpoint to compare with.
     """
-    try:
-        import onnxruntime  # noqa: F401
-    except ImportError:
-        raise FacetuneError(f"{graph_file}: running an ONNX export needs onnxruntime (pip install onnxruntime)") from None
     graph_file = Path(graph_file)
     if not graph_file.is_file():
         raise CheckpointError(f"{graph_file}: checkpoint not found")
     try:
-        sess = _session(str(graph_file))
+        sess, meta = _open(graph_file)
+    except ImportError:
+        raise FacetuneError(f"{graph_file}: running an ONNX export needs onnxruntime (pip install onnxruntime)") from None
     except Exception as exc:  # onnxruntime raises its own exception types for unreadable graphs
-        raise CheckpointError(f"{graph_file}: not a readable ONNX graph ({str(exc).strip().splitlines()[0][:100] if str(exc).strip() else type(exc).__name__})") from None
-    raw = sess.get_modelmeta().custom_metadata_map.get(META_KEY)
-    if not raw:
+        detail = str(exc).strip().splitlines()[0][:100] if str(exc).strip() else type(exc).__name__
+        raise CheckpointError(f"{graph_file}: not a readable ONNX graph ({detail})") from None
+    if meta is None:
         raise CheckpointError(f"{graph_file}: an ONNX graph, but not a facetune classifier export (no description in its metadata)")
-    return OnnxClassifier(sess, json.loads(raw), str(graph_file))
-
-
-def _log_softmax(z: np.ndarray) -> np.ndarray:
-    z = z - z.max(axis=-1, keepdims=True)
-    return z - np.log(np.exp(z).sum(axis=-1, keepdims=True))
+    return OnnxClassifier(sess, meta, str(graph_file))
 
 
 class OnnxClassifier(Classifier):
@@ -264,5 +257,5 @@ class OnnxClassifier(Classifier):
                 logits = (both[: len(xb)] + both[len(xb) :]) / 2
             else:
                 logits = self.session.run(None, {"crops": xb})[0]
-            outs.append(_log_softmax(logits.astype(np.float32)).mean(axis=1))
+            outs.append(log_softmax(logits.astype(np.float32)).mean(axis=1))
         return np.concatenate(outs) if outs else np.zeros((0, len(self.classes)), np.float32)
