@@ -7,6 +7,7 @@ respected (Rich reads it).
 from __future__ import annotations
 
 import os
+import time
 from typing import Any
 
 from rich.console import Console
@@ -64,7 +65,8 @@ def _rate_column() -> Any:
 def progress(*, metrics: bool = False, transient: bool = False) -> Any:
     """A Rich progress display on stderr: count, rate, ETA (and a metrics field for training).
 
-    It is disabled when stderr is not a terminal or with --quiet, so logs and pipes stay clean.
+    It is disabled when stderr is not a terminal or with --quiet, so logs and pipes stay clean;
+    off a terminal, a training display (`metrics=True`) logs a plain line every minute instead.
     """
     from rich.progress import (
         BarColumn,
@@ -88,5 +90,48 @@ def progress(*, metrics: bool = False, transient: bool = False) -> Any:
     ]
     if metrics:
         columns.append(TextColumn("{task.fields[metrics]}"))
-    disable = _state["quiet"] or not err.is_terminal or os.environ.get("FACETUNE_NO_PROGRESS") == "1"
+    hidden = _state["quiet"] or os.environ.get("FACETUNE_NO_PROGRESS") == "1"
+    if metrics and not hidden and not err.is_terminal:
+        return _logged_progress(columns, _log_interval())
+    disable = hidden or not err.is_terminal
     return Progress(*columns, console=err, transient=transient, disable=disable, refresh_per_second=4)
+
+
+def _logged_progress(columns: list[Any], every: float) -> Any:
+    """Training progress for a log file (`nohup ... > train.log`): a plain line every `every` seconds.
+
+    With no terminal to draw a bar on, a long run would otherwise log nothing between epochs.
+    """
+    from rich.progress import Progress
+
+    class LoggedProgress(Progress):
+        def __init__(self) -> None:
+            super().__init__(*columns, console=err, disable=True)
+            self._last = time.monotonic()
+
+        def update(self, task_id: Any, **kwargs: Any) -> None:
+            super().update(task_id, **kwargs)
+            now = time.monotonic()
+            if now - self._last < every:
+                return
+            self._last = now
+            task = self._tasks[task_id]
+            eta = task.time_remaining
+            line = f"{task.description}: step {task.completed:,.0f}/{task.total:,.0f}"
+            line += f"  {_clock(task.elapsed or 0)} elapsed  ETA {_clock(eta) if eta is not None else '?'}"
+            info(f"{line}  {task.fields.get('metrics', '')}".rstrip())
+
+    return LoggedProgress()
+
+
+def _log_interval() -> float:
+    """Seconds between training log lines off a terminal: $FACETUNE_LOG_EVERY, 60 by default."""
+    try:
+        return max(0.0, float(os.environ.get("FACETUNE_LOG_EVERY", "60")))
+    except ValueError:
+        return 60.0
+
+
+def _clock(seconds: float) -> str:
+    s = int(seconds)
+    return f"{s // 3600}:{s // 60 % 60:02d}:{s % 60:02d}"
