@@ -1,31 +1,43 @@
 """A stand-in for the independent judge: a symbolic emotion classifier trained on EMOPIA,
 then asked what it hears in facetune's compositions.
 
-    python benchmarks/emotion_judge.py [--n 50] [--emopia ../shared/data/emopia] [--generator PATH]
+    python benchmarks/emotion_judge.py [--n 50] [--generator PATH] [--midi-dir DIR] [--json OUT]
 
 Two logistic regressions on whole-file features (notes per second, mean velocity, pitch range,
 mean pitch, polyphony, mean note length, pitch-class entropy and the Krumhansl–Kessler
 major/minor lean), one for arousal (Q1, Q2 vs Q3, Q4) and one for valence (Q1, Q4 vs Q2, Q3),
-are fitted on EMOPIA's train split and checked on its test split (songs never seen). Then they
-classify `--n` compositions per emotion (seeds 0..n-1, the full MIDI with chords, as a listener
-hears it). This is our own proxy, not the hidden judge; it shows whether the emotions are
-separable with the kind of features such judges use.
+are fitted on EMOPIA's train songs (song-level split, split/*_SL.csv) and checked on its test
+songs (never seen). The heard quadrant is the pair of the two signs. Then they classify `--n`
+compositions per emotion — happy, angry, sad and calm (seeds 0..n-1, the full MIDI with chords,
+as a listener hears it) — or, with `--midi-dir`, the files `<emotion>_<seed>.mid` there.
+This is our own proxy, not the hidden judge; benchmarks/emotion_judge_forest.py is a second one
+built differently (random forest, other features, EMOPIA + VGMIDI).
+
+The features of EMOPIA are cached in runs/judges/logistic_feat_emopia.npz (plain arrays).
+The Krumhansl–Kessler lean is computed in benchmarks/judge_common.py (the same profiles and
+formula as facetune.music.chords.mode_score), so the judge does not change when the package does.
 """
 from __future__ import annotations
 
-import argparse
-import csv
-import io
+import sys
 from pathlib import Path
 
 import numpy as np
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import judge_common as jc  # noqa: E402
+
 FEATURES = ["notes_per_second", "mean_velocity", "pitch_range", "mean_pitch", "polyphony", "mean_duration", "pitch_class_entropy", "mode_score"]
+FEATURE_VERSION = "logistic-features-v1"
+
+
+def mode_score(pc_hist: np.ndarray) -> float:
+    """Best major correlation minus best minor correlation: positive leans major."""
+    c = jc.key_correlations(pc_hist)
+    return float(c[:12].max() - c[12:].max())
 
 
 def features(pm) -> list[float]:
-    from facetune.music.chords import mode_score
-
     notes = [n for i in pm.instruments if not i.is_drum for n in i.notes]
     end = max(n.end for n in notes)
     pitches = np.array([n.pitch for n in notes])
@@ -61,53 +73,41 @@ def predict(w: np.ndarray, x: np.ndarray) -> np.ndarray:
     return (np.hstack([x, np.ones((len(x), 1))]) @ w) > 0
 
 
+class Judge:
+    def __init__(self, xtr: np.ndarray, qtr: np.ndarray) -> None:
+        self.mu, self.sd = xtr.mean(0), xtr.std(0) + 1e-9
+        z = (xtr - self.mu) / self.sd
+        self.wa = fit_logistic(z, np.isin(qtr, [1, 2]).astype(float))
+        self.wv = fit_logistic(z, np.isin(qtr, [1, 4]).astype(float))
+
+    def quadrants(self, x: np.ndarray) -> np.ndarray:
+        z = (np.asarray(x) - self.mu) / self.sd
+        a, v = predict(self.wa, z), predict(self.wv, z)
+        return np.where(v, np.where(a, 1, 4), np.where(a, 2, 3))
+
+
 def main() -> None:
-    import pretty_midi
+    args = jc.parser(__doc__).parse_args()
+    clips = jc.emopia_clips()
+    x = jc.feature_matrix([p for p, *_ in clips], features, "logistic_feat_emopia", FEATURE_VERSION, refresh=args.retrain)
+    q = np.array([c[1] for c in clips])
+    s = np.array([c[2] for c in clips])
+    judge = Judge(x[s == "train"], q[s == "train"])
+    held = jc.held_out_scores(q[s == "test"], judge.quadrants(x[s == "test"]))
+    print(f"logistic judge (8 whole-file features), trained on {np.sum(s == 'train')} EMOPIA train clips:")
+    jc.print_held_out("EMOPIA test (unseen songs)", held)
 
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--n", type=int, default=50)
-    ap.add_argument("--emopia", default=str(Path(__file__).resolve().parents[1].parent / "shared" / "data" / "emopia"))
-    ap.add_argument("--generator", default=None)
-    args = ap.parse_args()
-    root = Path(args.emopia)
-    split = {}
-    for s in ("train", "test"):
-        with open(root / "split" / f"{s}_clip.csv") as fh:
-            for row in csv.DictReader(fh):
-                split[row["clip_name"]] = s
-    data = {"train": ([], []), "test": ([], [])}
-    for f in sorted((root / "midis").glob("*.mid")):
-        s = split.get(f.name)
-        if s:
-            data[s][0].append(features(pretty_midi.PrettyMIDI(str(f))))
-            data[s][1].append(int(f.name[1]))
-    xtr, qtr = np.array(data["train"][0]), np.array(data["train"][1])
-    xte, qte = np.array(data["test"][0]), np.array(data["test"][1])
-    mu, sd = xtr.mean(0), xtr.std(0) + 1e-9
-    aro = lambda q: np.isin(q, [1, 2]).astype(float)  # noqa: E731
-    val = lambda q: np.isin(q, [1, 4]).astype(float)  # noqa: E731
-    wa = fit_logistic((xtr - mu) / sd, aro(qtr))
-    wv = fit_logistic((xtr - mu) / sd, val(qtr))
-    print(f"judge trained on {len(xtr)} EMOPIA train clips; on {len(xte)} test clips (unseen songs):")
-    print(f"  arousal accuracy {np.mean(predict(wa, (xte - mu) / sd) == aro(qte)):.3f}, valence accuracy {np.mean(predict(wv, (xte - mu) / sd) == val(qte)):.3f}")
-
-    from facetune.composer import compose_emotion, load_generator
-
-    gen = load_generator(args.generator)
-    hits_a, hits_v, total = 0, 0, 0
-    for emotion, q in (("happy", 1), ("angry", 2), ("sad", 3)):
-        feats = []
-        for seed in range(args.n):
-            comp = compose_emotion(emotion, gen, seed=seed)
-            feats.append(features(pretty_midi.PrettyMIDI(io.BytesIO(comp.midi_bytes()))))
-        x = (np.array(feats) - mu) / sd
-        a = np.mean(predict(wa, x) == bool(aro(np.array([q]))[0]))
-        v = np.mean(predict(wv, x) == bool(val(np.array([q]))[0]))
-        hits_a += a * args.n
-        hits_v += v * args.n
-        total += args.n
-        print(f"  {emotion:6s} (Q{q}): intended arousal heard in {a:.2f}, intended valence in {v:.2f} of {args.n}")
-    print(f"overall: arousal {hits_a / total:.3f}, valence {hits_v / total:.3f} over {total} compositions")
+    comps = jc.compositions(args)
+    preds = {e: judge.quadrants(np.array([features(pm) for _, pm in items])) for e, items in comps.items() if items}
+    v = jc.verdicts(preds)
+    src = f"MIDI files in {args.midi_dir}" if args.midi_dir else f"compose_emotion(..., bars=16, seed=0..{args.n - 1}), generator {args.generator or 'shipped'}, full MIDI (melody + chords)"
+    print(f"verdicts on {src}:")
+    jc.print_verdicts(v)
+    print(f"command: {jc.command_line()}")
+    jc.write_json(args.json, {
+        "judge": "two logistic regressions (arousal, valence) on 8 whole-file features, EMOPIA train songs",
+        "features": FEATURES, "command": jc.command_line(), "source": src, "held_out": {"emopia_test": held}, "verdicts": v,
+    })
 
 
 if __name__ == "__main__":

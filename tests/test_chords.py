@@ -41,12 +41,16 @@ def test_key_estimation_and_mode():
 @pytest.mark.parametrize("quadrant", ["Q1", "Q2", "Q3", "Q4"])
 def test_progressions_fit_their_mode(quadrant):
     rng = np.random.default_rng(3)
-    prog = C.progression(quadrant, 2, 16, rng)
+    cad = {7: "half", 15: "full"}
+    prog = C.progression(quadrant, 2, list("AABA"), 16, rng, cad)
     assert len(prog) == 16
     mode = C.quadrant_mode(quadrant)
     tonic = C.chord_index(2, "maj" if mode == "major" else "min")
     assert prog[-1] == tonic and prog[0] in (tonic, C.chord_index(2 + 5, "min"), C.chord_index(2 + 5, "maj"))
-    assert prog == C.progression(quadrant, 2, 16, np.random.default_rng(3))
+    assert prog == C.progression(quadrant, 2, list("AABA"), 16, np.random.default_rng(3), cad)
+    assert prog[7] == C.chord_index(2 + 7, "maj")  # half cadence in the middle
+    assert prog[:3] == prog[4:7] == prog[12:15]  # a restated phrase keeps its chords
+    assert prog[8:12] != prog[:4]
     scale = set(C.scale_pitch_classes(C.key_index(2, mode)))
     for ch in prog:
         outside = [pc for pc in C.chord_pitch_classes(ch) if pc not in scale]

@@ -215,3 +215,25 @@ def test_readme_documents_every_option():
         for p in cmd.params:
             if isinstance(p, click.Option) and not p.hidden:
                 assert p.opts[-1] in section, f"README section {' '.join(path)} lacks {p.opts[-1]}"
+
+
+def test_compose_form_is_settable_reported_and_drawn(run, tiny_generator, tmp_path):
+    import json
+
+    out = tmp_path / "f.mid"
+    r = run("compose", "--emotion", "sad", "-o", out, "--form", "ABAB'", "--png", "--format", "json", "--generator", tiny_generator)
+    assert r.exit_code == 0
+    rec = json.loads(r.output.strip().splitlines()[-1])
+    assert rec["form"] == "ABAB'" and rec["output"] == str(out)
+    img = np.asarray(Image.open(out.with_suffix(".png")).convert("RGB"))
+    band = img[26:43]
+    assert (np.abs(band.astype(int) - [250, 214, 165]).sum(-1) < 10).sum() > 500  # A phrases
+    assert (np.abs(band.astype(int) - [178, 214, 238]).sum(-1) < 10).sum() > 500  # B phrases
+    r = run("compose", "--emotion", "sad", "-o", tmp_path / "g.mid", "--generator", tiny_generator)
+    assert r.exit_code == 0 and "form" in r.output
+
+
+@pytest.mark.parametrize("form", ["A?BA", "12", "A-B'x3"])
+def test_malformed_form_is_a_usage_error(run, tiny_generator, tmp_path, form):
+    r = run("compose", "--emotion", "sad", "-o", tmp_path / "x.mid", "--form", form, "--generator", tiny_generator)
+    assert r.exit_code == 2 and "form" in r.stderr and not (tmp_path / "x.mid").exists()

@@ -71,3 +71,55 @@ def test_existing_output_needs_force(gen, tmp_path):
     assert target.read_bytes() == b"keep"
     write_midi(comp, target, force=True)
     assert pretty_midi.PrettyMIDI(str(target)).instruments
+
+
+def _last_note_in_bar(comp, bar):
+    inside = [n for n in comp.melody if bar * STEPS_PER_BAR <= n.start < (bar + 1) * STEPS_PER_BAR]
+    return max(inside, key=lambda n: n.start) if inside else None
+
+
+@pytest.mark.parametrize("emotion", ["happy", "sad", "angry", "calm"])
+def test_song_ends_on_a_tonic_chord_tone_and_holds_it(gen, emotion):
+    for seed in range(4):
+        comp = compose_emotion(emotion, gen, seed=seed)
+        last = _last_note_in_bar(comp, 15)
+        tonic = parse_chord(comp.chords[-1])
+        assert last is not None and last.pitch % 12 in chord_pitch_classes(tonic)
+        assert last.end == 16 * STEPS_PER_BAR  # held to the end of the song
+        assert comp.key.split()[0] == comp.chords[-1].rstrip("m")
+
+
+def test_half_cadence_in_the_middle(gen):
+    for seed in range(4):
+        comp = compose_emotion("happy", gen, seed=seed)
+        key_root = KEY_NAMES.index(comp.key) % 12
+        assert parse_chord(comp.chords[7]) == (key_root + 7) % 12  # V, major
+        last = _last_note_in_bar(comp, 7)
+        assert last is None or last.pitch % 12 in chord_pitch_classes(parse_chord(comp.chords[7]))
+
+
+def test_form_is_chosen_per_seed_and_can_be_set(gen):
+    from facetune.music.form import FORMS
+
+    forms = {compose_emotion("sad", gen, seed=s, bars=16).form for s in range(12)}
+    assert len(forms) >= 2 and forms <= set(FORMS)
+    comp = compose_emotion("sad", gen, seed=1, form="ABAB'")
+    assert comp.form == "ABAB'"
+    assert comp.chords[8:11] == comp.chords[0:3] and comp.chords[4:7] == comp.chords[12:15]
+    with pytest.raises(FacetuneError, match="form"):
+        compose_emotion("sad", gen, seed=1, form="A?")
+
+
+def test_network_emotion_changes_only_the_melody(gen):
+    a = compose_emotion("sad", gen, seed=5)
+    b = compose_emotion("sad", gen, seed=5, network_emotion="happy")
+    assert (a.key, a.chords, a.tempo, a.form) == (b.key, b.chords, b.tempo, b.form)
+
+
+def test_raw_network_without_scale_mask_reports_no_changes(gen):
+    from facetune.composer import DecodeSettings
+
+    comp = compose_emotion("angry", gen, seed=2, settings=DecodeSettings(scale_mask=False, cadences=False))
+    assert comp.mask_changes == 0
+    masked = compose_emotion("angry", gen, seed=2)
+    assert masked.mask_changes >= 0

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import torch
 
-from facetune.music.gan import Discriminator, GanDims, Generator, condition, init_weights, tiny_dims
+from facetune.music.gan import Discriminator, GanDims, Generator, condition, dims_from_dict, form_features, init_weights, tiny_dims
 from facetune.music.pianoroll import BAR_WIDTH, ONSET, REST, STEPS_PER_BAR
 
 
@@ -10,7 +10,7 @@ def _batch(d: GanDims, b: int = 6):
     torch.manual_seed(0)
     z = torch.randn(b, d.z_dim)
     y = condition(torch.randint(0, 4, (b,)), torch.randint(0, 25, (b,)), d)
-    prev = torch.zeros(b, d.prev_bars, STEPS_PER_BAR, BAR_WIDTH)
+    prev = torch.zeros(b, d.cond_inputs, STEPS_PER_BAR, BAR_WIDTH)
     return z, y, prev
 
 
@@ -32,9 +32,9 @@ def test_gradients_reach_every_generator_layer():
     init_weights(g)
     init_weights(disc)
     z, y, prev = _batch(d)
-    cols = torch.randint(0, REST + 1, (6, d.prev_bars, STEPS_PER_BAR))
+    cols = torch.randint(0, REST + 1, (6, d.cond_inputs, STEPS_PER_BAR))
     prev = torch.nn.functional.one_hot(cols, BAR_WIDTH).float()
-    logit, fm = disc(g(z, y, prev), y)
+    logit, fm = disc(g(z, y, prev), y, prev[:, -1:])
     assert logit.shape == (6,) and fm.shape[0] == 6
     logit.sum().backward()
     missing = [n for n, p in g.named_parameters() if p.grad is None or not p.grad.abs().sum() > 0]
@@ -61,3 +61,33 @@ def test_discriminator_scores_differ_per_sample_not_per_batch():
     b[..., 5] = 1
     disc.train()
     assert abs(disc(a, y)[0].mean() - disc(b, y)[0].mean()) > 1e-4
+
+
+def test_condition_joins_emotion_chord_key_and_form():
+    d = tiny_dims()
+    form = form_features(torch.tensor([2, -1]), torch.tensor([1, 0]), torch.tensor([1, 0]))
+    assert form.tolist() == [[0, 0, 1, 0, 1, 1], [0, 0, 0, 0, 0, 0]]
+    y = condition(torch.tensor([4, 0]), torch.tensor([24, 3]), d, torch.tensor([23, 0]), form)
+    assert y.shape == (2, d.y_dim) and y.sum(1).tolist() == [6.0, 3.0]
+    assert y[0, 4] == 1 and y[0, d.n_emotions + 24] == 1 and y[0, d.n_emotions + d.n_chords + 23] == 1
+
+
+def test_copy_path_makes_the_reference_bar_win():
+    """With a large copy weight, the generator's most likely pitch at each step is the reference bar's."""
+    d = tiny_dims()
+    g = Generator(d)
+    init_weights(g)
+    g.eval()
+    z, y, prev = _batch(d, 2)
+    cols = torch.randint(0, REST, (2, STEPS_PER_BAR))
+    prev[:, -1] = torch.nn.functional.one_hot(cols, BAR_WIDTH).float()
+    with torch.no_grad():
+        g.copy.fill_(50.0)
+        lg = g.logits(z, y, prev)[:, 0]
+    assert (lg[..., : REST + 1].argmax(-1) == cols).all()
+
+
+def test_old_checkpoints_keep_their_meaning():
+    d = dims_from_dict({"z_dim": 8, "prev_bars": 2})
+    assert (d.n_emotions, d.n_keys, d.n_form, d.reference) == (4, 0, 0, False)
+    assert d.y_dim == 4 + 25 and d.cond_inputs == 2

@@ -101,3 +101,65 @@ def test_bad_label_csvs(tmp_path, csv_text, message):
     (root / "labels.csv").write_text(csv_text)
     with pytest.raises(DataError, match=message):
         prepare_music(root, tmp_path / "out", labels=root / "labels.csv")
+
+
+def test_form_rows_from_phrase_labels():
+    from facetune.music.dataset import _form_rows
+
+    # intro 2 bars, A 4, B 2, A 4 (the second A restates the first), outro 1
+    pos, end, ref = _form_rows([("i", 0, 2), ("A", 2, 4), ("B", 6, 2), ("A", 8, 4), ("o", 12, 1)], 13)
+    assert pos.tolist() == [-1, -1, 0, 1, 2, 3, 0, 1, 0, 1, 2, 3, -1]
+    assert end.tolist() == [0, 0, 0, 0, 0, 1, 0, 1, 0, 0, 0, 1, 0]
+    assert ref.tolist() == [-1] * 8 + [2, 3, 4, 5, -1]
+
+
+def test_pseudo_labels_only_where_the_labeller_is_sure():
+    from types import SimpleNamespace
+
+    from facetune.music.pseudo_labels import UNKNOWN, label_songs
+
+    rng = np.random.default_rng(0)
+
+    def song(major: bool, fast: bool):
+        tonic = [0, 4, 7] if major else [0, 3, 7]
+        pitch = np.full((8, 16), -1, np.int8)
+        onset = np.zeros((8, 16), np.uint8)
+        step = 2 if fast else 8
+        for t in range(0, 16, step):
+            pitch[:, t : t + step] = 24 + rng.choice(tonic)
+            onset[:, t] = 1
+        chords = np.full(8, 0 if major else 12, np.int8)
+        return {"pitch": pitch, "onset": onset, "chord": chords, "info": {"bpm": 120.0}}
+
+    items = []
+    for q, (major, fast) in enumerate([(True, True), (False, True), (False, False), (True, False)]):
+        for i in range(6):
+            items.append((SimpleNamespace(quadrant=q, split=0 if i < 5 else 1), song(major, fast)))
+    unlabelled = [(SimpleNamespace(quadrant=UNKNOWN, split=0), song(False, False)), (SimpleNamespace(quadrant=UNKNOWN, split=0), song(True, True))]
+    summary = label_songs(items + unlabelled, margin=0.15)
+    assert summary["labelled_val"]["valence_accuracy"] == 1.0 and summary["labelled_val"]["arousal_accuracy"] == 1.0
+    assert [c.quadrant for c, _ in unlabelled] == [2, 0]  # slow minor → sad, fast major → happy
+    assert sum(summary["counts"].values()) == 2
+
+
+def test_pop909_and_emopia_in_one_cache(tmp_path, emopia_tree):
+    from facetune.music.dataset import UNKNOWN
+
+    pop = tmp_path / "pop909"
+    for name in ("001", "002", "003"):
+        d = pop / name
+        d.mkdir(parents=True)
+        (d / "melody.txt").write_text("0 16\n" + "60 4\n62 4\n64 8\n" * 8)
+        (d / "finalized_chord.txt").write_text("C:maj [0, 4, 7] 0 4\nF:maj [0, 5, 9] 5 4\n" * 5)
+        (d / "analyzed_key.txt").write_text("C:maj\n")
+        (d / "tempo.txt").write_text("100\n")
+        (d / "human_label1.txt").write_text("i1A4A4\n")
+    m = prepare_music([pop, emopia_tree], tmp_path / "out", MusicPrepConfig(grid="nominal", transpositions=(0,)))
+    _, a = load_music_cache(tmp_path / "out")
+    assert [s["layout"] for s in m["sources"]] == ["pop909", "emopia"]
+    first = a["source"] == 0
+    assert (a["key"][first] == 0).all() and set(np.unique(a["quadrant"][first])) <= {0, 1, 2, 3, UNKNOWN}
+    song = first & (a["clip"] == a["clip"][np.flatnonzero(first)[0]])
+    rows = np.flatnonzero(song)
+    assert a["pos"][rows].tolist() == [-1, 0, 1, 2, 3, 0, 1, 2, 3]
+    assert (a["ref"][rows[5:]] == rows[1:5]).all()  # the second A restates the first, row by row

@@ -54,6 +54,7 @@ class ComposeResult:
     chords: list[str]
     tempo: float
     bars: int
+    form: str
     output: str | None
     composition: Any
 
@@ -191,6 +192,7 @@ def compose(
     seed: int = 0,
     bars: int = 16,
     tempo: float | None = None,
+    form: str | None = None,
     chords: bool = True,
     classifier: str | None = None,
     generator: str | None = None,
@@ -213,7 +215,7 @@ def compose(
         if face_rec.error:
             raise (NoFaceError if face_rec.no_face else InputError)(face_rec.error)
         emotion = face_rec.emotion
-    comp = compose_emotion(emotion, load_generator(generator), bars=bars, seed=seed, tempo=tempo)
+    comp = compose_emotion(emotion, load_generator(generator), bars=bars, seed=seed, tempo=tempo, form=form)
     out = None
     if output is not None:
         out = str(write_midi(comp, output, chords=chords, force=force))
@@ -228,6 +230,7 @@ def compose(
         chords=comp.chords,
         tempo=comp.tempo,
         bars=comp.bars,
+        form=comp.form,
         output=out,
         composition=comp,
     )

@@ -197,18 +197,21 @@ def export_onnx_cmd(checkpoint: Path, output: Path | None, force: bool) -> None:
 
 
 @prepare_data.command("music")
-@click.argument("src", type=click.Path(path_type=Path))
+@click.argument("src", nargs=-1, required=True, type=click.Path(path_type=Path))
 @click.option("--out", "out", required=True, type=click.Path(path_type=Path), help="Cache folder to write.")
 @click.option("--labels", type=click.Path(path_type=Path), help="Labels CSV (file,quadrant or file,valence,arousal) for a plain MIDI folder.")
 @click.option("--grid", type=click.Choice(["auto", "tracked", "nominal"]), default="auto", show_default=True, help="Beat grid: tracked from the notes (auto for EMOPIA) or the MIDI file's own.")
 @click.option("--seed", default=0, show_default=True, help="Seed of the song-level split, where none is given.")
 @click.option("--force", is_flag=True, help="Rebuild even if the cache is up to date.")
 @handle_errors
-def prepare_music_cmd(src: Path, out: Path, labels: Path | None, grid: str, seed: int, force: bool) -> None:
-    """EMOPIA (midis/ + split/) or a labelled MIDI folder → melody-bar cache, split by song."""
+def prepare_music_cmd(src: tuple[Path, ...], out: Path, labels: Path | None, grid: str, seed: int, force: bool) -> None:
+    """POP909 (either layout), EMOPIA (midis/ + split/) or a labelled MIDI folder, one or more → melody-bar cache, split by song.
+
+    POP909 songs get emotion pseudo-labels from a model fitted on the labelled sources, or "unknown".
+    """
     from .music.dataset import MusicPrepConfig, prepare_music
 
-    manifest = prepare_music(src, out, MusicPrepConfig(grid=grid, seed=seed), labels=labels, force=force)
+    manifest = prepare_music(list(src), out, MusicPrepConfig(grid=grid, seed=seed), labels=labels, force=force)
     if manifest.get("up_to_date"):
         return
     from rich.table import Table
@@ -217,8 +220,13 @@ def prepare_music_cmd(src: Path, out: Path, labels: Path | None, grid: str, seed
     table.add_column("quadrant")
     for s in manifest["counts"]:
         table.add_column(s, justify="right")
-    for q in ("Q1", "Q2", "Q3", "Q4"):
+    for q in ("Q1", "Q2", "Q3", "Q4", "unknown"):
         table.add_row(q, *(f"{manifest['counts'][s][q]['clips']} / {manifest['counts'][s][q]['bars']:,}" for s in manifest["counts"]))
+    labeller = manifest.get("pseudo_labels", {})
+    if labeller.get("unlabelled"):
+        val = labeller.get("labelled_val")
+        checked = f"; on labelled val clips it hears valence {val['valence_accuracy']:.2f}, arousal {val['arousal_accuracy']:.2f}" if val else ""
+        console.info(f"{labeller['unlabelled']} unlabelled song(s) pseudo-labelled: {labeller.get('counts', {}) or labeller.get('note', '')}{checked}")
     console.out.print(table)
     if manifest["skipped"]:
         console.warn(f"{len(manifest['skipped'])} file(s) skipped, e.g. {manifest['skipped'][0]['file']}: {manifest['skipped'][0]['error']}")
@@ -235,16 +243,17 @@ def prepare_music_cmd(src: Path, out: Path, labels: Path | None, grid: str, seed
 @click.option("--prev-bars", default=2, show_default=True, type=click.IntRange(1, 8), help="How many previous bars the conditioner reads.")
 @click.option("--fm-weight", default=1.0, show_default=True, type=float, help="Weight of feature matching on the discriminator's first layer.")
 @click.option("--mean-weight", default=1.0, show_default=True, type=float, help="Weight of matching the mean generated bar to the mean real bar.")
+@click.option("--emotion-dropout", default=0.1, show_default=True, type=click.FloatRange(0, 1), help="Share of labelled bars shown as 'unknown emotion', so the network learns that condition too (for guidance).")
 @click.option("--seed", default=0, show_default=True)
 @click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda, cuda:N or mps.")
 @click.option("--resume", is_flag=True, help="Continue from OUT/last.pt.")
 @click.option("--tiny", is_flag=True, hidden=True, help="A very small network (tests only).")
 @handle_errors
-def train_gan_cmd(data: Path, out: Path, epochs: int, batch_size: int, lr: float, steps_per_epoch: int, prev_bars: int, fm_weight: float, mean_weight: float, seed: int, device: str, resume: bool, tiny: bool) -> None:
+def train_gan_cmd(data: Path, out: Path, epochs: int, batch_size: int, lr: float, steps_per_epoch: int, prev_bars: int, fm_weight: float, mean_weight: float, emotion_dropout: float, seed: int, device: str, resume: bool, tiny: bool) -> None:
     """Train the MIDINet-style melody GAN on a music cache."""
     from .music.train import GanConfig, train_gan
 
-    cfg = GanConfig(epochs=epochs, batch_size=batch_size, lr=lr, steps_per_epoch=steps_per_epoch, prev_bars=prev_bars, fm_weight=fm_weight, mean_weight=mean_weight, seed=seed, tiny=tiny)
+    cfg = GanConfig(epochs=epochs, batch_size=batch_size, lr=lr, steps_per_epoch=steps_per_epoch, prev_bars=prev_bars, fm_weight=fm_weight, mean_weight=mean_weight, emotion_dropout=emotion_dropout, seed=seed, tiny=tiny)
     result = train_gan(data, out, cfg, resume=resume, device=device, command=_command_line())
     console.info(f"done: {result['epochs']} epochs; generator in {out / 'generator.pt'}")
 
@@ -362,10 +371,23 @@ def _classify_table(records: list[dict[str, Any]], classes: list[str]) -> Any:
 
 
 def _compose_record(res: Any = None, **fields: Any) -> dict[str, Any]:
-    rec = {"input": None, "face": None, "emotion": None, "probabilities": {}, "quadrant": None, "seed": None, "output": None, "error": None}
+    rec = {"input": None, "face": None, "emotion": None, "probabilities": {}, "quadrant": None, "seed": None, "form": None, "output": None, "error": None}
     if res is not None:
-        rec |= {"input": res.input, "face": res.face, "emotion": res.emotion, "probabilities": res.probabilities, "quadrant": res.quadrant, "seed": res.seed, "output": res.output}
+        rec |= {"input": res.input, "face": res.face, "emotion": res.emotion, "probabilities": res.probabilities, "quadrant": res.quadrant, "seed": res.seed, "form": res.form, "output": res.output}
     return rec | fields
+
+
+def _check_form(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
+    """A malformed --form is a usage error (exit 2), caught before any model loads."""
+    if value is None:
+        return None
+    from .music.form import parse_form
+
+    try:
+        parse_form(value)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc)) from None
+    return value
 
 
 @main.command("compose")
@@ -377,6 +399,7 @@ def _compose_record(res: Any = None, **fields: Any) -> dict[str, Any]:
 @click.option("--bars", default=16, show_default=True, type=click.IntRange(1, 256), help="Length in bars of 4/4.")
 @click.option("--tempo", type=click.FloatRange(20, 400), help="Beats per minute (default: set by the emotion).")
 @click.option("--no-chords", is_flag=True, help="Leave out the chord accompaniment track.")
+@click.option("--form", callback=_check_form, help="Phrase form of the song, one letter per 4-bar phrase: AABA, AA'BA, ABAB', AABB ... (default: chosen by the seed).")
 @click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True, help="json: one JSON Lines record per input on stdout.")
 @click.option("--no-detect", is_flag=True, help="The images are already face crops: use them whole.")
 @click.option("--classes", help="Emotions the classifier may answer (comma-separated; default: the model's default set).")
@@ -390,7 +413,7 @@ def _compose_record(res: Any = None, **fields: Any) -> dict[str, Any]:
 @click.option("--preview", is_flag=True, help="Show the piano roll in the terminal (one input).")
 @click.option("--force", is_flag=True, help="Overwrite existing outputs.")
 @handle_errors
-def compose_cmd(inputs: tuple[str, ...], output: Path | None, out_dir: Path | None, emotion: str | None, seed: int, bars: int, tempo: float | None, no_chords: bool, fmt: str, no_detect: bool, classes: str | None, classifier: Path | None, generator: Path | None, batch_size: int, workers: int, device: str, png: bool, wav: bool, preview: bool, force: bool) -> None:
+def compose_cmd(inputs: tuple[str, ...], output: Path | None, out_dir: Path | None, emotion: str | None, seed: int, bars: int, tempo: float | None, no_chords: bool, form: str | None, fmt: str, no_detect: bool, classes: str | None, classifier: Path | None, generator: Path | None, batch_size: int, workers: int, device: str, png: bool, wav: bool, preview: bool, force: bool) -> None:
     """Photo → emotion → a new melody over chords, as MIDI.
 
     \b
@@ -422,7 +445,7 @@ def compose_cmd(inputs: tuple[str, ...], output: Path | None, out_dir: Path | No
         for extra in extras:
             if extra.exists() and not force:
                 raise FacetuneError(f"{extra}: already exists (use --force to overwrite)")
-        res = compose(image, None if to_stdout else output, emotion=emotion, seed=seed, bars=bars, tempo=tempo, chords=not no_chords, classifier=clf, generator=gen, classes=class_list, detect=False if no_detect else None, device=device, force=force)
+        res = compose(image, None if to_stdout else output, emotion=emotion, seed=seed, bars=bars, tempo=tempo, form=form, chords=not no_chords, classifier=clf, generator=gen, classes=class_list, detect=False if no_detect else None, device=device, force=force)
         if to_stdout:
             sys.stdout.buffer.write(res.composition.midi_bytes(not no_chords))
             sys.stdout.buffer.flush()
@@ -442,7 +465,7 @@ def compose_cmd(inputs: tuple[str, ...], output: Path | None, out_dir: Path | No
         raise click.UsageError("several inputs (or a folder) need --out-dir DIR")
     if preview:
         raise click.UsageError("--preview shows one composition; use it with -o")
-    _compose_batch(inputs, out_dir, seed, bars, tempo, not no_chords, fmt, no_detect, clf, gen, batch_size, workers, force, png, wav, device, class_list)
+    _compose_batch(inputs, out_dir, seed, bars, tempo, not no_chords, fmt, no_detect, clf, gen, batch_size, workers, force, png, wav, device, class_list, form)
 
 
 def _extra_outputs(midi: Path, png: bool, wav: bool) -> list[Path]:
@@ -475,13 +498,14 @@ def _print_summary(res: Any, to_stderr: bool) -> None:
 
     table.add_row("emotion", f"{res.emotion} → {res.quadrant} ({QUADRANT_INFO[res.quadrant].mood})")
     table.add_row("key", res.key)
-    table.add_row("chords", " | ".join(res.chords))
+    table.add_row("form", f"{res.form}  (4-bar phrases; a repeated letter restates its phrase, ' marks a variation)")
+    table.add_row("chords", "  ‖  ".join(" | ".join(res.chords[i : i + 4]) for i in range(0, len(res.chords), 4)))
     table.add_row("tempo", f"{res.tempo:g} BPM, {res.bars} bars of 4/4, seed {res.seed}")
     table.add_row("output", res.output or "stdout")
     (console.err if to_stderr else console.out).print(table)
 
 
-def _compose_batch(inputs: tuple[str, ...], out_dir: Path, seed: int, bars: int, tempo: float | None, chords: bool, fmt: str, no_detect: bool, clf: str | None, gen: str | None, batch_size: int, workers: int, force: bool, png: bool = False, wav: bool = False, device: str = "cpu", classes: list[str] | None = None) -> None:
+def _compose_batch(inputs: tuple[str, ...], out_dir: Path, seed: int, bars: int, tempo: float | None, chords: bool, fmt: str, no_detect: bool, clf: str | None, gen: str | None, batch_size: int, workers: int, force: bool, png: bool = False, wav: bool = False, device: str = "cpu", classes: list[str] | None = None, form: str | None = None) -> None:
     """Many photos → OUT_DIR/<relative path>.mid. Existing outputs are skipped, so a rerun resumes."""
     import json
     from collections import Counter
@@ -519,13 +543,13 @@ def _compose_batch(inputs: tuple[str, ...], out_dir: Path, seed: int, bars: int,
                     console.error(face.error)
             else:
                 try:
-                    comp = compose_emotion(face.emotion, generator, bars=bars, seed=s, tempo=tempo)
+                    comp = compose_emotion(face.emotion, generator, bars=bars, seed=s, tempo=tempo, form=form)
                     target.parent.mkdir(parents=True, exist_ok=True)
                     write_midi(comp, target, chords=chords, force=force)
                     _write_extras(comp, _extra_outputs(target, png, wav), chords)
                     done += 1
                     emotions[comp.emotion] += 1
-                    rec = _compose_record(input=name, face=face.face, emotion=face.emotion, probabilities=face.probabilities, quadrant=comp.quadrant, seed=s, output=str(target), status="done")
+                    rec = _compose_record(input=name, face=face.face, emotion=face.emotion, probabilities=face.probabilities, quadrant=comp.quadrant, seed=s, form=comp.form, output=str(target), status="done")
                 except FacetuneError as exc:
                     failed += 1
                     rec = _compose_record(input=name, seed=s, error=str(exc), status="failed")
@@ -597,18 +621,24 @@ def evaluate_classifier_cmd(data: Path, split: str, classes: str | None, classif
 @evaluate.command("music")
 @click.argument("paths", nargs=-1, type=click.Path(path_type=Path))
 @click.option("--generate", "generate", default=0, show_default=True, type=click.IntRange(0), help="Compose N pieces per emotion (seeds 0..N-1) and score those.")
-@click.option("--emotions", default="happy,sad,angry", show_default=True, help="With --generate: the emotions to compose.")
-@click.option("--reference", type=click.Path(path_type=Path), help="A music cache: also score its melodies (per quadrant, untransposed) for comparison.")
+@click.option("--emotions", default="happy,sad,angry,calm", show_default=True, help="With --generate: the emotions to compose.")
+@click.option("--reference", multiple=True, type=click.Path(path_type=Path), help="A music cache: also score its melodies (per quadrant, untransposed) for comparison. Repeatable; clips without a quadrant are 'unlabelled'.")
 @click.option("--split", "split", type=click.Choice(["train", "val", "test"]), default="test", show_default=True, help="With --reference: which split's melodies.")
+@click.option("--novelty", type=click.Path(path_type=Path), help="With --generate: a music cache; report the share of generated 4-bar phrases found (up to transposition) in its untransposed training melodies.")
 @click.option("--generator", type=click.Path(path_type=Path), help="Generator checkpoint (default: the shipped model).")
 @click.option("--track", default=0, show_default=True, help="Track to score in MIDI files (0 = the melody); -1 for all tracks.")
-@click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True)
+@click.option("--format", "fmt", type=click.Choice(["table", "text", "json", "csv"]), default="table", show_default=True, help="table (text is the same), json, or csv (one row per source, group and metric).")
 @handle_errors
-def evaluate_music_cmd(paths: tuple[Path, ...], generate: int, emotions: str, reference: Path | None, split: str, generator: Path | None, track: int, fmt: str) -> None:
+def evaluate_music_cmd(paths: tuple[Path, ...], generate: int, emotions: str, reference: tuple[Path, ...], split: str, novelty: Path | None, generator: Path | None, track: int, fmt: str) -> None:
     """Per quadrant: pitch-class entropy, scale consistency, empty-beat rate, polyphony, groove consistency,
-    pitch range, notes per bar, onset density and major/minor lean (Krumhansl–Kessler).
+    rhythm and motif repeat, phrase similarity, pitch range, notes per bar, onset density and
+    major/minor lean (Krumhansl–Kessler).
 
     PATHS are MIDI files or folders, grouped by the Q1..Q4 prefix or an emotion word in their names.
+    Repetition measures use the first 16 bars from the first note: rhythm repeat = share of bars
+    (with 2+ onsets, from the 2nd) whose onsets repeat an earlier bar's; motif repeat = the same up to
+    transposition, pitches included; phrase similarity = best step agreement of 4-bar phrases 2-4 with
+    an earlier phrase under any transposition. Means leave out pieces where a measure is undefined.
     Unreadable files are reported and the exit code is 1.
     """
     import json
@@ -617,27 +647,62 @@ def evaluate_music_cmd(paths: tuple[Path, ...], generate: int, emotions: str, re
 
     if not paths and not generate and not reference:
         raise click.UsageError("give MIDI files or folders, --generate N, or --reference CACHE")
-    result = evaluate_music(list(paths), generate=generate, emotions=[e.strip() for e in emotions.split(",") if e.strip()], reference=reference, split=split, generator=str(generator) if generator else None, track=None if track < 0 else track)
+    if novelty and not generate:
+        raise click.UsageError("--novelty needs --generate N")
+    result = evaluate_music(
+        list(paths),
+        generate=generate,
+        emotions=[e.strip() for e in emotions.split(",") if e.strip()],
+        reference=list(reference),
+        split=split,
+        generator=str(generator) if generator else None,
+        track=None if track < 0 else track,
+        novelty=novelty,
+    )
+    nov = result.get("novelty")
     if fmt == "json":
         click.echo(json.dumps(result))
-        if result.get("errors"):
-            sys.exit(EXIT_FAILED)
-        return
-    from rich.table import Table
+    elif fmt == "csv":
+        import csv
+        import io
 
-    for source, groups in result["groups"].items():
-        if not groups:
-            continue
-        metrics = list(next(iter(groups.values()))["mean"])
-        table = Table(title=f"{source}: means per group")
-        table.add_column("metric", no_wrap=True)
-        for g in groups:
-            table.add_column(f"{g} (n={groups[g]['n']})", justify="right")
-        for m in metrics:
-            table.add_row(m, *(f"{groups[g]['mean'][m]:.3f}" for g in groups))
-        console.out.print(table)
-    for e in result.get("errors", []):
-        console.error(e["error"])
+        buf = io.StringIO()
+        w = csv.writer(buf, lineterminator="\n")
+        w.writerow(["source", "group", "n", "metric", "mean", "std", "valid"])
+        for source, groups in result["groups"].items():
+            for g, agg in groups.items():
+                for m, mean in agg["mean"].items():
+                    w.writerow([source, g, agg["n"], m, "" if mean is None else mean, "" if agg["std"][m] is None else agg["std"][m], agg["valid"][m]])
+        if nov:
+            for g, v in {**nov["groups"], "all": nov["all"]}.items():
+                w.writerow([f"novelty vs {nov['cache']} (train)", g, v["phrases"], "phrase_novelty", "" if v["phrase_novelty"] is None else v["phrase_novelty"], "", v["phrases"]])
+        click.echo(buf.getvalue(), nl=False)
+    else:
+        from rich.table import Table
+
+        def cell(v: float | None) -> str:
+            return "–" if v is None else f"{v:.3f}"
+
+        for source, groups in result["groups"].items():
+            if not groups:
+                continue
+            metrics = list(next(iter(groups.values()))["mean"])
+            table = Table(title=f"{source}: means per group")
+            table.add_column("metric", no_wrap=True)
+            for g in groups:
+                table.add_column(f"{g}\nn={groups[g]['n']}", justify="right")
+            for m in metrics:
+                table.add_row(m, *(cell(groups[g]["mean"][m]) for g in groups))
+            console.out.print(table)
+        if nov:
+            table = Table(title=f"phrase novelty: generated 4-bar phrases found in {nov['cache']} (train, {nov['training_phrases']:,} distinct phrases)")
+            for col in ("group", "phrases", "found", "share found"):
+                table.add_column(col, justify="left" if col == "group" else "right")
+            for g, v in {**nov["groups"], "all": nov["all"]}.items():
+                table.add_row(g, str(v["phrases"]), str(v["found"]), cell(v["phrase_novelty"]))
+            console.out.print(table)
+        for e in result.get("errors", []):
+            console.error(e["error"])
     if result.get("errors"):
         sys.exit(EXIT_FAILED)
 

@@ -1,10 +1,15 @@
-"""Generation and export: emotion → key, chord progression, GAN melody, accompaniment → MIDI.
+"""Generation and export: emotion → key, form, chord progression, GAN melody, accompaniment → MIDI.
 
-The GAN writes one bar at a time from fresh noise, the emotion quadrant, that bar's
-chord and the previous bars it wrote. Decoding (see `MelodyGenerator.generate`) keeps
-only the pitches of the chosen key's scale and favours the bar's chord tones, so the
-melody stays in key over the progression. Tempo, loudness,
-mode and accompaniment pattern follow the emotion (see STYLES).
+The song is four 4-bar phrases in a form (`music.form`): a restated phrase is written again by
+the network, conditioned on the bar it restates and started from that bar's noise, so it comes
+back varied rather than copied; bar 3 of a new phrase answers bar 1. The GAN writes one bar at
+a time from the emotion quadrant, the key, that bar's chord and place in the form, and the bars
+it wrote before. Rhythm density, register, contour and articulation come from the network's
+own distribution, sampled with seeded uniforms (`DecodeSettings`); classifier-free guidance
+pushes its emotion condition away from the "unknown emotion" condition it was also trained on.
+The key's scale is a safety net that changes the few notes the network puts outside it (they
+are counted), and cadence bars end on a tone of their chord. Tempo, loudness and the
+accompaniment pattern follow the emotion (see STYLES); mode follows valence.
 """
 from __future__ import annotations
 
@@ -22,35 +27,39 @@ from .errors import CheckpointError, FacetuneError
 from .music.pianoroll import BAR_WIDTH, LOW_PITCH, N_PITCHES, ONSET, REST, STEPS_PER_BAR, Note, rolls_to_notes
 
 DEFAULT_GENERATOR = Path(__file__).parent / "weights" / "generator.pt"
-#: Logit bonuses that make the melody outline the harmony: chord tones on and off the beat,
-#: and the key's tonic and fifth everywhere. Those two are what separate a key from its relative
-#: (Krumhansl–Kessler profiles): leaning on them makes a minor-key melody read as minor and not as
-#: its relative major, and a major one as major. The third is left alone: it is the relative key's tonic.
-CHORD_TONE_BONUS = 2.0
-OFFBEAT_CHORD_TONE_BONUS = 1.0
-TONIC_BONUS = 2.0
-DOMINANT_BONUS = 0.75
-#: Softmax temperature when drawing a note's pitch; 1.0 keeps the generator's own distribution.
-TEMPERATURE = 1.0
+
+
+@dataclass(frozen=True)
+class DecodeSettings:
+    """How the network's per-step distribution becomes notes.
+
+    `guidance` scales the difference between the emotion's and the unknown emotion's scores
+    (1.0: the conditional network as trained); `temperature` divides the pitch scores;
+    `scale_mask` keeps notes in the key's scale (off, the raw network is heard).
+    """
+
+    guidance: float = 1.0
+    temperature: float = 1.0
+    scale_mask: bool = True
+    cadences: bool = True
 
 
 @dataclass(frozen=True)
 class Style:
-    """How an emotion sounds beyond its notes: tempo (BPM), loudness and accompaniment pattern."""
+    """How an emotion is performed beyond its notes: tempo (BPM), loudness and accompaniment pattern."""
 
     tempo: int
     velocity: int
     accompaniment: str
-    onset_threshold: float
 
 
 #: Russell's quadrants as performance choices: arousal sets tempo, loudness and
 #: accompaniment density; valence sets the mode (see music.chords.quadrant_mode).
 STYLES: dict[str, Style] = {
-    "Q1": Style(tempo=126, velocity=92, accompaniment="pulse", onset_threshold=0.2),
-    "Q2": Style(tempo=144, velocity=108, accompaniment="drive", onset_threshold=0.15),
-    "Q3": Style(tempo=66, velocity=56, accompaniment="sustain", onset_threshold=0.85),
-    "Q4": Style(tempo=76, velocity=60, accompaniment="arpeggio", onset_threshold=0.5),
+    "Q1": Style(tempo=126, velocity=92, accompaniment="pulse"),
+    "Q2": Style(tempo=144, velocity=108, accompaniment="drive"),
+    "Q3": Style(tempo=66, velocity=56, accompaniment="sustain"),
+    "Q4": Style(tempo=76, velocity=60, accompaniment="arpeggio"),
 }
 
 
@@ -68,6 +77,9 @@ class Composition:
     melody: list[Note]
     accompaniment: list[Note] = field(default_factory=list)
     rolls: Any = None
+    form: str = ""
+    mask_changes: int = 0
+    cadence_changes: int = 0
 
     def to_midi(self, chords: bool = True) -> Any:
         """A pretty_midi object: 4/4, the key signature, a melody track and (optionally) a chord track."""
@@ -101,56 +113,119 @@ class MelodyGenerator:
         self.path = path
         self.info = {k: v for k, v in payload.items() if k != "state_dict"}
 
-    def generate(self, quadrant: str, chords: list[int], key: int, seed: int) -> np.ndarray:
-        """One bar per chord, each from fresh noise, the chord and the bars written before it.
-
-        Decoding: a note starts where the generator's onset probability passes the emotion's
-        threshold or its most likely pitch changes; its pitch is drawn (seeded) from the
-        generator's distribution at that step, restricted to the key's scale (natural minor in
-        minor keys: a raised 7th over V would leave the scale), with the chord's tones favoured;
-        it is held until the next note starts.
-        Returns (n_bars, 16, BAR_WIDTH) one-hot bars.
-        """
+    def _scores(self, quadrant: str, chord: int, key: int, plan: Any, prev: np.ndarray, z: np.ndarray, guidance: float) -> np.ndarray:
+        """The network's (16, BAR_WIDTH) scores for one bar, with guidance applied."""
         import torch
 
-        from .music.chords import allowed_pitch_mask, chord_tone_mask
-        from .music.gan import condition
+        from .music.gan import UNKNOWN_EMOTION, condition, form_features
 
         d = self.dims
-        style = STYLES[quadrant]
-        gen = torch.Generator().manual_seed(int(seed))
-        beat = torch.zeros(STEPS_PER_BAR, dtype=torch.bool)
-        beat[::4] = True
-        root, fifth = key % 12, (key + 7) % 12
-        tonic = torch.tensor([TONIC_BONUS * ((LOW_PITCH + i) % 12 == root) + DOMINANT_BONUS * ((LOW_PITCH + i) % 12 == fifth) for i in range(N_PITCHES)])
-        q = torch.tensor([QUADRANTS.index(quadrant)])
-        history: list[torch.Tensor] = []
-        held = REST
+        emotions = [QUADRANTS.index(quadrant)] + ([UNKNOWN_EMOTION] if guidance != 1.0 and d.n_emotions > UNKNOWN_EMOTION else [])
+        n = len(emotions)
+        t = lambda v: torch.tensor([v] * n)  # noqa: E731
+        form = form_features(t(plan.pos), t(int(plan.phrase_end)), t(int(plan.ref >= 0))) if d.n_form else None
+        y = condition(torch.tensor(emotions), t(chord), d, t(key), form)
         with torch.inference_mode():
-            for chord in chords:
-                prev = [history[-1 - i] if i < len(history) else torch.zeros(STEPS_PER_BAR, BAR_WIDTH) for i in range(d.prev_bars)]
-                z = torch.randn(1, d.z_dim, generator=gen)
-                y = condition(q, torch.tensor([chord]), d)
-                lg = self.model.logits(z, y, torch.stack(prev)[None])[0, 0]
-                allowed = torch.from_numpy(allowed_pitch_mask(key, LOW_PITCH, N_PITCHES))
-                scores = lg[:, : REST + 1].clone()
-                scores[:, :REST][:, ~allowed] = float("-inf")
-                tones = torch.from_numpy(chord_tone_mask(chord, LOW_PITCH, N_PITCHES)) & allowed
-                scores[:, :REST] += torch.where(beat, CHORD_TONE_BONUS, OFFBEAT_CHORD_TONE_BONUS)[:, None] * tones[None, :]
-                scores[:, :REST] += tonic[None, :]
-                best = scores.argmax(1).tolist()
-                onset_likely = (torch.sigmoid(lg[:, ONSET]) > style.onset_threshold).tolist()
-                draws = torch.multinomial(torch.softmax(scores / TEMPERATURE, 1), 1, generator=gen)[:, 0].tolist()
-                ok = allowed.tolist() + [True]
-                bar = torch.zeros(STEPS_PER_BAR, BAR_WIDTH)
-                for t in range(STEPS_PER_BAR):
-                    changed = best[t] != best[t - 1] if t else held == REST
-                    if onset_likely[t] or changed or not ok[held]:
-                        held = draws[t]
-                        bar[t, ONSET] = float(held != REST)
-                    bar[t, held] = 1
-                history.append(bar)
-        return torch.stack(history).numpy()
+            lg = self.model.logits(torch.from_numpy(np.repeat(z[None], n, 0)), y, torch.from_numpy(np.repeat(prev[None], n, 0)))[:, 0].numpy()
+        if n == 2:
+            return lg[1] + guidance * (lg[0] - lg[1])
+        return lg[0]
+
+    def generate(self, quadrant: str, chords: list[int], key: int, seed: int, plans: list[Any] | None = None, settings: DecodeSettings = DecodeSettings()) -> tuple[np.ndarray, dict[str, int]]:
+        """One bar per chord, following the form plan; returns (n_bars, 16, BAR_WIDTH) rolls and how
+        many notes the safety nets changed: `scale` (a note the network drew outside the key) and
+        `cadence` (a phrase's last note moved to a tone of its chord).
+
+        Each bar draws its noise and its uniforms (for onsets and pitches) from the seed; a bar
+        that restates or answers an earlier one mixes that bar's noise with fresh noise by the
+        plan's variation and reuses its uniforms (unless the plan asks for fresh draws). A note starts where a uniform falls under the network's onset
+        probability or its most likely pitch changes; its pitch (or a rest) is drawn from the
+        network's distribution at that step; it is held until the next note or rest starts.
+        """
+        from .music.chords import allowed_pitch_mask, chord_tone_mask
+        from .music.form import BarPlan, cadence_bars
+
+        d = self.dims
+        n_bars = len(chords)
+        plans = plans or [BarPlan(b // 4, b % 4, b % 4 == 3, -1, -1, 0.0) for b in range(n_bars)]
+        cadences = cadence_bars(n_bars) if settings.cadences else {}
+        allowed = allowed_pitch_mask(key, LOW_PITCH, N_PITCHES)
+        ok = np.append(allowed, True)
+        latents: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
+        history: list[np.ndarray] = []
+        changed_notes = cadence_moves = 0
+        held = REST
+        for b, (chord, plan) in enumerate(zip(chords, plans)):
+            rng = np.random.default_rng([int(seed), b, 7])
+            z = rng.standard_normal(d.z_dim).astype(np.float32)
+            u = rng.random((2, STEPS_PER_BAR))
+            if plan.latent_from >= 0:
+                z0, u0 = latents[plan.latent_from][0], latents[plan.latent_from][1]
+                v = plan.variation
+                z = (np.sqrt(1 - v * v) * z0 + v * z).astype(np.float32)
+                u = u if plan.fresh_draws else u0
+            latents.append((z, u, chord))
+            prev = [history[-1 - i] if i < len(history) else np.zeros((STEPS_PER_BAR, BAR_WIDTH), np.float32) for i in range(d.prev_bars)]
+            if d.reference:
+                prev.append(history[plan.ref] if plan.ref >= 0 else np.zeros((STEPS_PER_BAR, BAR_WIDTH), np.float32))
+            lg = self._scores(quadrant, chord, key, plan, np.stack(prev).astype(np.float32), z, settings.guidance)
+            raw = lg[:, : REST + 1] / settings.temperature
+            masked = raw.copy()
+            if settings.scale_mask:
+                masked[:, :REST][:, ~allowed] = -np.inf
+            best = masked.argmax(1)
+            p_on = 1 / (1 + np.exp(-lg[:, ONSET]))
+            bar = np.zeros((STEPS_PER_BAR, BAR_WIDTH), np.float32)
+            for t in range(STEPS_PER_BAR):
+                changed = best[t] != best[t - 1] if t else held == REST
+                if u[0, t] < p_on[t] or changed or (settings.scale_mask and not ok[held]):
+                    pick = _draw(masked[t], u[1, t])
+                    if settings.scale_mask:
+                        unmasked = _draw(raw[t], u[1, t])
+                        changed_notes += int(unmasked != REST and not ok[unmasked])
+                    held = pick
+                    bar[t, ONSET] = float(held != REST)
+                bar[t, held] = 1
+            if b in cadences:
+                cadence_moves += _end_on_chord_tone(bar, chord_tone_mask(chord, LOW_PITCH, N_PITCHES) & (allowed if settings.scale_mask else True), hold=cadences[b] == "full")
+                held = int(bar[-1, : REST + 1].argmax())
+            history.append(bar)
+        return np.stack(history), {"scale": changed_notes, "cadence": cadence_moves}
+
+
+def _draw(scores: np.ndarray, u: float) -> int:
+    """Inverse-CDF draw from softmax(scores) with one uniform: seeded and engine-independent."""
+    p = np.exp(scores - scores.max())
+    c = np.cumsum(p / p.sum())
+    return int(min(np.searchsorted(c, u * c[-1], side="right"), len(c) - 1))
+
+
+def _end_on_chord_tone(bar: np.ndarray, tones: np.ndarray, hold: bool) -> int:
+    """A cadence: the bar's last note moves to the nearest tone of its chord (returns 1 if it moved);
+    a final cadence holds it to the end of the bar, and an empty final bar gets one."""
+    pitch = bar[:, : REST + 1].argmax(1)
+    sounding = np.flatnonzero(pitch != REST)
+    candidates = np.flatnonzero(tones)
+    if len(candidates) == 0:
+        return 0
+    if len(sounding) == 0:
+        if not hold:
+            return 0
+        start, p = 0, int(candidates[np.argmin(np.abs(candidates - N_PITCHES // 2))])
+        moved = 1
+    else:
+        start = int(sounding[-1])
+        while start > 0 and bar[start, ONSET] == 0 and pitch[start - 1] == pitch[start]:
+            start -= 1
+        old = int(pitch[start])
+        p = int(candidates[np.argmin(np.abs(candidates - old))])
+        moved = int(p != old)
+    end = STEPS_PER_BAR if hold else int(sounding[-1]) + 1
+    bar[start:end, : REST + 1] = 0
+    bar[start:end, p] = 1
+    bar[start:end, ONSET] = 0
+    bar[start, ONSET] = 1
+    return moved
 
 
 @lru_cache(maxsize=8)
@@ -222,9 +297,15 @@ def _velocities(notes: list[Note], style: Style, rng: np.random.Generator) -> li
     return out
 
 
-def compose_emotion(emotion: str, generator: MelodyGenerator | None = None, *, bars: int = 16, seed: int = 0, tempo: float | None = None) -> Composition:
-    """Compose `bars` bars for an emotion word or quadrant, deterministically for a seed."""
+def compose_emotion(emotion: str, generator: MelodyGenerator | None = None, *, bars: int = 16, seed: int = 0, tempo: float | None = None, form: str | None = None, settings: DecodeSettings | None = None, network_emotion: str | None = None) -> Composition:
+    """Compose `bars` bars for an emotion word or quadrant, deterministically for a seed.
+
+    `form` (for example `AABA` or `AA'BA`) sets the phrase form; by default the seed chooses one.
+    `network_emotion` gives the network another emotion than the song's key, chords and style
+    (an ablation: how much of the emotion does the network itself carry?).
+    """
     from .music.chords import KEY_NAMES, chord_name, key_index, progression, quadrant_mode
+    from .music.form import cadence_bars, choose_form, fit_form, form_name, plan_bars
 
     try:
         name = normalize_emotion(emotion)
@@ -236,12 +317,20 @@ def compose_emotion(emotion: str, generator: MelodyGenerator | None = None, *, b
     if bars < 1:
         raise FacetuneError("--bars must be at least 1")
     gen = generator or load_generator()
+    settings = settings or DecodeSettings(**gen.info.get("decode", {}))
     style = STYLES[quadrant]
     rng = np.random.default_rng([int(seed), QUADRANTS.index(quadrant)])
     root = int(rng.integers(12))
     key = key_index(root, quadrant_mode(quadrant))
-    chords = progression(quadrant, root, bars, rng)
-    rolls = gen.generate(quadrant, chords, key, seed)
+    chosen = choose_form(rng)
+    try:
+        phrases = fit_form(form or chosen, bars)
+    except ValueError as exc:
+        raise FacetuneError(str(exc)) from None
+    letters = [p.letter for p in phrases]
+    chords = progression(quadrant, root, letters, bars, rng, cadence_bars(bars))
+    heard = quadrant_of(network_emotion) if network_emotion else quadrant
+    rolls, changed = gen.generate(heard, chords, key, seed, plan_bars(phrases, bars), settings)
     melody = _velocities(rolls_to_notes(rolls), style, rng)
     return Composition(
         emotion=name,
@@ -254,6 +343,9 @@ def compose_emotion(emotion: str, generator: MelodyGenerator | None = None, *, b
         melody=melody,
         accompaniment=accompaniment(chords, style),
         rolls=rolls,
+        form=form_name(phrases),
+        mask_changes=changed["scale"],
+        cadence_changes=changed["cadence"],
     )
 
 

@@ -60,43 +60,117 @@ def evaluate_classifier(clf: Any, data: str | Path, *, split: str = "test", clas
     return {"data": where, "classifier": clf.path, "tta": tta, **result}
 
 
-def generated_metrics(emotions: Sequence[str], n: int, generator: str | None = None, bars: int = 16) -> list[tuple[str, dict[str, float]]]:
-    """Compose seeds 0..n-1 for each emotion and score the melody track."""
+DEFAULT_EMOTIONS = ("happy", "sad", "angry", "calm")
+UNLABELLED = "unlabelled"
+
+
+def generated_melodies(emotions: Sequence[str], n: int, generator: str | None = None, bars: int = 16, *, compose_options: dict[str, Any] | None = None) -> list[tuple[str, list[Any]]]:
+    """Compose seeds 0..n-1 for each emotion: (label "emotion (Qn)", melody notes) per piece."""
     from .composer import compose_emotion, load_generator
-    from .music.metrics import summarize
 
     gen = load_generator(generator)
-    items = []
+    out = []
     for emotion in emotions:
         for seed in range(n):
-            comp = compose_emotion(emotion, gen, bars=bars, seed=seed)
-            items.append((f"{comp.emotion} ({comp.quadrant})", summarize(comp.melody, bars)))
-    return items
+            comp = compose_emotion(emotion, gen, bars=bars, seed=seed, **(compose_options or {}))
+            out.append((f"{comp.emotion} ({comp.quadrant})", list(comp.melody)))
+    return out
 
 
-def reference_metrics(cache: str | Path, split: str = "test") -> list[tuple[str, dict[str, float]]]:
-    """Score the untransposed melodies of a music cache's split, one item per clip."""
-    from .emotions import QUADRANTS
-    from .music.dataset import SPLIT_NAMES, load_music_cache
+def generated_metrics(emotions: Sequence[str], n: int, generator: str | None = None, bars: int = 16, *, compose_options: dict[str, Any] | None = None) -> list[tuple[str, dict[str, float]]]:
+    """Compose seeds 0..n-1 for each emotion and score the melody track."""
     from .music.metrics import summarize
-    from .music.pianoroll import rolls_to_notes
-    from .music.train import bars_tensor
+
+    return [(label, summarize(notes, bars)) for label, notes in generated_melodies(emotions, n, generator, bars, compose_options=compose_options)]
+
+
+def quadrant_label(q: int) -> str:
+    """Q1..Q4 for a cache's quadrant 0..3; anything else (POP909 caches use 4 for 'unknown') is unlabelled."""
+    from .emotions import QUADRANTS
+
+    return QUADRANTS[q] if 0 <= q < len(QUADRANTS) else UNLABELLED
+
+
+def _rows_to_notes(pitch: np.ndarray, onset: np.ndarray) -> list[Any]:
+    """A clip's cache rows (bars of register columns, −1 = rest, and onsets) → notes."""
+    from .music.pianoroll import BAR_WIDTH, ONSET, REST, rolls_to_notes
+
+    p = pitch.reshape(-1).astype(np.int64)
+    roll = np.zeros((len(p), BAR_WIDTH), dtype=np.uint8)
+    roll[np.arange(len(p)), np.where(p < 0, REST, p)] = 1
+    roll[:, ONSET] = (onset.reshape(-1) > 0) & (p >= 0)
+    return rolls_to_notes(roll.reshape(len(pitch), -1, BAR_WIDTH))
+
+
+def cache_melodies(cache: str | Path, split: str = "test") -> list[tuple[str, list[Any], int]]:
+    """The untransposed melodies of a music cache's split: (quadrant label, notes, bars) per clip."""
+    from .music.dataset import SPLIT_NAMES, load_music_cache
 
     _, arrays = load_music_cache(cache)
     s = SPLIT_NAMES.index(split)
     rows = np.flatnonzero((arrays["split"] == s) & (arrays["transpose"] == 0))
-    items = []
-    for clip in np.unique(arrays["clip"][rows]):
-        r = rows[arrays["clip"][rows] == clip]
-        rolls = bars_tensor(arrays["pitch"][r], arrays["onset"][r])[:, 0].numpy()
-        items.append((QUADRANTS[int(arrays["quadrant"][r[0]])], summarize(rolls_to_notes(rolls), len(r))))
-    return items
+    clips = arrays["clip"][rows]
+    out = []
+    for clip in np.unique(clips):
+        r = rows[clips == clip]
+        out.append((quadrant_label(int(arrays["quadrant"][r[0]])), _rows_to_notes(arrays["pitch"][r], arrays["onset"][r]), len(r)))
+    return out
 
 
-def evaluate_music(paths: Sequence[Path], *, generate: int = 0, emotions: Sequence[str] = ("happy", "sad", "angry"), reference: str | Path | None = None, split: str = "test", generator: str | None = None, track: int | None = 0) -> dict[str, Any]:
-    """Music metrics per group for MIDI files, freshly generated melodies and/or a cache's reference melodies."""
-    from .music.metrics import aggregate, evaluate_files
+def reference_metrics(cache: str | Path, split: str = "test") -> list[tuple[str, dict[str, float]]]:
+    """Score the untransposed melodies of a music cache's split, one item per clip, grouped by quadrant."""
+    from .music.metrics import summarize
 
+    return [(label, summarize(notes, bars)) for label, notes, bars in cache_melodies(cache, split)]
+
+
+def reference_name(cache: str | Path, split: str, taken: Sequence[str] = ()) -> str:
+    """`reference <cache folder> (<split>)`, numbered when two caches share a folder name."""
+    name = Path(cache).resolve().name or str(cache)
+    label, k = f"reference {name} ({split})", 2
+    while label in taken:
+        label, k = f"reference {name} #{k} ({split})", k + 1
+    return label
+
+
+def novelty_report(pieces: Sequence[tuple[str, list[Any]]], cache: str | Path) -> dict[str, Any]:
+    """phrase_novelty of generated pieces against the training split (untransposed) of a music cache,
+    overall and per group: the share of their 4-bar phrases found, up to transposition, in training bars."""
+    from .music.metrics import build_phrase_index, phrase_keys
+
+    index = build_phrase_index((notes, bars) for _, notes, bars in cache_melodies(cache, "train"))
+    keys: dict[str, list[bytes]] = {}
+    for label, notes in pieces:
+        keys.setdefault(label, []).extend(phrase_keys(notes))
+
+    def share(ks: list[bytes]) -> dict[str, Any]:
+        found = sum(k in index for k in ks)
+        return {"phrases": len(ks), "found": found, "phrase_novelty": round(found / len(ks), 4) if ks else None}
+
+    groups = {g: share(keys[g]) for g in sorted(keys)}
+    return {"cache": str(cache), "split": "train", "training_phrases": len(index), "all": share([k for ks in keys.values() for k in ks]), "groups": groups}
+
+
+def evaluate_music(
+    paths: Sequence[Path],
+    *,
+    generate: int = 0,
+    emotions: Sequence[str] = DEFAULT_EMOTIONS,
+    reference: str | Path | Sequence[str | Path] | None = None,
+    split: str = "test",
+    generator: str | None = None,
+    track: int | None = 0,
+    novelty: str | Path | None = None,
+    bars: int = 16,
+    compose_options: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """Music metrics per group for MIDI files, freshly generated melodies and/or the reference melodies
+    of one or more caches (each its own source, grouped by quadrant or 'unlabelled'); with `novelty`,
+    how many generated phrases are found in that cache's training melodies."""
+    from .music.metrics import aggregate, evaluate_files, summarize
+
+    if novelty and not generate:
+        raise DataError("phrase novelty needs generated melodies (--generate N)")
     result: dict[str, Any] = {"groups": {}, "errors": []}
     if paths:
         files: list[Path] = []
@@ -108,8 +182,17 @@ def evaluate_music(paths: Sequence[Path], *, generate: int = 0, emotions: Sequen
         per_file = evaluate_files(files, melody_track=track)
         result["groups"]["files"] = per_file["groups"]
         result["errors"] = per_file.get("errors", [])
+    pieces: list[tuple[str, list[Any]]] = []
     if generate:
-        result["groups"]["generated"] = aggregate(generated_metrics(emotions, generate, generator))
-    if reference:
-        result["groups"][f"reference ({split})"] = aggregate(reference_metrics(reference, split))
+        pieces = generated_melodies(emotions, generate, generator, bars, compose_options=compose_options)
+        result["groups"]["generated"] = aggregate([(label, summarize(notes, bars)) for label, notes in pieces])
+    refs = [reference] if isinstance(reference, (str, Path)) else list(reference or [])
+    for cache in refs:
+        name = reference_name(cache, split, list(result["groups"]))
+        items = reference_metrics(cache, split)
+        if not items:
+            console.warn(f"{cache}: no {split} melodies")
+        result["groups"][name] = aggregate(items) if items else {}
+    if novelty:
+        result["novelty"] = novelty_report(pieces, novelty)
     return result

@@ -22,8 +22,19 @@ SOUNDFONTS = (
 )
 
 
+#: Fill colours of the phrase-form band, one per letter (A, B, C, ...).
+FORM_RGB = ((250, 214, 165), (178, 214, 238), (200, 230, 190), (230, 200, 230))
+
+
 def _title(comp: Any) -> str:
-    return f"{comp.emotion} ({comp.quadrant}) · {comp.key} · {comp.tempo:g} BPM · seed {comp.seed}"
+    form = f" · form {comp.form}" if getattr(comp, "form", "") else ""
+    return f"{comp.emotion} ({comp.quadrant}) · {comp.key} · {comp.tempo:g} BPM{form} · seed {comp.seed}"
+
+
+def _phrase_labels(form: str) -> list[str]:
+    from .music.form import parse_form
+
+    return [p.label for p in parse_form(form)] if form else []
 
 
 def piano_roll_png(comp: Any, path: str | Path, *, chords: bool = True, step_px: int = 6, pitch_px: int = 5) -> Path:
@@ -33,7 +44,7 @@ def piano_roll_png(comp: Any, path: str | Path, *, chords: bool = True, step_px:
     notes = [(n, MELODY_RGB) for n in comp.melody] + ([(n, CHORD_RGB) for n in comp.accompaniment] if chords else [])
     pitches = [n.pitch for n, _ in notes] or [60]
     lo, hi = min(pitches) - 2, max(pitches) + 2
-    left, top, bottom = 40, 34, 22
+    left, top, bottom = 40, 50, 22
     width = left + comp.bars * STEPS_PER_BAR * step_px + 10
     height = top + (hi - lo + 1) * pitch_px + bottom
     img = Image.new("RGB", (width, height), (250, 250, 247))
@@ -50,6 +61,12 @@ def piano_roll_png(comp: Any, path: str | Path, *, chords: bool = True, step_px:
         draw.line([x, top, x, height - bottom], fill=(150, 150, 150) if b % 4 else (60, 60, 60), width=1)
         if b < comp.bars and b < len(comp.chords):
             draw.text((x + 2, height - bottom + 4), comp.chords[b], fill=CHORD_RGB, font=font)
+    phrase_px = 4 * STEPS_PER_BAR * step_px
+    for i, label in enumerate(_phrase_labels(getattr(comp, "form", ""))):
+        x0 = left + i * phrase_px
+        x1 = min(left + comp.bars * STEPS_PER_BAR * step_px, x0 + phrase_px) - 1
+        draw.rectangle([x0, 26, x1, 42], fill=FORM_RGB[(ord(label[0]) - ord("A")) % len(FORM_RGB)], outline=(120, 120, 120))
+        draw.text((x0 + 4, 29), f"{label}  (bars {4 * i + 1}-{min(comp.bars, 4 * i + 4)})", fill=(20, 20, 20), font=font)
     for n, rgb in notes:
         x0 = left + n.start * step_px
         x1 = left + n.end * step_px - 1

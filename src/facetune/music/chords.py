@@ -3,8 +3,8 @@
 Chord indices: 0–11 major triads on roots C..B, 12–23 minor triads, 24 = no chord.
 Key indices follow pretty_midi's key numbers: 0–11 major, 12–23 minor.
 
-Progressions per quadrant (Roman numerals relative to the tonic; each piece lays
-two of them out as A A B A and ends on the tonic):
+Progressions per quadrant (Roman numerals relative to the tonic; each phrase letter of the
+song's form takes one, the middle of the song ends on V and the end on the tonic):
 
 | quadrant | mode | progressions |
 |---|---|---|
@@ -170,15 +170,17 @@ def key_index(root: int, mode: str) -> int:
     return root % 12 + (12 if mode == "minor" else 0)
 
 
-def progression(quadrant: str, key_root: int, n_bars: int, rng: np.random.Generator) -> list[int]:
-    """One chord per bar: two of the quadrant's progressions laid out A A B A, ending on the tonic."""
+def progression(quadrant: str, key_root: int, letters: list[str], n_bars: int, rng: np.random.Generator, cadences: dict[int, str] | None = None) -> list[int]:
+    """One chord per bar: each phrase letter of the form gets one of the quadrant's progressions
+    (different letters, different progressions), and the cadence bars get V (half) or the tonic (full)."""
     table = PROGRESSIONS[quadrant]
-    a, b = rng.choice(len(table), size=2, replace=False)
-    phrase = [table[a], table[a], table[b], table[a]]
-    degrees = [c for p in phrase for c in p]
-    chords = [chord_index(key_root + off, q) for off, q in (degrees[i % len(degrees)] for i in range(n_bars))]
+    distinct = list(dict.fromkeys(letters))
+    picks = rng.choice(len(table), size=min(len(distinct), len(table)), replace=False)
+    chosen = {letter: table[int(picks[i % len(picks)])] for i, letter in enumerate(distinct)}
+    chords = [chord_index(key_root + off, q) for b in range(n_bars) for off, q in [chosen[letters[b // 4]][b % 4]]]
     tonic = chord_index(key_root, "maj" if quadrant_mode(quadrant) == "major" else _m)
-    chords[-1] = tonic
+    for bar, kind in (cadences or {n_bars - 1: "full"}).items():
+        chords[bar] = tonic if kind == "full" else chord_index(key_root + 7, _M)
     return chords
 
 

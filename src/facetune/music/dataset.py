@@ -1,6 +1,11 @@
-"""`prepare-data music`: labelled MIDI → a compact cache of melody bars with chords and emotions.
+"""`prepare-data music`: melodies (POP909, EMOPIA, labelled MIDI) → a compact cache of bars with chords, keys, form and emotions.
 
-For every clip: find the real beat grid and downbeat (EMOPIA clips are audio
+POP909 songs (either layout, see `pop909`) come with their sung melody, bars, chords and key,
+and in the structure-analysis layout with human phrase labels, from which each bar gets its
+place in a 4-bar phrase, whether it ends a phrase, and the bar of an earlier phrase it restates.
+Their emotion is a pseudo-label or "unknown" (see `pseudo_labels`).
+
+For every EMOPIA or labelled clip: find the real beat grid and downbeat (EMOPIA clips are audio
 transcriptions whose MIDI bar lines fall anywhere, see `beats`), quantise notes to
 16 steps per 4/4 bar, take the melody as the skyline (the highest sounding note
 above MIN_MELODY_PITCH at each step), label each bar with the triad (or no chord)
@@ -9,9 +14,11 @@ melody and chord moved together. Splits are by song, never by segment.
 
 Cache arrays (row = one bar of one clip in one transposition):
 `pitch` int8 (N, 16) melody column per step (-1 = rest) · `onset` uint8 (N, 16) ·
-`chord` int8 · `quadrant` int8 (0..3) · `prev` int32 (row of the previous bar of the
+`chord` int8 · `quadrant` int8 (0..3, 4 = unknown) · `key` int8 (0..23) · `pos` int8 (place in
+a 4-bar phrase, -1 unknown) · `phrase_end` uint8 · `ref` int32 (row of the bar this one restates,
+-1 none) · `prev` int32 (row of the previous bar of the
 same clip and transposition, -1 for the first) · `split` int8 (0 train, 1 val, 2 test) ·
-`clip` int32 · `transpose` int8.
+`clip` int32 · `transpose` int8 · `source` int8 (which source folder).
 """
 from __future__ import annotations
 
@@ -19,7 +26,7 @@ import csv
 import re
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 import numpy as np
 
@@ -29,11 +36,13 @@ from ..emotions import QUADRANTS
 from ..errors import DataError, InputError
 from .pianoroll import LOW_PITCH, N_PITCHES, STEPS_PER_BAR, fold_pitch
 
-MUSIC_CACHE_VERSION = 1
+MUSIC_CACHE_VERSION = 2
 MIN_MELODY_PITCH = 52
 MAX_HOLD = 8
 SPLIT_NAMES = ("train", "val", "test")
-ARRAYS = ["pitch", "onset", "chord", "quadrant", "prev", "split", "clip", "transpose"]
+ARRAYS = ["pitch", "onset", "chord", "quadrant", "key", "pos", "phrase_end", "ref", "prev", "split", "clip", "transpose", "source"]
+#: The quadrant index of a bar whose emotion is not known (POP909 without a confident pseudo-label).
+UNKNOWN = 4
 
 
 @dataclass(frozen=True)
@@ -44,6 +53,7 @@ class MusicPrepConfig:
     test_fraction: float = 0.1
     seed: int = 0
     min_bars: int = 2
+    pseudo_label_margin: float = 0.15
 
 
 @dataclass
@@ -204,6 +214,7 @@ def clip_to_bars(pm: Any, grid: str) -> tuple[np.ndarray, np.ndarray, np.ndarray
         hist = np.bincount(pitches % 12, weights=overlap, minlength=12)
         chords[b] = estimate_chord(hist)
     info["bars"] = n_bars
+    info["key"] = _clip_key(s, e, pitches)
     return pitch.reshape(n_bars, STEPS_PER_BAR), onset.reshape(n_bars, STEPS_PER_BAR), chords, info
 
 
@@ -246,80 +257,167 @@ def transpose_pitch(pitch: np.ndarray, semitones: int) -> np.ndarray:
     return out.astype(np.int8)
 
 
-def prepare_music(src: str | Path, out: str | Path, cfg: MusicPrepConfig = MusicPrepConfig(), *, labels: str | Path | None = None, force: bool = False) -> dict[str, Any]:
-    """Build the music cache; returns the manifest. A rerun on unchanged input does nothing."""
+def _clip_key(s: np.ndarray, e: np.ndarray, pitches: np.ndarray) -> int:
+    """The clip's key (Krumhansl–Kessler) from all its notes, weighted by duration."""
+    from .chords import estimate_key
+
+    return estimate_key(np.bincount(pitches % 12, weights=np.maximum(e - s, 1), minlength=12))[0]
+
+
+def _form_rows(phrases: list[tuple[str, int, int]], n_bars: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per bar: position in its 4-bar unit (-1 outside a melodic phrase), phrase end, and the bar it restates.
+
+    Melodic phrases are the upper-case letters of a POP909 form label. A 4-bar unit ends at every fourth
+    bar of a phrase and at the phrase's last bar. A bar restates the bar at the same place in the most
+    recent earlier phrase with the same letter, when that phrase is long enough.
+    """
+    pos = np.full(n_bars, -1, np.int8)
+    end = np.zeros(n_bars, np.uint8)
+    ref = np.full(n_bars, -1, np.int32)
+    seen: dict[str, tuple[int, int]] = {}
+    for letter, start, length in phrases:
+        if not letter.isupper() or letter in "X":
+            continue
+        earlier = seen.get(letter)
+        for i in range(length):
+            b = start + i
+            if b >= n_bars:
+                break
+            pos[b] = i % 4
+            end[b] = int(i % 4 == 3 or i == length - 1)
+            if earlier and i < earlier[1] and earlier[0] + i < n_bars:
+                ref[b] = earlier[0] + i
+        seen[letter] = (start, length)
+    return pos, end, ref
+
+
+def _read_source(src: Path, labels: Path | None, cfg: MusicPrepConfig) -> tuple[str, list[Clip]]:
+    from .pop909 import find_songs
+
+    if labels is None and (src / "midis").is_dir():
+        return "emopia", find_emopia(src)
+    if labels is None and not list(src.glob("*.csv")):
+        songs = find_songs(src)
+        return "pop909", [Clip(f, f.name, f"pop909/{f.name}", UNKNOWN) for f in songs]
+    return "labelled folder", find_labelled(src, labels)
+
+
+def _load_clip(clip: Clip, layout: str, grid: str) -> dict[str, Any]:
+    """One clip or song → its bars, chords, key, tempo and form (see `ARRAYS`)."""
     import pretty_midi
 
-    from .chords import transpose_chord
+    from .pop909 import read_song
 
-    src, out = Path(src), Path(out)
-    if not src.is_dir():
-        raise DataError(f"{src}: not a folder")
+    if layout == "pop909":
+        song = read_song(clip.path)
+        pos, end, ref = _form_rows(song.phrases, len(song.chords))
+        return {"pitch": song.pitch, "onset": song.onset, "chord": song.chords, "key": int(song.key), "pos": pos, "phrase_end": end, "ref": ref, "info": {"grid": "bars", "bpm": float(song.tempo), "bars": int(len(song.chords)), "form": "".join(f"{l}{n}" for l, _, n in song.phrases)}}
+    try:
+        pm = pretty_midi.PrettyMIDI(str(clip.path))
+    except Exception as exc:  # pretty_midi/mido raise many types for damaged files
+        raise InputError(f"not a readable MIDI file ({type(exc).__name__})") from None
+    pitch, onset, chords, info = clip_to_bars(pm, grid)
+    n = len(chords)
+    return {"pitch": pitch, "onset": onset, "chord": chords, "key": int(info.pop("key")), "pos": np.full(n, -1, np.int8), "phrase_end": np.zeros(n, np.uint8), "ref": np.full(n, -1, np.int32), "info": info}
+
+
+def prepare_music(src: str | Path | Sequence[str | Path], out: str | Path, cfg: MusicPrepConfig = MusicPrepConfig(), *, labels: str | Path | None = None, force: bool = False) -> dict[str, Any]:
+    """Build the music cache from one or more sources; returns the manifest. A rerun on unchanged input does nothing.
+
+    Sources: EMOPIA (midis/ + split/), POP909 (raw or structure-analysis layout: melodies with
+    bars, chords, keys and, in the latter, human phrase labels), or a labelled MIDI folder
+    (`labels` applies to those). POP909 has no emotion labels: its songs get pseudo-labels from a
+    small emotion model fitted on the labelled sources' training clips, and "unknown" where that
+    model is unsure (see `pseudo_labels`).
+    """
+    from .chords import transpose_chord
+    from .pseudo_labels import label_songs
+
+    sources = [Path(p) for p in ([src] if isinstance(src, (str, Path)) else src)]
+    out = Path(out)
+    for s in sources:
+        if not s.is_dir():
+            raise DataError(f"{s}: not a folder")
     labels_path = Path(labels) if labels else None
-    is_emopia = (src / "midis").is_dir() and labels_path is None
-    fp = fingerprint(src) + (fingerprint(labels_path) if labels_path else "")
+    fp = "".join(fingerprint(s) for s in sources) + (fingerprint(labels_path) if labels_path else "")
     options = {k: (list(v) if isinstance(v, tuple) else v) for k, v in asdict(cfg).items()} | {"labels": str(labels_path or "")}
     if not force and (old := cache_is_current(out, fp, options, "music", MUSIC_CACHE_VERSION)):
         console.info(f"{out}: cache is up to date, nothing to do")
         return old | {"up_to_date": True}
-    clips = find_emopia(src) if is_emopia else find_labelled(src, labels_path)
-    _assign_song_splits(clips, cfg)
-    grid = cfg.grid if cfg.grid != "auto" else ("tracked" if is_emopia else "nominal")
-    rows: dict[str, list[np.ndarray]] = {k: [] for k in ARRAYS}
-    clip_info: list[dict[str, Any]] = []
+    work: list[tuple[int, str, Clip]] = []
+    layouts: list[str] = []
+    for si, s in enumerate(sources):
+        layout, clips = _read_source(s, labels_path, cfg)
+        _assign_song_splits(clips, cfg)
+        layouts.append(layout)
+        work += [(si, layout, c) for c in clips]
+    grids = [cfg.grid if cfg.grid != "auto" else {"emopia": "tracked", "pop909": "bars"}.get(lay, "nominal") for lay in layouts]
+    loaded: list[tuple[int, Clip, dict[str, Any]]] = []
     skipped: list[dict[str, str]] = []
-    n_rows = 0
     with console.progress() as prog:
-        task = prog.add_task("reading MIDI", total=len(clips))
-        for ci, clip in enumerate(clips):
+        task = prog.add_task("reading songs", total=len(work))
+        for si, layout, clip in work:
             prog.advance(task)
             try:
-                pm = pretty_midi.PrettyMIDI(str(clip.path))
-                pitch, onset, chords, info = clip_to_bars(pm, grid)
+                item = _load_clip(clip, layout, grids[si])
             except InputError as exc:
                 skipped.append({"file": str(clip.path), "error": str(exc)})
                 continue
-            except Exception as exc:  # pretty_midi/mido raise many types for damaged files
-                skipped.append({"file": str(clip.path), "error": f"not a readable MIDI file ({type(exc).__name__})"})
+            if len(item["chord"]) < cfg.min_bars:
+                skipped.append({"file": str(clip.path), "error": f"only {len(item['chord'])} bar(s)"})
                 continue
-            n_bars = len(chords)
-            if n_bars < cfg.min_bars:
-                skipped.append({"file": str(clip.path), "error": f"only {n_bars} bar(s)"})
-                continue
-            shifts = cfg.transpositions if clip.split == 0 else (0,)
-            for t in shifts:
-                rows["pitch"].append(transpose_pitch(pitch, t))
-                rows["onset"].append(onset)
-                rows["chord"].append(np.array([transpose_chord(int(c), t) for c in chords], dtype=np.int8))
-                rows["quadrant"].append(np.full(n_bars, clip.quadrant, np.int8))
-                rows["prev"].append(np.concatenate([[-1], np.arange(n_rows, n_rows + n_bars - 1)]).astype(np.int32))
-                rows["split"].append(np.full(n_bars, clip.split, np.int8))
-                rows["clip"].append(np.full(n_bars, ci, np.int32))
-                rows["transpose"].append(np.full(n_bars, t, np.int8))
-                n_rows += n_bars
-            clip_info.append({"name": clip.name, "song": clip.song, "quadrant": QUADRANTS[clip.quadrant], "split": SPLIT_NAMES[clip.split], **info})
-    if not clip_info:
-        raise DataError(f"{src}: no usable MIDI clips ({len(skipped)} skipped)")
+            item["source"] = si
+            loaded.append((si, clip, item))
+    if not loaded:
+        raise DataError(f"{', '.join(map(str, sources))}: no usable songs ({len(skipped)} skipped)")
+    labeller = label_songs([(c, item) for _, c, item in loaded], cfg.pseudo_label_margin)
+    rows: dict[str, list[np.ndarray]] = {k: [] for k in ARRAYS}
+    clip_info: list[dict[str, Any]] = []
+    n_rows = 0
+    for ci, (si, clip, item) in enumerate(loaded):
+        n_bars = len(item["chord"])
+        shifts = cfg.transpositions if clip.split == 0 else (0,)
+        for t in shifts:
+            key = int(item["key"])
+            rows["pitch"].append(transpose_pitch(item["pitch"], t))
+            rows["onset"].append(item["onset"])
+            rows["chord"].append(np.array([transpose_chord(int(c), t) for c in item["chord"]], dtype=np.int8))
+            rows["quadrant"].append(np.full(n_bars, clip.quadrant, np.int8))
+            rows["key"].append(np.full(n_bars, (key % 12 + t) % 12 + 12 * (key >= 12), np.int8))
+            rows["pos"].append(item["pos"])
+            rows["phrase_end"].append(item["phrase_end"])
+            rows["ref"].append(np.where(item["ref"] >= 0, item["ref"] + n_rows, -1).astype(np.int32))
+            rows["prev"].append(np.concatenate([[-1], np.arange(n_rows, n_rows + n_bars - 1)]).astype(np.int32))
+            rows["split"].append(np.full(n_bars, clip.split, np.int8))
+            rows["clip"].append(np.full(n_bars, ci, np.int32))
+            rows["transpose"].append(np.full(n_bars, t, np.int8))
+            rows["source"].append(np.full(n_bars, si, np.int8))
+            n_rows += n_bars
+        quadrant = QUADRANTS[clip.quadrant] if clip.quadrant < len(QUADRANTS) else "unknown"
+        clip_info.append({"name": clip.name, "song": clip.song, "source": str(sources[si]), "quadrant": quadrant, "split": SPLIT_NAMES[clip.split], **item["info"]})
     arrays = {k: np.concatenate(v) for k, v in rows.items()}
     write_arrays(out, arrays)
+    groups = (*QUADRANTS, "unknown")
     counts: dict[str, dict[str, dict[str, int]]] = {}
     for s_i, s_name in enumerate(SPLIT_NAMES):
         base = (arrays["split"] == s_i) & (arrays["transpose"] == 0)
         counts[s_name] = {
             q: {"clips": sum(1 for c in clip_info if c["split"] == s_name and c["quadrant"] == q), "bars": int((base & (arrays["quadrant"] == qi)).sum())}
-            for qi, q in enumerate(QUADRANTS)
+            for qi, q in enumerate(groups)
         }
     manifest = {
         "format_version": MUSIC_CACHE_VERSION,
         "kind": "music",
-        "source": str(src.resolve()),
-        "layout": "emopia" if is_emopia else "labelled folder",
-        "grid": grid,
+        "source": str(sources[0].resolve()) if len(sources) == 1 else [str(s.resolve()) for s in sources],
+        "sources": [{"path": str(s.resolve()), "layout": lay, "grid": g} for s, lay, g in zip(sources, layouts, grids)],
+        "layout": layouts[0] if len(set(layouts)) == 1 else "mixed",
+        "grid": grids[0] if len(set(grids)) == 1 else "mixed",
         "fingerprint": fp,
         "options": options,
         "register": [LOW_PITCH, LOW_PITCH + N_PITCHES - 1],
         "rows": int(len(arrays["chord"])),
         "counts": counts,
+        "pseudo_labels": labeller,
         "skipped": skipped,
         "clips": clip_info,
     }

@@ -1,10 +1,15 @@
 """The MIDINet-style conditional GAN that writes a melody one bar at a time.
 
 Shapes: a bar is (1, 16 steps, BAR_WIDTH columns) — see `pianoroll`. The condition
-`y` joins the emotion quadrant (one-hot, 4) and the bar's chord (one-hot, 25:
-24 triads and no-chord). The conditioner CNN reads the previous `prev_bars` bars
-and hands the generator its features at 2, 4, 8 and 16 steps, as in MIDINet
-(Yang, Chou & Yang, ISMIR 2017). Unlike the prototype, every BatchNorm of the generator is
+`y` joins the emotion (one-hot over Q1–Q4 plus "unknown", for unlabelled songs and
+condition dropout), the bar's chord (one-hot, 25: 24 triads and no-chord), the key
+(one-hot, 24), and the bar's place in the song form: its position in a 4-bar phrase
+(one-hot, 4), whether it ends a phrase (a cadence), and whether it restates a bar of an
+earlier phrase. The conditioner CNN reads the previous `prev_bars` bars and, when the bar
+restates one, the bar it restates (the "reference"), and hands the generator its features
+at 2, 4, 8 and 16 steps, as in MIDINet (Yang, Chou & Yang, ISMIR 2017). A learned copy path
+adds the reference bar to the output scores, so a restated phrase can follow its model note
+for note where real songs do, and the network decides where it departs from it. Unlike the prototype, every BatchNorm of the generator is
 created in `__init__`, so it is trained and saved; the discriminator uses LayerNorm (see there).
 
 The generator's pitch-or-rest columns go through a straight-through Gumbel-softmax
@@ -25,8 +30,13 @@ import torch.nn.functional as F
 
 from .pianoroll import BAR_WIDTH, ONSET, REST, STEPS_PER_BAR
 
-N_EMOTIONS = 4
+N_EMOTIONS = 5
+UNKNOWN_EMOTION = 4
 N_CHORDS = 25
+N_KEYS = 24
+#: Form features: phrase position one-hot (4), phrase end, restatement.
+N_FORM = 6
+PHRASE_BARS = 4
 
 
 @dataclass(frozen=True)
@@ -38,6 +48,9 @@ class GanDims:
     steps: int = STEPS_PER_BAR
     n_emotions: int = N_EMOTIONS
     n_chords: int = N_CHORDS
+    n_keys: int = N_KEYS
+    n_form: int = N_FORM
+    reference: bool = True
     prev_bars: int = 2
     g_hidden: int = 1024
     g_channels: int = 128
@@ -48,7 +61,12 @@ class GanDims:
 
     @property
     def y_dim(self) -> int:
-        return self.n_emotions + self.n_chords
+        return self.n_emotions + self.n_chords + self.n_keys + self.n_form
+
+    @property
+    def cond_inputs(self) -> int:
+        """Bars the conditioner reads: the previous ones, plus the reference bar if the network has one."""
+        return self.prev_bars + int(self.reference)
 
 
 def _join(h: torch.Tensor, y: torch.Tensor, *extra: torch.Tensor) -> torch.Tensor:
@@ -63,12 +81,13 @@ class Conditioner(nn.Module):
     def __init__(self, d: GanDims) -> None:
         super().__init__()
         c = d.cond_channels
-        self.squash = nn.Sequential(nn.Conv2d(d.prev_bars, c, (1, d.width)), nn.BatchNorm2d(c), nn.LeakyReLU(0.2))
+        self.squash = nn.Sequential(nn.Conv2d(d.cond_inputs, c, (1, d.width)), nn.BatchNorm2d(c), nn.LeakyReLU(0.2))
         self.down = nn.ModuleList(
             nn.Sequential(nn.Conv2d(c, c, (2, 1), stride=(2, 1)), nn.BatchNorm2d(c), nn.LeakyReLU(0.2)) for _ in range(3)
         )
 
     def forward(self, prev: torch.Tensor) -> list[torch.Tensor]:
+        """`prev`: (B, cond_inputs, 16, width), the previous bars (most recent first), then the reference."""
         h16 = self.squash(prev)
         h8 = self.down[0](h16)
         h4 = self.down[1](h8)
@@ -92,15 +111,24 @@ class Generator(nn.Module):
         )
         self.out = nn.ConvTranspose2d(joined, 1, (1, d.width))
         self.conditioner = Conditioner(d)
+        if d.reference:
+            #: Copy weights for the reference bar's pitch, rest and onset columns; they start at zero
+            #: and grow as far as the data's restatements are literal.
+            self.copy = nn.Parameter(torch.zeros(3))
 
     def logits(self, z: torch.Tensor, y: torch.Tensor, prev: torch.Tensor) -> torch.Tensor:
-        """Raw scores (B, 1, 16, width)."""
+        """Raw scores (B, 1, 16, width). `prev` holds the previous bars and, last, the reference bar."""
         c2, c4, c8, c16 = self.conditioner(prev)
         h = self.fc1(torch.cat([z, y], 1))
         h = self.fc2(torch.cat([h, y], 1)).view(-1, self.d.g_channels, 2, 1)
         for stage, cond in zip(self.up, (c2, c4, c8)):
             h = stage(_join(h, y, cond))
-        return self.out(_join(h, y, c16))
+        out = self.out(_join(h, y, c16))
+        if self.d.reference:
+            ref = prev[:, -1:]
+            w = torch.cat([self.copy[0].expand(REST), self.copy[1:]])
+            out = out + ref * w
+        return out
 
     def forward(self, z: torch.Tensor, y: torch.Tensor, prev: torch.Tensor, tau: float = 1.0) -> torch.Tensor:
         """A hard one-hot bar with straight-through gradients, shaped like the real training bars."""
@@ -135,15 +163,19 @@ class Discriminator(nn.Module):
 
     def __init__(self, d: GanDims) -> None:
         super().__init__()
-        self.fm_conv = nn.Conv2d(1, d.d_fm_channels, (2, d.width + d.y_dim), stride=(2, 1))
+        self.d_reference = d.reference
+        self.fm_conv = nn.Conv2d(1 + int(d.reference), d.d_fm_channels, (2, d.width + d.y_dim), stride=(2, 1))
         self.conv = nn.Sequential(nn.Conv2d(d.d_fm_channels + d.y_dim, d.d_channels, (4, 1), stride=(2, 1)), nn.LayerNorm([d.d_channels, (d.steps // 2 - 4) // 2 + 1, 1]), nn.LeakyReLU(0.2))
         flat = d.d_channels * ((d.steps // 2 - 4) // 2 + 1)
         self.fc1 = nn.Sequential(nn.Linear(flat + d.y_dim, d.d_hidden), nn.LayerNorm(d.d_hidden), nn.LeakyReLU(0.2))
         self.fc2 = nn.Linear(d.d_hidden + d.y_dim, 1)
 
-    def forward(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Returns (logit, feature-matching features)."""
-        xy = torch.cat([x, y[:, None, None, :].expand(-1, 1, x.shape[2], -1)], dim=3)
+    def forward(self, x: torch.Tensor, y: torch.Tensor, ref: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """Returns (logit, feature-matching features). With a reference bar (B, 1, 16, width) the
+        discriminator sees the bar beside the one it restates, so it can judge how a real restatement varies."""
+        if self.d_reference:
+            x = torch.cat([x, ref if ref is not None else torch.zeros_like(x)], dim=1)
+        xy = torch.cat([x, y[:, None, None, :].expand(-1, x.shape[1], x.shape[2], -1)], dim=3)
         fm = F.leaky_relu(self.fm_conv(xy), 0.2)
         h = self.conv(_join(fm, y)).flatten(1)
         h = self.fc1(torch.cat([h, y], 1))
@@ -162,9 +194,20 @@ def init_weights(module: nn.Module) -> None:
             nn.init.zeros_(m.bias)
 
 
-def condition(emotion: torch.Tensor, chord: torch.Tensor, d: GanDims) -> torch.Tensor:
-    """One-hot emotion and chord indices joined into the condition vector y."""
-    return torch.cat([F.one_hot(emotion, d.n_emotions), F.one_hot(chord, d.n_chords)], 1).float()
+def condition(emotion: torch.Tensor, chord: torch.Tensor, d: GanDims, key: torch.Tensor | None = None, form: torch.Tensor | None = None) -> torch.Tensor:
+    """Emotion, chord and key indices (one-hot) and the (B, N_FORM) form features joined into y."""
+    parts = [F.one_hot(emotion, d.n_emotions), F.one_hot(chord, d.n_chords)]
+    if d.n_keys:
+        parts.append(F.one_hot(key if key is not None else torch.zeros_like(chord), d.n_keys))
+    if d.n_form:
+        parts.append(form if form is not None else torch.zeros(len(chord), d.n_form))
+    return torch.cat([p.float() for p in parts], 1)
+
+
+def form_features(pos: torch.Tensor, phrase_end: torch.Tensor, restate: torch.Tensor) -> torch.Tensor:
+    """(B, N_FORM): position in the 4-bar phrase (one-hot; all zero where unknown, -1), phrase end, restatement."""
+    onehot = F.one_hot(pos.clamp(min=0), PHRASE_BARS).float() * (pos >= 0).float()[:, None]
+    return torch.cat([onehot, phrase_end.float()[:, None], restate.float()[:, None]], 1)
 
 
 def tiny_dims() -> GanDims:
@@ -172,6 +215,11 @@ def tiny_dims() -> GanDims:
     return GanDims(z_dim=16, g_hidden=64, g_channels=16, cond_channels=4, d_fm_channels=4, d_channels=8, d_hidden=32)
 
 
+#: What a checkpoint written before the form-aware network means by a missing field.
+_LEGACY = {"n_emotions": 4, "n_keys": 0, "n_form": 0, "reference": False}
+
+
 def dims_from_dict(raw: dict[str, Any]) -> GanDims:
+    """Rebuild dimensions from a checkpoint; fields it predates take their old meaning, not today's default."""
     fields = GanDims.__dataclass_fields__
-    return GanDims(**{k: v for k, v in raw.items() if k in fields})
+    return GanDims(**(_LEGACY | {k: v for k, v in raw.items() if k in fields}))

@@ -8,6 +8,9 @@ tests check these functions against muspy's own on the same MIDI.
 - empty-beat rate: share of beats with no note sounding (muspy's counting, see the function)
 - polyphony: mean number of pitches sounding, over the steps with any
 - groove consistency: 1 − mean Hamming distance between consecutive bars' onset patterns / steps per bar
+- rhythm / motif repeat, phrase similarity (ours, not muspy's): how much of the first 16 bars repeats
+  an earlier bar's onset pattern, an earlier bar up to transposition, or an earlier 4-bar phrase
+- phrase novelty: the share of generated 4-bar phrases found, up to transposition, in training melodies
 plus pitch range, notes per bar, onsets per beat, mean pitch, and the Krumhansl–Kessler key and
 major-minor lean (`chords.mode_score`) of the duration-weighted pitch-class histogram.
 """
@@ -105,6 +108,9 @@ def summarize(notes: Sequence[Note], n_bars: int) -> dict[str, Any]:
         "empty_beat_rate": empty_beat_rate(notes, n_bars),
         "polyphony": polyphony(notes, n_bars),
         "groove_consistency": groove_consistency(notes, n_bars),
+        "rhythm_repeat": rhythm_repeat(notes, n_bars),
+        "motif_repeat": motif_repeat(notes, n_bars),
+        "phrase_similarity": phrase_similarity(notes, n_bars),
         "pitch_range": float(max(pitches) - min(pitches)) if pitches else 0.0,
         "notes_per_bar": len(notes) / n_bars,
         "onsets_per_beat": len({n.start for n in notes}) / (n_bars * 4),
@@ -160,8 +166,17 @@ def group_of(path: Path) -> str:
     return "all"
 
 
+def _stat(values: list[float], fn: Callable[[np.ndarray], Any]) -> float | None:
+    v = np.asarray(values, dtype=float)
+    v = v[np.isfinite(v)]
+    return round(float(fn(v)), 4) if len(v) else None
+
+
 def aggregate(items: list[tuple[str, dict[str, float]]]) -> dict[str, Any]:
-    """Mean and standard deviation of each metric per group, plus an 'all' group."""
+    """Mean and standard deviation of each metric per group, plus an 'all' group.
+
+    NaN values (a metric undefined for a piece, e.g. phrase similarity of a 4-bar clip) are left
+    out; `valid` counts the pieces each mean is over, and a mean over none is None."""
     groups: dict[str, list[dict[str, float]]] = {}
     for g, m in items:
         groups.setdefault(g, []).append(m)
@@ -171,10 +186,12 @@ def aggregate(items: list[tuple[str, dict[str, float]]]) -> dict[str, Any]:
     for g in sorted(groups, key=lambda k: (k == "all", k)):
         rows = groups[g]
         keys = [k for k, v in rows[0].items() if isinstance(v, (int, float)) and not isinstance(v, bool)]
+        cols = {k: [r[k] for r in rows] for k in keys}
         out[g] = {
             "n": len(rows),
-            "mean": {k: round(float(np.nanmean([r[k] for r in rows])), 4) for k in keys},
-            "std": {k: round(float(np.nanstd([r[k] for r in rows])), 4) for k in keys},
+            "mean": {k: _stat(c, np.mean) for k, c in cols.items()},
+            "std": {k: _stat(c, np.std) for k, c in cols.items()},
+            "valid": {k: int(np.isfinite(np.asarray(c, dtype=float)).sum()) for k, c in cols.items()},
         }
     return out
 
@@ -190,3 +207,145 @@ def evaluate_files(paths: Sequence[Path], *, melody_track: int | None = 0, group
             continue
         items.append((group_by(Path(p)), summarize(notes, bars)))
     return {"groups": aggregate(items) if items else {}, "errors": errors}
+
+
+# --- repetition and structure ---------------------------------------------------------------
+#
+# Computed on a monophonic melody over a window of at most WINDOW_BARS bars that starts at the
+# first bar holding a note. Each step of the window is a pitch (−1 = rest) and an onset flag;
+# overlapping notes are cut as in `pianoroll.notes_to_rolls` (a later note cuts an earlier one).
+
+WINDOW_BARS = 16
+PHRASE_BARS = 4
+MAX_TRANSPOSE = 24
+_REST_CODE = -32768
+
+
+def _step_grid(notes: Sequence[Note], n_bars: int) -> tuple[np.ndarray, np.ndarray]:
+    """(pitch, onset) per step over the whole melody: pitch −1 for rest, onset only where a note starts."""
+    notes = sorted(notes, key=lambda n: (n.start, n.pitch))
+    last = max((n.end for n in notes), default=0)
+    steps = max(int(n_bars), -(-last // STEPS_PER_BAR), 0) * STEPS_PER_BAR
+    pitch = np.full(steps, -1, dtype=np.int64)
+    onset = np.zeros(steps, dtype=bool)
+    for n in notes:
+        s, e = max(0, n.start), min(steps, n.end)
+        if e <= s:
+            continue
+        pitch[s:e] = n.pitch
+        onset[s] = True
+    return pitch, onset & (pitch >= 0)
+
+
+def _window(notes: Sequence[Note], n_bars: int, max_bars: int | None = WINDOW_BARS) -> tuple[np.ndarray, np.ndarray]:
+    """(pitch, onset) as (bars, 16) arrays for up to `max_bars` bars from the first bar with a note."""
+    pitch, onset = _step_grid(notes, n_bars)
+    sounding = np.flatnonzero(pitch >= 0)
+    if not len(sounding):
+        return np.zeros((0, STEPS_PER_BAR), np.int64), np.zeros((0, STEPS_PER_BAR), bool)
+    first = sounding[0] // STEPS_PER_BAR * STEPS_PER_BAR
+    end = len(pitch) if max_bars is None else min(len(pitch), first + max_bars * STEPS_PER_BAR)
+    return pitch[first:end].reshape(-1, STEPS_PER_BAR), onset[first:end].reshape(-1, STEPS_PER_BAR)
+
+
+def _repeat_share(notes: Sequence[Note], n_bars: int, with_pitch: bool) -> float:
+    pitch, onset = _window(notes, n_bars)
+    seen: set[Any] = set()
+    hits = total = 0
+    for b in range(len(pitch)):
+        steps = np.flatnonzero(onset[b])
+        key: Any = steps.tobytes()
+        if with_pitch and len(steps):
+            p = pitch[b, steps]
+            key = (key, (p - p[0]).tobytes())
+        if b > 0 and len(steps) >= 2:
+            total += 1
+            hits += key in seen
+        seen.add(key)
+    return hits / total if total else float("nan")
+
+
+def rhythm_repeat(notes: Sequence[Note], n_bars: int) -> float:
+    """Share of the window's bars (from the 2nd, with at least 2 onsets) whose onset steps equal an earlier bar's."""
+    return _repeat_share(notes, n_bars, with_pitch=False)
+
+
+def motif_repeat(notes: Sequence[Note], n_bars: int) -> float:
+    """As `rhythm_repeat`, but the bar must equal an earlier one up to transposition: same onset steps
+    and the same interval of each onset's pitch from the bar's first onset (durations ignored)."""
+    return _repeat_share(notes, n_bars, with_pitch=True)
+
+
+def _agreement(a: np.ndarray, b: np.ndarray) -> int:
+    """Steps where a and b agree under the best transposition T in ±MAX_TRANSPOSE: both rest, or a == b + T."""
+    both_rest = int(((a < 0) & (b < 0)).sum())
+    both = (a >= 0) & (b >= 0)
+    d = a[both] - b[both]
+    d = d[np.abs(d) <= MAX_TRANSPOSE]
+    return both_rest + (int(np.bincount(d + MAX_TRANSPOSE).max()) if len(d) else 0)
+
+
+def phrase_similarity(notes: Sequence[Note], n_bars: int) -> float:
+    """Mean over the window's 4-bar phrases 2..4 of the best step-by-step pitch agreement with any
+    earlier phrase under any transposition (rests must meet rests); NaN with fewer than 2 whole phrases."""
+    pitch, _ = _window(notes, n_bars)
+    n_phr = len(pitch) // PHRASE_BARS
+    if n_phr < 2:
+        return float("nan")
+    phrases = pitch[: n_phr * PHRASE_BARS].reshape(n_phr, -1)
+    width = phrases.shape[1]
+    return float(np.mean([max(_agreement(phrases[i], phrases[j]) for j in range(i)) / width for i in range(1, n_phr)]))
+
+
+def _phrase_key(pitch: np.ndarray, onset: np.ndarray) -> bytes | None:
+    """A transposition-invariant, hashable 4-bar window: per step the pitch relative to the window's
+    first sounding pitch (or rest) and the onset flag. None for an all-rest window."""
+    sounding = pitch >= 0
+    if not sounding.any():
+        return None
+    rel = np.where(sounding, pitch - pitch[sounding.argmax()], _REST_CODE).astype(np.int32)
+    return np.stack([rel, onset.astype(np.int32)], 1).tobytes()
+
+
+def _melody_grid(melody: Any) -> tuple[np.ndarray, np.ndarray]:
+    """A melody given as notes, or as (notes, n_bars), → (bars, 16) pitch and onset arrays from bar 0."""
+    if isinstance(melody, tuple) and len(melody) == 2 and isinstance(melody[1], (int, np.integer)):
+        notes, n_bars = melody
+    else:
+        notes, n_bars = melody, 0
+    pitch, onset = _step_grid(list(notes), int(n_bars))
+    return pitch.reshape(-1, STEPS_PER_BAR), onset.reshape(-1, STEPS_PER_BAR)
+
+
+def build_phrase_index(melodies: Any) -> set[bytes]:
+    """Every 4 consecutive bars (starting at any bar line) of the melodies, transposition-invariant.
+
+    A melody is a list of notes, or (notes, n_bars) to fix its length (trailing rest bars)."""
+    index: set[bytes] = set()
+    for melody in melodies:
+        pitch, onset = _melody_grid(melody)
+        for b in range(len(pitch) - PHRASE_BARS + 1):
+            key = _phrase_key(pitch[b : b + PHRASE_BARS].ravel(), onset[b : b + PHRASE_BARS].ravel())
+            if key is not None:
+                index.add(key)
+    return index
+
+
+def phrase_keys(notes: Sequence[Note], n_bars: int = 0) -> list[bytes]:
+    """The keys of the (up to four) whole 4-bar phrases of a melody's 16-bar window, all-rest ones left out."""
+    pitch, onset = _window(notes, n_bars)
+    keys = []
+    for b in range(0, len(pitch) - PHRASE_BARS + 1, PHRASE_BARS):
+        key = _phrase_key(pitch[b : b + PHRASE_BARS].ravel(), onset[b : b + PHRASE_BARS].ravel())
+        if key is not None:
+            keys.append(key)
+    return keys
+
+
+def phrase_novelty(generated: Sequence[Sequence[Note]], training_index: set[bytes]) -> float:
+    """Share of the generated 4-bar phrases (four per 16-bar window) that occur, up to transposition,
+    as 4 consecutive bars of a training melody (see `build_phrase_index`); NaN with no phrases.
+
+    Despite the name, higher means *more copying*: 0 = every phrase is new."""
+    keys = [k for notes in generated for k in phrase_keys(notes)]
+    return sum(k in training_index for k in keys) / len(keys) if keys else float("nan")

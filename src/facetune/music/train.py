@@ -39,6 +39,7 @@ class GanConfig:
     mean_weight: float = 1.0
     prev_bars: int = 2
     steps_per_epoch: int = 0  # 0: one pass over the training bars
+    emotion_dropout: float = 0.1
     seed: int = 0
     tiny: bool = False
 
@@ -55,8 +56,9 @@ def bars_tensor(pitch: np.ndarray, onset: np.ndarray) -> Any:
     return torch.cat([oh, on], -1).unsqueeze(1)
 
 
-def prev_tensor(rows: np.ndarray, arrays: dict[str, np.ndarray], n_prev: int) -> Any:
-    """The `n_prev` bars before each row, most recent first, zeros before a clip's start: (B, n_prev, 16, W)."""
+def prev_tensor(rows: np.ndarray, arrays: dict[str, np.ndarray], n_prev: int, reference: bool = False) -> Any:
+    """The `n_prev` bars before each row, most recent first, zeros before a clip's start, then (with
+    `reference`) the bar each row restates, zeros where it restates none: (B, n_prev [+1], 16, W)."""
     import torch
 
     chans = []
@@ -67,7 +69,35 @@ def prev_tensor(rows: np.ndarray, arrays: dict[str, np.ndarray], n_prev: int) ->
         bars = bars_tensor(arrays["pitch"][safe], arrays["onset"][safe])[:, 0]
         chans.append(bars * torch.from_numpy(valid.astype(np.float32))[:, None, None])
         cur = np.where(valid, arrays["prev"][safe], -1)
+    if reference:
+        ref = arrays["ref"][rows]
+        valid = ref >= 0
+        safe = np.where(valid, ref, 0)
+        chans.append(bars_tensor(arrays["pitch"][safe], arrays["onset"][safe])[:, 0] * torch.from_numpy(valid.astype(np.float32))[:, None, None])
     return torch.stack(chans, 1)
+
+
+def batch_condition(rows: np.ndarray, arrays: dict[str, np.ndarray], dims: Any, emotion: np.ndarray | None = None) -> Any:
+    """The condition vector y of cache rows: emotion (or the given override), chord, key and form."""
+    import torch
+
+    from .gan import condition, form_features
+
+    t = lambda a: torch.from_numpy(np.asarray(a).astype(np.int64))  # noqa: E731
+    form = form_features(t(arrays["pos"][rows]), t(arrays["phrase_end"][rows]), t(arrays["ref"][rows] >= 0))
+    q = arrays["quadrant"][rows] if emotion is None else emotion
+    return condition(t(q), t(arrays["chord"][rows]), dims, t(arrays["key"][rows]), form)
+
+
+def training_rows(arrays: dict[str, np.ndarray], manifest: dict[str, Any], split: int) -> np.ndarray:
+    """Rows that are training targets: in a source with phrase labels, only bars inside a melodic
+    phrase (intros, interludes and outros are mostly rests and would teach silence)."""
+    keep = arrays["split"] == split
+    for i, src in enumerate(manifest.get("sources", [])):
+        here = arrays["source"] == i
+        if src.get("layout") == "pop909" and (arrays["pos"][here] >= 0).any():
+            keep &= ~here | (arrays["pos"] >= 0)
+    return np.flatnonzero(keep)
 
 
 def make_models(cfg: GanConfig) -> tuple[Any, Any, Any]:
@@ -102,16 +132,14 @@ def _val_stats(g: Any, arrays: dict[str, np.ndarray], rows: np.ndarray, cfg: Gan
     """
     import torch
 
-    from .gan import condition
-
     if len(rows) == 0:
         return {}
     g.eval()
     with torch.no_grad():
         gen = torch.Generator().manual_seed(12345)
         z = torch.randn(len(rows), dims.z_dim, generator=gen)
-        y = condition(torch.from_numpy(arrays["quadrant"][rows].astype(np.int64)), torch.from_numpy(arrays["chord"][rows].astype(np.int64)), dims)
-        lg = g.logits(z, y, prev_tensor(rows, arrays, dims.prev_bars))[:, 0]
+        y = batch_condition(rows, arrays, dims)
+        lg = g.logits(z, y, prev_tensor(rows, arrays, dims.prev_bars, dims.reference))[:, 0]
         choice = lg[..., : REST + 1].argmax(-1)
         fake_rest = float((choice == REST).float().mean())
         changed = torch.cat([torch.zeros_like(choice[:, :1], dtype=torch.bool), choice[:, 1:] != choice[:, :-1]], 1)
@@ -139,13 +167,13 @@ def train_gan(cache: str | Path, out_dir: str | Path, cfg: GanConfig = GanConfig
 
     from ..classifier import resolve_device
     from ..distributed import all_reduce_sums, barrier, init_distributed, shutdown
-    from .dataset import load_music_cache
-    from .gan import condition
+    from .dataset import UNKNOWN, load_music_cache
 
     out_dir = Path(out_dir)
     manifest, arrays = load_music_cache(cache)
-    train_rows = np.flatnonzero(arrays["split"] == 0)
-    val_rows = np.flatnonzero((arrays["split"] == 1) & (arrays["transpose"] == 0))
+    train_rows = training_rows(arrays, manifest, 0)
+    val_rows = training_rows(arrays, manifest, 1)
+    val_rows = val_rows[arrays["transpose"][val_rows] == 0]
     if len(train_rows) < cfg.batch_size:
         raise FacetuneError(f"{cache}: only {len(train_rows)} training bars, fewer than one batch of {cfg.batch_size}")
     info, dev = init_distributed(resolve_device(device))
@@ -202,11 +230,13 @@ def train_gan(cache: str | Path, out_dir: str | Path, cfg: GanConfig = GanConfig
                     rows = np.concatenate([rows, order[: cfg.batch_size - len(rows)]])
                 rows = np.sort(rows[info.rank * micro : (info.rank + 1) * micro])
                 x = bars_tensor(arrays["pitch"][rows], arrays["onset"][rows]).to(dev)
-                y = condition(torch.from_numpy(arrays["quadrant"][rows].astype(np.int64)), torch.from_numpy(arrays["chord"][rows].astype(np.int64)), dims).to(dev)
-                prev = prev_tensor(rows, arrays, dims.prev_bars).to(dev)
+                emotion = np.where(rng.random(len(rows)) < cfg.emotion_dropout, UNKNOWN, arrays["quadrant"][rows])
+                y = batch_condition(rows, arrays, dims, emotion).to(dev)
+                prev = prev_tensor(rows, arrays, dims.prev_bars, dims.reference).to(dev)
+                ref = prev[:, -1:] if dims.reference else None
                 z = torch.randn(len(rows), dims.z_dim, device=dev)
                 fake = g_net(z, y, prev).detach()
-                d_both, fm_both = d_net(torch.cat([x, fake]), torch.cat([y, y]))
+                d_both, fm_both = d_net(torch.cat([x, fake]), torch.cat([y, y]), torch.cat([ref, ref]) if ref is not None else None)
                 d_real, d_fake, fm_real = d_both[: len(rows)], d_both[len(rows) :], fm_both[: len(rows)]
                 loss_d = F.binary_cross_entropy_with_logits(d_real, torch.full_like(d_real, cfg.real_label)) + F.binary_cross_entropy_with_logits(d_fake, torch.zeros_like(d_fake))
                 opt_d.zero_grad(set_to_none=True)
@@ -217,7 +247,7 @@ def train_gan(cache: str | Path, out_dir: str | Path, cfg: GanConfig = GanConfig
                 for _ in range(cfg.g_steps):
                     z = torch.randn(len(rows), dims.z_dim, device=dev)
                     fake = g_net(z, y, prev)
-                    d_out, fm_fake = d_net(fake, y)
+                    d_out, fm_fake = d_net(fake, y, ref)
                     loss_g = (
                         F.binary_cross_entropy_with_logits(d_out, torch.ones_like(d_out))
                         + cfg.fm_weight * 0.5 * (fm_fake.mean(0) - fm_target).pow(2).sum()

@@ -1,0 +1,196 @@
+"""Shared plumbing for the emotion judges (benchmarks/emotion_judge*.py): data sets, the CLI,
+collecting facetune's compositions (or existing MIDI files), and the report.
+
+Nothing here depends on facetune's music code, so a judge keeps hearing the same way while the
+composer is rewritten; only `compose_emotion` / `load_generator` are imported, and only when
+compositions are asked for.
+
+Data: EMOPIA (`shared/data/emopia`, song-level splits from `split/*_SL.csv`) and VGMIDI's
+labelled phrases (`shared/data/vgmidi`, split here by *game*, so no game is in two splits).
+"""
+from __future__ import annotations
+
+import argparse
+import csv
+import hashlib
+import io
+import json
+import shlex
+import sys
+from pathlib import Path
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[1]
+DATA = REPO.parent / "shared" / "data"
+CACHE_DIR = REPO / "runs" / "judges"
+EMOTIONS = (("happy", 1), ("angry", 2), ("sad", 3), ("calm", 4))
+#: Quadrant -> (valence, arousal) as signs: Q1 +,+  Q2 -,+  Q3 -,-  Q4 +,-.
+VA = {1: (1, 1), 2: (-1, 1), 3: (-1, -1), 4: (1, -1)}
+
+KK_MAJOR = np.array([6.35, 2.23, 3.48, 2.33, 4.38, 4.09, 2.52, 5.19, 2.39, 3.66, 2.29, 2.88])
+KK_MINOR = np.array([6.33, 2.68, 3.52, 5.38, 2.60, 3.53, 2.54, 4.75, 3.98, 2.69, 3.34, 3.17])
+
+
+def key_correlations(pc_hist: np.ndarray) -> np.ndarray:
+    """Pearson correlation of a pitch-class histogram with the 24 rotated Krumhansl–Kessler
+    profiles (0..11 major on C..B, 12..23 minor)."""
+    h = np.asarray(pc_hist, dtype=np.float64)
+    out = np.zeros(24)
+    if h.std() == 0:
+        return out
+    for k in range(12):
+        out[k] = np.corrcoef(h, np.roll(KK_MAJOR, k))[0, 1]
+        out[12 + k] = np.corrcoef(h, np.roll(KK_MINOR, k))[0, 1]
+    return out
+
+
+def quadrant_of_va(valence: int, arousal: int) -> int:
+    return {(1, 1): 1, (-1, 1): 2, (-1, -1): 3, (1, -1): 4}[(int(np.sign(valence)), int(np.sign(arousal)))]
+
+
+def emopia_clips(root: Path | None = None) -> list[tuple[Path, int, str, str]]:
+    """(path, quadrant, split, song) for every EMOPIA clip; split from the song-level lists."""
+    root = Path(root or DATA / "emopia")
+    song_split = {}
+    for s in ("train", "val", "test"):
+        with open(root / "split" / f"{s}_SL.csv") as fh:
+            for row in csv.DictReader(fh):
+                song_split[row["songID"]] = s
+    out = []
+    for f in sorted((root / "midis").glob("Q*.mid")):
+        song = f.stem[3:].rsplit("_", 1)[0]
+        out.append((f, int(f.name[1]), song_split[song], song))
+    return out
+
+
+def vgmidi_split(game: str) -> str:
+    """A fixed split by game (hash of its name): about 70% train, 15% val, 15% test of games."""
+    h = int(hashlib.sha1(game.encode()).hexdigest(), 16) % 100
+    return "test" if h < 15 else "val" if h < 30 else "train"
+
+
+def vgmidi_phrases(root: Path | None = None) -> list[tuple[Path, int, str, str]]:
+    """(path, quadrant, split, game) for every labelled VGMIDI phrase. SOURCE.md: valence and
+    arousal are in {-1, +1}; Q1 = v+a+, Q2 = v-a+, Q3 = v-a-, Q4 = v+a- (same as EMOPIA)."""
+    root = Path(root or DATA / "vgmidi")
+    out = []
+    with open(root / "vgmidi_labelled.csv") as fh:
+        for row in csv.DictReader(fh):
+            q = quadrant_of_va(int(row["valence"]), int(row["arousal"]))
+            out.append((root / row["midi"], q, vgmidi_split(row["game"]), row["game"]))
+    return out
+
+
+def read_midi(src):
+    import pretty_midi
+
+    return pretty_midi.PrettyMIDI(io.BytesIO(src) if isinstance(src, bytes) else str(src))
+
+
+def feature_matrix(items, features, cache_name: str | None = None, version: str = "", refresh: bool = False) -> np.ndarray:
+    """Features of many MIDI files (paths), cached in runs/judges/<cache_name>.npz keyed by the
+    file list and `version` (bump it when the features change)."""
+    paths = [str(p) for p in items]
+    key = hashlib.sha1(("\n".join(paths) + version).encode()).hexdigest()
+    if cache_name:
+        f = CACHE_DIR / f"{cache_name}.npz"
+        if f.exists() and not refresh:
+            z = np.load(f)
+            if str(z["key"]) == key:
+                return z["x"]
+    x = np.array([features(read_midi(p)) for p in paths], dtype=np.float64)
+    if cache_name:
+        CACHE_DIR.mkdir(parents=True, exist_ok=True)
+        np.savez(CACHE_DIR / f"{cache_name}.npz", x=x, key=key)
+    return x
+
+
+def parser(doc: str) -> argparse.ArgumentParser:
+    ap = argparse.ArgumentParser(description=doc.strip().splitlines()[0])
+    ap.add_argument("--n", type=int, default=50, help="compositions per emotion (seeds 0..n-1)")
+    ap.add_argument("--generator", default=None, help="generator checkpoint (default: the shipped one)")
+    ap.add_argument("--midi-dir", default=None, help="judge <emotion>_<seed>.mid files here instead of composing")
+    ap.add_argument("--json", default=None, help="write the figures to this JSON file")
+    ap.add_argument("--retrain", action="store_true", help="ignore the cached model and features")
+    return ap
+
+
+def compositions(args) -> dict[str, list]:
+    """emotion -> list of (seed or file name, PrettyMIDI) for the four emotions."""
+    out: dict[str, list] = {}
+    if args.midi_dir:
+        d = Path(args.midi_dir)
+        for emotion, _ in EMOTIONS:
+            files = sorted(d.glob(f"{emotion}_*.mid"), key=lambda p: (len(p.stem), p.stem))
+            out[emotion] = [(f.name, read_midi(f)) for f in files]
+        return out
+    from facetune.composer import compose_emotion, load_generator
+
+    gen = load_generator(args.generator)
+    for emotion, _ in EMOTIONS:
+        out[emotion] = [(seed, read_midi(compose_emotion(emotion, gen, bars=16, seed=seed).midi_bytes())) for seed in range(args.n)]
+    return out
+
+
+def held_out_scores(q_true: np.ndarray, q_pred: np.ndarray) -> dict:
+    """Valence, arousal and 4-quadrant accuracy, and recall per quadrant."""
+    v = lambda q: np.isin(q, [1, 4])  # noqa: E731
+    a = lambda q: np.isin(q, [1, 2])  # noqa: E731
+    return {
+        "n": int(len(q_true)),
+        "valence": float(np.mean(v(q_true) == v(q_pred))),
+        "arousal": float(np.mean(a(q_true) == a(q_pred))),
+        "quadrant": float(np.mean(q_true == q_pred)),
+        "per_quadrant_recall": {f"Q{k}": float(np.mean(q_pred[q_true == k] == k)) if np.any(q_true == k) else None for k in (1, 2, 3, 4)},
+        "confusion": [[int(np.sum((q_true == i) & (q_pred == j))) for j in (1, 2, 3, 4)] for i in (1, 2, 3, 4)],
+    }
+
+
+def print_held_out(name: str, s: dict) -> None:
+    pq = "  ".join(f"Q{k} {s['per_quadrant_recall'][f'Q{k}']:.2f}" for k in (1, 2, 3, 4))
+    print(f"  {name:28s} n={s['n']:4d}  valence {s['valence']:.3f}  arousal {s['arousal']:.3f}  quadrant {s['quadrant']:.3f}  (recall {pq})")
+
+
+def verdicts(preds: dict[str, np.ndarray]) -> dict:
+    """preds: emotion -> predicted quadrants of its compositions."""
+    out, hv, ha, tot = {}, 0, 0, 0
+    for emotion, q in EMOTIONS:
+        p = np.asarray(preds.get(emotion, []))
+        if not len(p):
+            continue
+        v = float(np.mean(np.isin(p, [1, 4]) == (q in (1, 4))))
+        a = float(np.mean(np.isin(p, [1, 2]) == (q in (1, 2))))
+        out[emotion] = {
+            "quadrant": f"Q{q}",
+            "n": int(len(p)),
+            "arousal_hit": a,
+            "valence_hit": v,
+            "quadrant_hit": float(np.mean(p == q)),
+            "heard_as": {f"Q{k}": int(np.sum(p == k)) for k in (1, 2, 3, 4)},
+        }
+        hv, ha, tot = hv + v * len(p), ha + a * len(p), tot + len(p)
+    out["overall"] = {"n": tot, "valence_hit": hv / max(tot, 1), "arousal_hit": ha / max(tot, 1)}
+    return out
+
+
+def print_verdicts(v: dict) -> None:
+    print(f"  {'emotion':8s} {'Q':3s} {'n':>4s} {'arousal':>8s} {'valence':>8s} {'both':>6s}   heard as Q1/Q2/Q3/Q4")
+    for emotion, q in EMOTIONS:
+        if emotion not in v:
+            continue
+        r = v[emotion]
+        h = "/".join(str(r["heard_as"][f"Q{k}"]) for k in (1, 2, 3, 4))
+        print(f"  {emotion:8s} Q{q:<2d} {r['n']:4d} {r['arousal_hit']:8.2f} {r['valence_hit']:8.2f} {r['quadrant_hit']:6.2f}   {h}")
+    o = v["overall"]
+    print(f"  {'overall':8s} {'':3s} {o['n']:4d} {o['arousal_hit']:8.3f} {o['valence_hit']:8.3f}")
+
+
+def command_line() -> str:
+    return "python " + " ".join(shlex.quote(a) for a in sys.argv)
+
+
+def write_json(path: str | None, payload: dict) -> None:
+    if path:
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        Path(path).write_text(json.dumps(payload, indent=2) + "\n")

@@ -1,0 +1,116 @@
+"""Song form: which 4-bar phrases restate which, where motifs return, and where cadences fall.
+
+A 16-bar song is four 4-bar phrases labelled like a lead sheet: `AABA`, `AA'BA`, `ABAB'`,
+`AABB`. A letter seen before restates the most recent phrase with that letter: each of its bars
+is written by the generator again, conditioned on the bar it restates (the network learned from
+POP909's human phrase labels how real songs restate a phrase) and started from the same noise,
+mixed with fresh noise by the phrase's variation, and with the same uniforms for its onset and
+pitch draws, so what differs comes from the network; a primed letter, `A'`, varies more and
+draws its second half afresh, the way a restated phrase often changes its ending. A new
+phrase answers its first bar with its third (bar 3 reuses bar 1's noise, varied) — the
+motif that makes a phrase hang together. The second phrase ends on a half cadence (V) and the
+last on the tonic; both are marked as phrase ends, which the network also learned.
+"""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+import numpy as np
+
+PHRASE_BARS = 4
+#: Forms chosen per seed: the common pop and jazz forms of four phrases, none with all four alike.
+FORMS: tuple[str, ...] = ("AABA", "AA'BA", "ABAB'", "AABB")
+#: Share of fresh noise when a phrase restates an earlier one: a plain letter restates closely,
+#: a primed one (A') is a variation.
+RESTATE_VARIATION = 0.15
+PRIMED_VARIATION = 0.5
+#: Share of fresh noise when bar 3 of a phrase answers bar 1.
+MOTIF_VARIATION = 0.35
+_TOKEN = re.compile(r"([A-Za-z])('*)")
+
+
+@dataclass(frozen=True)
+class Phrase:
+    """One phrase of the form: its label (`A`, `A'`), the phrase it restates (index) and how freely."""
+
+    label: str
+    letter: str
+    restates: int | None
+    variation: float
+
+
+@dataclass(frozen=True)
+class BarPlan:
+    """What the generator is told about one bar, and which earlier bar's noise it starts from."""
+
+    phrase: int
+    pos: int
+    phrase_end: bool
+    ref: int
+    latent_from: int
+    variation: float
+    fresh_draws: bool = False
+
+
+def parse_form(spec: str) -> list[Phrase]:
+    """`AABA`, `AA'BA`, `A A B A` or `ABAB'` → phrases; ValueError (a usage error) for anything else."""
+    text = spec.replace(" ", "").replace("-", "")
+    tokens = _TOKEN.findall(text)
+    if not text or "".join(l + p for l, p in tokens) != text:
+        raise ValueError(f"form {spec!r} is not a string of phrase letters such as AABA or AA'BA")
+    phrases: list[Phrase] = []
+    last: dict[str, int] = {}
+    for letter, primes in tokens:
+        letter = letter.upper()
+        earlier = last.get(letter)
+        variation = (PRIMED_VARIATION if primes else RESTATE_VARIATION) if earlier is not None else 0.0
+        phrases.append(Phrase(letter + primes, letter, earlier, variation))
+        last[letter] = len(phrases) - 1
+    return phrases
+
+
+def form_name(phrases: list[Phrase]) -> str:
+    return "".join(p.label for p in phrases)
+
+
+def choose_form(rng: np.random.Generator) -> str:
+    return FORMS[int(rng.integers(len(FORMS)))]
+
+
+def fit_form(spec: str, n_bars: int) -> list[Phrase]:
+    """The form's phrases for a piece of `n_bars` (one phrase per 4 bars, the last may be shorter).
+
+    A form with fewer phrases than the piece needs is repeated; one with more is cut.
+    """
+    phrases = parse_form(spec)
+    need = max(1, -(-n_bars // PHRASE_BARS))
+    labels = [phrases[i % len(phrases)].label for i in range(need)]
+    return parse_form("".join(labels))
+
+
+def plan_bars(phrases: list[Phrase], n_bars: int) -> list[BarPlan]:
+    """One plan per bar: phrase position, phrase end, the bar it restates and the bar whose noise it reuses."""
+    plans: list[BarPlan] = []
+    for b in range(n_bars):
+        p, pos = divmod(b, PHRASE_BARS)
+        phrase = phrases[p]
+        end = pos == PHRASE_BARS - 1 or b == n_bars - 1
+        if phrase.restates is not None:
+            src = phrase.restates * PHRASE_BARS + pos
+            varied_ending = phrase.variation >= PRIMED_VARIATION and pos >= PHRASE_BARS // 2
+            plans.append(BarPlan(p, pos, end, src, src, phrase.variation, fresh_draws=varied_ending))
+        elif pos == 2:
+            plans.append(BarPlan(p, pos, end, -1, b - 2, MOTIF_VARIATION))
+        else:
+            plans.append(BarPlan(p, pos, end, -1, -1, 0.0))
+    return plans
+
+
+def cadence_bars(n_bars: int) -> dict[int, str]:
+    """Bars that end on a cadence: the middle (end of the second phrase) half, the last bar full."""
+    out = {n_bars - 1: "full"}
+    n_phrases = -(-n_bars // PHRASE_BARS)
+    if n_phrases >= 3:
+        out[(n_phrases // 2) * PHRASE_BARS - 1] = "half"
+    return out

@@ -1,0 +1,58 @@
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from facetune.music.form import FORMS, MOTIF_VARIATION, PRIMED_VARIATION, cadence_bars, choose_form, fit_form, form_name, parse_form, plan_bars
+
+
+def test_parse_form_links_each_restatement_to_the_latest_phrase_of_its_letter():
+    phrases = parse_form("AABA")
+    assert [p.restates for p in phrases] == [None, 0, None, 1]
+    primed = parse_form("AA'BA")
+    assert primed[1].label == "A'" and primed[1].variation == PRIMED_VARIATION > primed[3].variation > 0
+    assert [p.restates for p in parse_form("ABAB'")] == [None, None, 0, 1]
+    assert form_name(parse_form("a a b a")) == "AABA"
+
+
+@pytest.mark.parametrize("bad", ["", "A1BA", "AB?A", "'A"])
+def test_malformed_forms_are_refused(bad):
+    with pytest.raises(ValueError, match="form"):
+        parse_form(bad)
+
+
+def test_fit_form_gives_one_phrase_per_four_bars():
+    assert form_name(fit_form("AABA", 8)) == "AA"
+    assert form_name(fit_form("AB", 16)) == "ABAB"
+    assert len(fit_form("AABA", 18)) == 5
+
+
+def test_plan_restates_and_answers_motifs():
+    plans = plan_bars(parse_form("AABA"), 16)
+    # bar 3 of a new phrase answers bar 1: it starts from bar 1's noise, varied
+    assert plans[2].latent_from == 0 and plans[2].variation == MOTIF_VARIATION and plans[2].ref == -1
+    assert plans[10].latent_from == 8
+    # the second A restates the first, bar by bar; the last A restates the second
+    assert [p.ref for p in plans[4:8]] == [0, 1, 2, 3]
+    assert [p.ref for p in plans[12:16]] == [4, 5, 6, 7]
+    assert all(p.ref == -1 for p in plans[8:12])
+    assert [p.pos for p in plans[:8]] == [0, 1, 2, 3] * 2
+    assert [b for b, p in enumerate(plans) if p.phrase_end] == [3, 7, 11, 15]
+
+
+def test_cadences_fall_in_the_middle_and_at_the_end():
+    assert cadence_bars(16) == {7: "half", 15: "full"}
+    assert cadence_bars(4) == {3: "full"}
+
+
+def test_every_seedable_form_has_a_contrasting_phrase():
+    seen = {choose_form(np.random.default_rng(s)) for s in range(40)}
+    assert seen == set(FORMS)
+    for f in FORMS:
+        assert len({p.letter for p in parse_form(f)}) >= 2
+
+
+def test_a_primed_phrase_draws_its_ending_afresh():
+    plans = plan_bars(parse_form("AA'BA"), 16)
+    assert [p.fresh_draws for p in plans[4:8]] == [False, False, True, True]
+    assert not any(p.fresh_draws for p in plans[12:16])
