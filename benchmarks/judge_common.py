@@ -113,6 +113,7 @@ def parser(doc: str) -> argparse.ArgumentParser:
     ap.add_argument("--midi-dir", default=None, help="judge <emotion>_<seed>.mid files here instead of composing")
     ap.add_argument("--json", default=None, help="write the figures to this JSON file")
     ap.add_argument("--retrain", action="store_true", help="ignore the cached model and features")
+    ap.add_argument("--melody-only", action="store_true", help="judge the melody track alone (no chord track), as a judge that hears only the tune would")
     return ap
 
 
@@ -129,7 +130,7 @@ def compositions(args) -> dict[str, list]:
 
     gen = load_generator(args.generator)
     for emotion, _ in EMOTIONS:
-        out[emotion] = [(seed, read_midi(compose_emotion(emotion, gen, bars=16, seed=seed).midi_bytes())) for seed in range(args.n)]
+        out[emotion] = [(seed, read_midi(compose_emotion(emotion, gen, bars=16, seed=seed).midi_bytes(chords=not getattr(args, "melody_only", False)))) for seed in range(args.n)]
     return out
 
 

@@ -82,12 +82,13 @@ def test_copy_path_makes_the_reference_bar_win():
     cols = torch.randint(0, REST, (2, STEPS_PER_BAR))
     prev[:, -1] = torch.nn.functional.one_hot(cols, BAR_WIDTH).float()
     with torch.no_grad():
-        g.copy.fill_(50.0)
+        g.copy.fill_(10.0)
         lg = g.logits(z, y, prev)[:, 0]
     assert (lg[..., : REST + 1].argmax(-1) == cols).all()
 
 
 def test_old_checkpoints_keep_their_meaning():
     d = dims_from_dict({"z_dim": 8, "prev_bars": 2})
-    assert (d.n_emotions, d.n_keys, d.n_form, d.reference) == (4, 0, 0, False)
+    assert (d.n_emotions, d.n_keys, d.n_form, d.reference, d.copy_mode) == (4, 0, 0, False, "plain")
+    assert dims_from_dict({"reference": True}).copy_mode == "plain"  # the first form-aware networks
     assert d.y_dim == 4 + 25 and d.cond_inputs == 2

@@ -52,7 +52,9 @@ def list_models() -> list[dict[str, str]]:
                 shape = f"ensemble of {len(sizes)}, " if payload.get("arch") == "ensemble" else ""
                 describes = f"{', '.join(payload['classes'])} (default: {', '.join(payload['default_classes'])}), {shape}{'/'.join(map(str, sizes))} px"
             elif payload["kind"] == "generator":
-                describes = f"quadrants {', '.join(payload.get('quadrants', []))}, {payload.get('steps_per_bar')} steps/bar"
+                dims = payload.get("dims", {})
+                aware = ", conditioned on key and song form" if dims.get("n_form") else ""
+                describes = f"quadrants {', '.join(payload.get('quadrants', []))}{aware}, {payload.get('steps_per_bar')} steps/bar"
             else:
                 continue
             out.append({"kind": payload["kind"], "name": f.name, "describes": describes, "figures": _figures(payload), "path": str(f), "origin": origin})

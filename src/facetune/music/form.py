@@ -89,8 +89,13 @@ def fit_form(spec: str, n_bars: int) -> list[Phrase]:
     return parse_form("".join(labels))
 
 
-def plan_bars(phrases: list[Phrase], n_bars: int) -> list[BarPlan]:
-    """One plan per bar: phrase position, phrase end, the bar it restates and the bar whose noise it reuses."""
+def plan_bars(phrases: list[Phrase], n_bars: int, motif_reference: bool = True) -> list[BarPlan]:
+    """One plan per bar: phrase position, phrase end, the bar it restates and the bar whose noise it reuses.
+
+    With `motif_reference`, bar 3 of a new phrase is also conditioned on bar 1 as the bar it
+    restates, so the network brings the motif back (over its own chord) instead of only
+    starting from the same noise.
+    """
     plans: list[BarPlan] = []
     for b in range(n_bars):
         p, pos = divmod(b, PHRASE_BARS)
@@ -101,7 +106,7 @@ def plan_bars(phrases: list[Phrase], n_bars: int) -> list[BarPlan]:
             varied_ending = phrase.variation >= PRIMED_VARIATION and pos >= PHRASE_BARS // 2
             plans.append(BarPlan(p, pos, end, src, src, phrase.variation, fresh_draws=varied_ending))
         elif pos == 2:
-            plans.append(BarPlan(p, pos, end, -1, b - 2, MOTIF_VARIATION))
+            plans.append(BarPlan(p, pos, end, b - 2 if motif_reference else -1, b - 2, MOTIF_VARIATION))
         else:
             plans.append(BarPlan(p, pos, end, -1, -1, 0.0))
     return plans

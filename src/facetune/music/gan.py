@@ -37,6 +37,8 @@ N_KEYS = 24
 #: Form features: phrase position one-hot (4), phrase end, restatement.
 N_FORM = 6
 PHRASE_BARS = 4
+COPY_SCALE = 5.0
+COPY_INIT = 2.0
 
 
 @dataclass(frozen=True)
@@ -51,6 +53,10 @@ class GanDims:
     n_keys: int = N_KEYS
     n_form: int = N_FORM
     reference: bool = True
+    #: "signed": the reference's onsets push the onset score up where it has one and down where it
+    #: holds a note, the weights are learned at COPY_SCALE times the learning rate and start at
+    #: COPY_INIT; "plain": the first form-aware networks' copy path (onsets only push up).
+    copy_mode: str = "signed"
     prev_bars: int = 2
     g_hidden: int = 1024
     g_channels: int = 128
@@ -112,9 +118,9 @@ class Generator(nn.Module):
         self.out = nn.ConvTranspose2d(joined, 1, (1, d.width))
         self.conditioner = Conditioner(d)
         if d.reference:
-            #: Copy weights for the reference bar's pitch, rest and onset columns; they start at zero
-            #: and grow as far as the data's restatements are literal.
-            self.copy = nn.Parameter(torch.zeros(3))
+            #: Copy weights for the reference bar's pitch, rest and onset columns; they grow as far
+            #: as the data's restatements are literal.
+            self.copy = nn.Parameter(torch.full((3,), COPY_INIT / COPY_SCALE) if d.copy_mode == "signed" else torch.zeros(3))
 
     def logits(self, z: torch.Tensor, y: torch.Tensor, prev: torch.Tensor) -> torch.Tensor:
         """Raw scores (B, 1, 16, width). `prev` holds the previous bars and, last, the reference bar."""
@@ -126,13 +132,24 @@ class Generator(nn.Module):
         out = self.out(_join(h, y, c16))
         if self.d.reference:
             ref = prev[:, -1:]
-            w = torch.cat([self.copy[0].expand(REST), self.copy[1:]])
-            out = out + ref * w
+            if self.d.copy_mode == "signed":
+                w = COPY_SCALE * self.copy
+                sounding = 1 - ref[..., REST : REST + 1]
+                out = out + torch.cat([ref[..., :REST] * w[0], ref[..., REST : REST + 1] * w[1], (2 * ref[..., ONSET:] - 1) * sounding * w[2]], -1)
+            else:
+                w = torch.cat([self.copy[0].expand(REST), self.copy[1:]])
+                out = out + ref * w
         return out
 
-    def forward(self, z: torch.Tensor, y: torch.Tensor, prev: torch.Tensor, tau: float = 1.0) -> torch.Tensor:
-        """A hard one-hot bar with straight-through gradients, shaped like the real training bars."""
+    def forward(self, z: torch.Tensor, y: torch.Tensor, prev: torch.Tensor, tau: float = 1.0, with_logits: bool = False) -> Any:
+        """A hard one-hot bar with straight-through gradients, shaped like the real training bars
+        (and, with `with_logits`, the raw scores it was drawn from)."""
         lg = self.logits(z, y, prev)
+        bar = self._sample(lg, tau)
+        return (bar, lg) if with_logits else bar
+
+    @staticmethod
+    def _sample(lg: torch.Tensor, tau: float) -> torch.Tensor:
         pitch_logits = lg[..., : REST + 1]
         soft = F.softmax(pitch_logits / tau, dim=-1)
         gumbel = -torch.log(-torch.log(torch.rand_like(soft).clamp_(1e-9, 1 - 1e-9)))
@@ -183,7 +200,8 @@ class Discriminator(nn.Module):
 
 
 def init_weights(module: nn.Module) -> None:
-    """N(0, 0.02) for convolutions and linears, N(1, 0.02) for BatchNorm scales, as in DCGAN/MIDINet."""
+    """N(0, 0.02) for convolutions and linears, N(1, 0.02) for BatchNorm scales, as in DCGAN/MIDINet
+    (the copy weights keep their own start)."""
     for m in module.modules():
         if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d, nn.Linear)):
             nn.init.normal_(m.weight, 0.0, 0.02)
@@ -216,7 +234,7 @@ def tiny_dims() -> GanDims:
 
 
 #: What a checkpoint written before the form-aware network means by a missing field.
-_LEGACY = {"n_emotions": 4, "n_keys": 0, "n_form": 0, "reference": False}
+_LEGACY = {"n_emotions": 4, "n_keys": 0, "n_form": 0, "reference": False, "copy_mode": "plain"}
 
 
 def dims_from_dict(raw: dict[str, Any]) -> GanDims:
