@@ -37,6 +37,8 @@ def main() -> None:
     ap.add_argument("--cache", help="music cache whose training melodies novelty is measured against")
     ap.add_argument("--guidance", type=float, help="override the checkpoint's decode guidance")
     ap.add_argument("--temperature", type=float, help="override the checkpoint's decode temperature")
+    ap.add_argument("--phrase-position", action="store_true", help="also tell the network each bar's place in its phrase")
+    ap.add_argument("--top-p", type=float, help="override the decode nucleus (top-p) share")
     ap.add_argument("--no-ablation", action="store_true")
     ap.add_argument("--json")
     args = ap.parse_args()
@@ -52,6 +54,10 @@ def main() -> None:
         base = replace(base, guidance=args.guidance)
     if args.temperature is not None:
         base = replace(base, temperature=args.temperature)
+    if args.top_p is not None:
+        base = replace(base, top_p=args.top_p)
+    if args.phrase_position:
+        base = replace(base, phrase_position=True)
     raw = replace(base, scale_mask=False, cadences=False)
     index = None
     if args.cache:

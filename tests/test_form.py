@@ -56,4 +56,5 @@ def test_every_seedable_form_has_a_contrasting_phrase():
 def test_a_primed_phrase_draws_its_ending_afresh():
     plans = plan_bars(parse_form("AA'BA"), 16)
     assert [p.fresh_draws for p in plans[4:8]] == [False, False, True, True]
+    assert [p.ref for p in plans[4:8]] == [0, 1, -1, -1]
     assert not any(p.fresh_draws for p in plans[12:16])

@@ -500,8 +500,8 @@ def _print_summary(res: Any, to_stderr: bool) -> None:
 
     table.add_row("emotion", f"{res.emotion} → {res.quadrant} ({QUADRANT_INFO[res.quadrant].mood})")
     table.add_row("key", res.key)
-    table.add_row("form", f"{res.form}  (4-bar phrases; a repeated letter restates its phrase, ' marks a variation)")
-    table.add_row("chords", "  ‖  ".join(" | ".join(res.chords[i : i + 4]) for i in range(0, len(res.chords), 4)))
+    table.add_row("form", f"{res.form}  (4-bar phrases)")
+    table.add_row("chords", " | ".join(" ".join(res.chords[i : i + 4]) for i in range(0, len(res.chords), 4)))
     table.add_row("tempo", f"{res.tempo:g} BPM, {res.bars} bars of 4/4, seed {res.seed}")
     table.add_row("output", res.output or "stdout")
     (console.err if to_stderr else console.out).print(table)

@@ -5,8 +5,10 @@ A 16-bar song is four 4-bar phrases labelled like a lead sheet: `AABA`, `AA'BA`,
 is written by the generator again, conditioned on the bar it restates (the network learned from
 POP909's human phrase labels how real songs restate a phrase) and started from the same noise,
 mixed with fresh noise by the phrase's variation, and with the same uniforms for its onset and
-pitch draws, so what differs comes from the network; a primed letter, `A'`, varies more and
-draws its second half afresh, the way a restated phrase often changes its ending. A new
+pitch draws, so what differs comes from the network; where the chord differs, the bar it
+restates is first moved along the scale to the new chord (see `composer`). A primed letter,
+`A'`, writes its second half anew, from fresh draws and without a bar to restate, the way a
+restated phrase often changes its ending. A new
 phrase answers its first bar with its third (bar 3 reuses bar 1's noise, varied) — the
 motif that makes a phrase hang together. The second phrase ends on a half cadence (V) and the
 last on the tonic; both are marked as phrase ends, which the network also learned.
@@ -104,7 +106,7 @@ def plan_bars(phrases: list[Phrase], n_bars: int, motif_reference: bool = True) 
         if phrase.restates is not None:
             src = phrase.restates * PHRASE_BARS + pos
             varied_ending = phrase.variation >= PRIMED_VARIATION and pos >= PHRASE_BARS // 2
-            plans.append(BarPlan(p, pos, end, src, src, phrase.variation, fresh_draws=varied_ending))
+            plans.append(BarPlan(p, pos, end, -1 if varied_ending else src, src, phrase.variation, fresh_draws=varied_ending))
         elif pos == 2:
             plans.append(BarPlan(p, pos, end, b - 2 if motif_reference else -1, b - 2, MOTIF_VARIATION))
         else:
