@@ -21,29 +21,14 @@ from pathlib import Path
 
 import numpy as np
 
+from facetune.music.chords import key_correlations  # noqa: F401  (the judges' major/minor features)
+
 REPO = Path(__file__).resolve().parents[1]
 DATA = REPO.parent / "shared" / "data"
 CACHE_DIR = REPO / "runs" / "judges"
 EMOTIONS = (("happy", 1), ("angry", 2), ("sad", 3), ("calm", 4))
 #: Quadrant -> (valence, arousal) as signs: Q1 +,+  Q2 -,+  Q3 -,-  Q4 +,-.
 VA = {1: (1, 1), 2: (-1, 1), 3: (-1, -1), 4: (1, -1)}
-
-KK_MAJOR = np.array([6.35, 2.23, 3.48, 2.33, 4.38, 4.09, 2.52, 5.19, 2.39, 3.66, 2.29, 2.88])
-KK_MINOR = np.array([6.33, 2.68, 3.52, 5.38, 2.60, 3.53, 2.54, 4.75, 3.98, 2.69, 3.34, 3.17])
-
-
-def key_correlations(pc_hist: np.ndarray) -> np.ndarray:
-    """Pearson correlation of a pitch-class histogram with the 24 rotated Krumhansl–Kessler
-    profiles (0..11 major on C..B, 12..23 minor)."""
-    h = np.asarray(pc_hist, dtype=np.float64)
-    out = np.zeros(24)
-    if h.std() == 0:
-        return out
-    for k in range(12):
-        out[k] = np.corrcoef(h, np.roll(KK_MAJOR, k))[0, 1]
-        out[12 + k] = np.corrcoef(h, np.roll(KK_MINOR, k))[0, 1]
-    return out
-
 
 def quadrant_of_va(valence: int, arousal: int) -> int:
     return {(1, 1): 1, (-1, 1): 2, (-1, -1): 3, (1, -1): 4}[(int(np.sign(valence)), int(np.sign(arousal)))]

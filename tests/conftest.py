@@ -132,3 +132,18 @@ def tiny_generator(music_cache: Path, tmp_path_factory: pytest.TempPathFactory) 
     out = tmp_path_factory.mktemp("gan_run")
     train_gan(music_cache, out, GanConfig(tiny=True, epochs=1, batch_size=16, steps_per_epoch=4), device="cpu")
     return out / "generator.pt"
+
+
+def random_bars(rng, n_bars: int, low: int = 60) -> list:
+    """A seeded random melody of `n_bars` whole bars of 1-, 2- and 4-step notes (a seed or a Generator)."""
+    from facetune.music.pianoroll import Note
+
+    rng = rng if isinstance(rng, np.random.Generator) else np.random.default_rng(rng)
+    notes = []
+    for b in range(n_bars):
+        t = 0
+        while t < 16:
+            d = min(16 - t, int(rng.choice([1, 2, 2, 4])))
+            notes.append(Note(int(rng.integers(low, low + 12)), 16 * b + t, 16 * b + t + d))
+            t += d
+    return notes

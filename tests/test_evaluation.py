@@ -15,24 +15,13 @@ from click.testing import CliRunner
 from facetune import evaluation as E
 from facetune.cli import main
 from facetune.music.pianoroll import ONSET, REST, Note, notes_to_rolls
+from conftest import random_bars
 
 BAR = [Note(72, 0, 4), Note(76, 4, 6), Note(79, 8, 12), Note(77, 12, 16)]
 
 
 def repeated(n_bars: int, transpose: int = 0) -> list[Note]:
     return [Note(n.pitch + transpose, n.start + 16 * b, n.end + 16 * b) for b in range(n_bars) for n in BAR]
-
-
-def random_bars(seed: int, n_bars: int, low: int = 60) -> list[Note]:
-    rng = np.random.default_rng(seed)
-    notes = []
-    for b in range(n_bars):
-        t = 0
-        while t < 16:
-            d = min(16 - t, int(rng.choice([1, 2, 2, 4])))
-            notes.append(Note(int(rng.integers(low, low + 12)), 16 * b + t, 16 * b + t + d))
-            t += d
-    return notes
 
 
 def write_cache(root: Path, clips: list[tuple[int, str, list[Note], int]]) -> Path:

@@ -7,6 +7,7 @@ import pytest
 
 from facetune.music import metrics as M
 from facetune.music.pianoroll import Note
+from conftest import random_bars
 
 C_MAJOR = [60, 62, 64, 65, 67, 69, 71, 72]
 
@@ -160,17 +161,6 @@ def test_phrase_similarity_averages_best_earlier_match():
     far = sounding + shift(sounding, steps=64, transpose=25)
     assert M.phrase_similarity(far, 8) == pytest.approx(8 / 64)
     assert M.phrase_similarity(sounding + shift(sounding, steps=64, transpose=-24), 8) == 1.0
-
-
-def random_bars(rng, n_bars, low=60):
-    notes = []
-    for b in range(n_bars):
-        t = 0
-        while t < 16:
-            d = min(16 - t, int(rng.choice([1, 2, 2, 4])))
-            notes.append(Note(int(rng.integers(low, low + 12)), 16 * b + t, 16 * b + t + d))
-            t += d
-    return notes
 
 
 def test_phrase_novelty_finds_copied_phrases():
