@@ -13,6 +13,7 @@ def test_parse_form_links_each_restatement_to_the_latest_phrase_of_its_letter():
     assert primed[1].label == "A'" and primed[1].variation == PRIMED_VARIATION > primed[3].variation > 0
     assert [p.restates for p in parse_form("ABAB'")] == [None, None, 0, 1]
     assert form_name(parse_form("a a b a")) == "AABA"
+    assert form_name(parse_form("A'B'AB'")) == "ABAB'"  # a first phrase is no variation
 
 
 @pytest.mark.parametrize("bad", ["", "A1BA", "AB?A", "'A"])

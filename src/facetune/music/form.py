@@ -66,6 +66,8 @@ def parse_form(spec: str) -> list[Phrase]:
     for letter, primes in tokens:
         letter = letter.upper()
         earlier = last.get(letter)
+        if earlier is None:
+            primes = ""  # a variation of nothing: the first phrase of a letter is the theme itself
         variation = (PRIMED_VARIATION if primes else RESTATE_VARIATION) if earlier is not None else 0.0
         phrases.append(Phrase(letter + primes, letter, earlier, variation))
         last[letter] = len(phrases) - 1
