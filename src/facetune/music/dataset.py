@@ -369,7 +369,8 @@ def prepare_music(src: str | Path | Sequence[str | Path], out: str | Path, cfg: 
             item["source"] = si
             loaded.append((si, clip, item))
     if not loaded:
-        raise DataError(f"{', '.join(map(str, sources))}: no usable songs ({len(skipped)} skipped)")
+        first = f"; first: {skipped[0]['error']}" if skipped else ""
+        raise DataError(f"{', '.join(map(str, sources))}: no usable songs ({len(skipped)} skipped{first})")
     labeller = label_songs([(c, item) for _, c, item in loaded], cfg.pseudo_label_margin)
     rows: dict[str, list[np.ndarray]] = {k: [] for k in ARRAYS}
     clip_info: list[dict[str, Any]] = []
