@@ -9,7 +9,7 @@ import sys
 import pytest
 
 from facetune.checkpoints import load_checkpoint
-from facetune.distributed import DistInfo, GlobalBatchSampler, micro_batch_size
+from facetune.training.distributed import DistInfo, GlobalBatchSampler, micro_batch_size
 from facetune.errors import FacetuneError
 
 ENV = {**os.environ, "FACETUNE_NO_PROGRESS": "1", "OMP_NUM_THREADS": "1"}

@@ -46,7 +46,7 @@ class ClassifierConfig:
     dropout: float = 0.3
     patience: int = 8
     seed: int = 0
-    micro_batch: int = 0  # per-process forward size; 0 = batch_size / processes (see distributed)
+    micro_batch: int = 0  # per-process forward size; 0 = batch_size / processes (see training.distributed)
     teacher: str = ""  # a classifier checkpoint (single or ensemble) to distil from; "" = labels only
     distill: float = 0.5  # weight of the teacher's soft targets against the hard labels
     temperature: float = 2.0  # softens both distributions in the distillation term
@@ -213,33 +213,6 @@ def class_weights(y: np.ndarray, n: int) -> np.ndarray:
     return (w / w[counts > 0].mean()).astype(np.float32)
 
 
-def resolve_device(name: str) -> Any:
-    """'auto' picks CUDA, then MPS, then CPU; an explicit device that is absent is a clear error."""
-    import torch
-
-    name = (name or "auto").lower()
-    if name == "auto":
-        if torch.cuda.is_available():
-            return torch.device("cuda")
-        if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
-            return torch.device("mps")
-        return torch.device("cpu")
-    if name.startswith("cuda"):
-        if not torch.cuda.is_available():
-            raise FacetuneError(f"--device {name}: no CUDA GPU is available (this torch build: {torch.__version__})")
-        idx = int(name.split(":")[1]) if ":" in name else 0
-        if idx >= torch.cuda.device_count():
-            raise FacetuneError(f"--device {name}: only {torch.cuda.device_count()} CUDA device(s) present")
-        return torch.device(name)
-    if name == "mps":
-        if not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
-            raise FacetuneError("--device mps: Apple MPS is not available on this machine")
-        return torch.device("mps")
-    if name == "cpu":
-        return torch.device("cpu")
-    raise FacetuneError(f"--device {name}: unknown device (use auto, cpu, cuda, cuda:N or mps)")
-
-
 def _eval_indices(model_classes: list[str], wanted: list[str]) -> list[int]:
     return [model_classes.index(c) for c in wanted]
 
@@ -287,7 +260,7 @@ def train_classifier(
     Shuffling is seeded from (seed, epoch) and each micro-batch's augmentation and dropout
     from (seed, epoch, micro-batch), so a run resumed from its last checkpoint ends exactly
     where an uninterrupted one would on the CPU, and under `torchrun` the world size does
-    not change the result (see `distributed`). The best epoch by validation accuracy is
+    not change the result (see `training.distributed`). The best epoch by validation accuracy is
     written to `out_dir/best.pt` and, in fp16, to `out_dir/model.pt` (the file to ship).
     Only rank 0 writes files and logs.
     """
@@ -295,7 +268,8 @@ def train_classifier(
     import torch.nn.functional as F
 
     from .data import load_faces_cache
-    from .distributed import GlobalBatchSampler, all_reduce_sums, barrier, broadcast_floats, init_distributed, micro_batch_size, shutdown
+    from .training.distributed import GlobalBatchSampler, all_reduce_sums, broadcast_floats, micro_batch_size, shutdown
+    from .training.run import data_parallel, resume_checkpoint, save_epoch, start_processes
 
     out_dir = Path(out_dir)
     manifest, splits = load_faces_cache(cache)
@@ -304,19 +278,14 @@ def train_classifier(
     x_va, y_va = splits["val"]
     if len(x_tr) == 0 or len(x_va) == 0:
         raise FacetuneError(f"{cache}: the cache needs non-empty train and val splits")
-    info, dev = init_distributed(resolve_device(device))
-    if not info.is_main:
-        console.set_verbosity(quiet=True)
+    info, dev = start_processes(device)
     last_path = out_dir / "last.pt"
     state = TrainState()
-    ck: dict[str, Any] = {}
-    if resume and last_path.exists():
-        ck = load_checkpoint(last_path, "classifier-training")
+    ck = resume_checkpoint(last_path, "classifier-training", resume)
+    if ck:
         if ck["classes"] != classes:
             raise FacetuneError(f"{last_path}: was trained on classes {ck['classes']}, the cache has {classes}")
         cfg = replace(ClassifierConfig(**ck["hyperparameters"]), epochs=cfg.epochs, micro_batch=cfg.micro_batch)
-    elif resume:
-        console.warn(f"{last_path} not found: starting a new run")
     micro, accum = micro_batch_size(cfg.batch_size, cfg.micro_batch, info.world)
     if len(x_tr) < cfg.batch_size:
         raise FacetuneError(f"{cache}: {len(x_tr)} training images, fewer than one batch of {cfg.batch_size}")
@@ -330,11 +299,7 @@ def train_classifier(
         init_info = initialise(model, cfg.init, classes)
         console.info(f"initialised from {cfg.init}: {init_info['loaded']} tensors loaded")
     model.to(dev).to(memory_format=torch.channels_last)  # 1.7x faster training steps on a 2-core CPU (oneDNN)
-    net = model
-    if info.active:
-        from torch.nn.parallel import DistributedDataParallel
-
-        net = DistributedDataParallel(model, device_ids=[dev.index] if dev.type == "cuda" else None)
+    net = data_parallel(model, info, dev)
     console.info(f"{info.world} process(es) on {dev}, global batch {cfg.batch_size} = micro-batch {micro} × {accum} accumulation × {info.world}")
     default_eval = [c for c in DEFAULT_CLASSES if c in classes] or classes
     eval_idx = _eval_indices(classes, default_eval)
@@ -419,27 +384,8 @@ def train_classifier(
             improved = val_acc > state.best_val
             if improved:
                 state.best_val, state.best_epoch = val_acc, epoch
-            if info.is_main:
-                extra = {"provenance": provenance(command) | {"world_size": info.world}, "data": _data_info(manifest), "training": _training_info(state)}
-                if improved:
-                    save_checkpoint(out_dir / "best.pt", model_payload(model, classes, cfg, extra))
-                    save_checkpoint(out_dir / "model.pt", model_payload(model, classes, cfg, extra, half=True))
-                save_checkpoint(
-                    last_path,
-                    {
-                        "kind": "classifier-training",
-                        "classes": classes,
-                        "hyperparameters": asdict(cfg),
-                        "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
-                        "optimizer": opt.state_dict(),
-                        "scheduler": sched.state_dict(),
-                        "epoch": state.epoch,
-                        "best_val": state.best_val,
-                        "best_epoch": state.best_epoch,
-                        "history": state.history,
-                    },
-                )
-            barrier(info)
+            extra = {"provenance": provenance(command) | {"world_size": info.world}, "data": _data_info(manifest), "training": _training_info(state)}
+            save_epoch(info, lambda: _epoch_files(out_dir, model, classes, cfg, extra, improved, opt, sched, state))
             epochs_run += 1
             console.info(
                 f"epoch {record['epoch']}/{cfg.epochs}  loss {record['train_loss']:.4f}  train acc {record['train_acc']:.4f}  "
@@ -451,6 +397,24 @@ def train_classifier(
         export_beside(out_dir / "model.pt")
     shutdown(info)
     return {"epochs": state.epoch, "best_val": state.best_val, "best_epoch": state.best_epoch + 1, "history": state.history, "seconds": time.time() - started, "out_dir": str(out_dir)}
+
+
+def _epoch_files(out_dir: Path, model: Any, classes: list[str], cfg: ClassifierConfig, extra: dict[str, Any], improved: bool, opt: Any, sched: Any, state: TrainState) -> dict[Path, dict[str, Any]]:
+    """This epoch's checkpoints: best and shipped (fp16) networks when val improved, and always the resumable state."""
+    files = {out_dir / "best.pt": model_payload(model, classes, cfg, extra), out_dir / "model.pt": model_payload(model, classes, cfg, extra, half=True)} if improved else {}
+    files[out_dir / "last.pt"] = {
+        "kind": "classifier-training",
+        "classes": classes,
+        "hyperparameters": asdict(cfg),
+        "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
+        "optimizer": opt.state_dict(),
+        "scheduler": sched.state_dict(),
+        "epoch": state.epoch,
+        "best_val": state.best_val,
+        "best_epoch": state.best_epoch,
+        "history": state.history,
+    }
+    return files
 
 
 def _load_teacher(path: str, classes: list[str], dev: Any) -> Classifier:
@@ -619,6 +583,8 @@ def _member_specs(payload: dict[str, Any]) -> list[dict[str, Any]]:
 def classifier_from_payload(payload: dict[str, Any], device: str = "cpu", path: str = "<memory>") -> Classifier:
     """Rebuild every network of a classifier checkpoint for inference (BatchNorm folded, channels-last)."""
     import torch
+
+    from .training.run import resolve_device
 
     dev = resolve_device(device)
     members = []

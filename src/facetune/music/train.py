@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 
 from .. import console
-from ..checkpoints import load_checkpoint, provenance, save_checkpoint
+from ..checkpoints import provenance
 from ..emotions import QUADRANTS
 from ..errors import FacetuneError
 from .pianoroll import BAR_WIDTH, LOW_PITCH, N_PITCHES, ONSET, REST, STEPS_PER_BAR
@@ -210,6 +210,24 @@ def _val_stats(g: Any, arrays: dict[str, np.ndarray], rows: np.ndarray, cfg: Gan
     }
 
 
+def _epoch_files(out_dir: Path, manifest: dict[str, Any], command: str, world: int, g: Any, d: Any, dims: Any, cfg: GanConfig, opt_g: Any, opt_d: Any, epochs_run: int, history: list[dict[str, Any]]) -> dict[Path, dict[str, Any]]:
+    """This epoch's checkpoints: the generator to ship and the resumable state of both networks."""
+    extra = {"provenance": provenance(command) | {"world_size": world}, "data": {"source": manifest.get("source"), "counts": manifest.get("counts"), "grid": manifest.get("grid")}, "training": {"epochs_run": epochs_run, "history": history}}
+    return {
+        out_dir / "generator.pt": generator_payload(g, dims, cfg, extra),
+        out_dir / "last.pt": {
+            "kind": "gan-training",
+            "hyperparameters": asdict(cfg),
+            "generator": g.state_dict(),
+            "discriminator": d.state_dict(),
+            "opt_g": opt_g.state_dict(),
+            "opt_d": opt_d.state_dict(),
+            "epoch": epochs_run,
+            "history": history,
+        },
+    }
+
+
 def train_gan(cache: str | Path, out_dir: str | Path, cfg: GanConfig = GanConfig(), *, resume: bool = False, device: str = "auto", command: str = "", max_epochs_this_run: int | None = None) -> dict[str, Any]:
     """Train the GAN; checkpoints every epoch to `out_dir/last.pt` and the generator to `out_dir/generator.pt`.
 
@@ -219,8 +237,8 @@ def train_gan(cache: str | Path, out_dir: str | Path, cfg: GanConfig = GanConfig
     import torch
     import torch.nn.functional as F
 
-    from ..classifier import resolve_device
-    from ..distributed import all_reduce_sums, barrier, init_distributed, shutdown
+    from ..training.distributed import all_reduce_sums, shutdown
+    from ..training.run import data_parallel, resume_checkpoint, save_epoch, start_processes
     from .dataset import UNKNOWN, load_music_cache
 
     out_dir = Path(out_dir)
@@ -230,20 +248,15 @@ def train_gan(cache: str | Path, out_dir: str | Path, cfg: GanConfig = GanConfig
     val_rows = val_rows[arrays["transpose"][val_rows] == 0]
     if len(train_rows) < cfg.batch_size:
         raise FacetuneError(f"{cache}: only {len(train_rows)} training bars, fewer than one batch of {cfg.batch_size}")
-    info, dev = init_distributed(resolve_device(device))
-    if not info.is_main:
-        console.set_verbosity(quiet=True)
+    info, dev = start_processes(device)
     if cfg.batch_size % info.world:
         raise FacetuneError(f"--batch-size {cfg.batch_size} must be a multiple of the {info.world} processes")
     micro = cfg.batch_size // info.world
     last_path = out_dir / "last.pt"
     start_epoch, history = 0, []
-    ck: dict[str, Any] = {}
-    if resume and last_path.exists():
-        ck = load_checkpoint(last_path, "gan-training")
+    ck = resume_checkpoint(last_path, "gan-training", resume)
+    if ck:
         cfg = replace(GanConfig(**ck["hyperparameters"]), epochs=cfg.epochs)
-    elif resume:
-        console.warn(f"{last_path} not found: starting a new run")
     torch.manual_seed(cfg.seed)
     dims, g, d = make_models(cfg)
     opt_g = torch.optim.Adam(g.parameters(), lr=cfg.lr, betas=(cfg.beta1, 0.999))
@@ -257,13 +270,7 @@ def train_gan(cache: str | Path, out_dir: str | Path, cfg: GanConfig = GanConfig
         console.info(f"resuming from {last_path} after epoch {start_epoch}")
     g.to(dev).train()
     d.to(dev).train()
-    g_net, d_net = g, d
-    if info.active:
-        from torch.nn.parallel import DistributedDataParallel
-
-        ids = [dev.index] if dev.type == "cuda" else None
-        g_net = DistributedDataParallel(g, device_ids=ids)
-        d_net = DistributedDataParallel(d, device_ids=ids)
+    g_net, d_net = data_parallel(g, info, dev), data_parallel(d, info, dev)
     steps = cfg.steps_per_epoch or len(train_rows) // cfg.batch_size
     val_sample = val_rows[np.random.default_rng(0).permutation(len(val_rows))[:2000]] if len(val_rows) else val_rows
     started = time.time()
@@ -325,23 +332,7 @@ def train_gan(cache: str | Path, out_dir: str | Path, cfg: GanConfig = GanConfig
             if info.is_main:
                 record |= _val_stats(g, arrays, val_sample, cfg, dims)
             history.append(record)
-            if info.is_main:
-                extra = {"provenance": provenance(command) | {"world_size": info.world}, "data": {"source": manifest.get("source"), "counts": manifest.get("counts"), "grid": manifest.get("grid")}, "training": {"epochs_run": epoch + 1, "history": history}}
-                save_checkpoint(out_dir / "generator.pt", generator_payload(g, dims, cfg, extra))
-                save_checkpoint(
-                    last_path,
-                    {
-                        "kind": "gan-training",
-                        "hyperparameters": asdict(cfg),
-                        "generator": g.state_dict(),
-                        "discriminator": d.state_dict(),
-                        "opt_g": opt_g.state_dict(),
-                        "opt_d": opt_d.state_dict(),
-                        "epoch": epoch + 1,
-                        "history": history,
-                    },
-                )
-            barrier(info)
+            save_epoch(info, lambda: _epoch_files(out_dir, manifest, command, info.world, g, d, dims, cfg, opt_g, opt_d, epoch + 1, history))
             epochs_run += 1
             console.info(
                 f"epoch {epoch + 1}/{cfg.epochs}  D {record['d_loss']:.3f}  G {record['g_loss']:.3f}  D(x) {record['d_x']:.2f}  D(G(z)) {record['d_gz']:.2f}  "
