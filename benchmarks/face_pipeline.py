@@ -20,7 +20,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from facetune.classifier import load_classifier
+from facetune.classifier.inference import load_classifier
 from facetune.faces import _haar_boxes, crop_face, find_faces, to_gray
 from facetune.errors import NoFaceError
 

@@ -65,7 +65,7 @@ def faces_cache(fer_tree: Path, tmp_path_factory: pytest.TempPathFactory) -> Pat
 
 @pytest.fixture(scope="session")
 def tiny_classifier(faces_cache: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from facetune.classifier import ClassifierConfig, train_classifier
+    from facetune.classifier.train import ClassifierConfig, train_classifier
 
     out = tmp_path_factory.mktemp("clf_run")
     train_classifier(faces_cache, out, ClassifierConfig(tiny=True, init="random", epochs=2, batch_size=8, input_size=48), device="cpu")

@@ -10,10 +10,12 @@ import torch
 from click.testing import CliRunner
 
 from facetune.checkpoints import save_checkpoint
-from facetune.classifier import ClassifierConfig, build_model, load_classifier, make_ensemble, model_payload
+from facetune.classifier.inference import load_classifier, make_ensemble
+from facetune.classifier.network import build_model
+from facetune.classifier.train import ClassifierConfig, model_payload
 from facetune.cli import main
 from facetune.errors import FacetuneError
-from facetune.onnx_engine import OnnxClassifier, export_onnx, file_sha256, onnx_path_for, read_meta
+from facetune.classifier.onnx_engine import OnnxClassifier, export_onnx, file_sha256, onnx_path_for, read_meta
 
 from conftest import REPO
 
@@ -136,7 +138,7 @@ def test_shipped_classifier_runs_without_importing_torch():
 
 
 def test_training_export_only_warns_when_it_cannot_export(tmp_path, monkeypatch, capsys):
-    from facetune import onnx_engine
+    from facetune.classifier import onnx_engine
 
     ck = _tiny(tmp_path / "m.pt", 5)
     monkeypatch.setitem(sys.modules, "onnx", None)

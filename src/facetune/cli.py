@@ -140,7 +140,7 @@ def train_classifier_cmd(data: Path, out: Path, epochs: int, batch_size: int, lr
     Under `torchrun --nproc_per_node N -m facetune train classifier ...` it trains with
     DistributedDataParallel; --batch-size stays the global batch whatever N is.
     """
-    from .classifier import ClassifierConfig, train_classifier
+    from .classifier.train import ClassifierConfig, train_classifier
 
     arch = "efficientnet-b0-lite"
     if init_weights is not None:
@@ -167,7 +167,7 @@ def train_ensemble_cmd(members: tuple[Path, ...], out: Path, data: Path | None, 
     No training: the members' log-probabilities are averaged at prediction time. With --data
     the validation split (never the test split) shows whether the ensemble beats its members.
     """
-    from .classifier import make_ensemble
+    from .classifier.inference import make_ensemble
 
     report = make_ensemble(list(members), out, data=data, command=_command_line(), force=force)
     for m in report["members"]:
@@ -190,7 +190,7 @@ def export_onnx_cmd(checkpoint: Path, output: Path | None, force: bool) -> None:
     `evaluate` use an export beside the checkpoint only while it matches the checkpoint's SHA-256.
     Needs the onnx package (pip install onnx).
     """
-    from .onnx_engine import export_onnx
+    from .classifier.onnx_engine import export_onnx
 
     out = export_onnx(checkpoint, output, force=force)
     console.info(f"ONNX export written to {out}")

@@ -35,7 +35,7 @@ def _image_folder(root: Path, classes: list[str], size: int) -> tuple[np.ndarray
 
 def evaluate_classifier(clf: Any, data: str | Path, *, split: str = "test", classes: Sequence[str] | None = None, tta: bool = True) -> dict[str, Any]:
     """Score `clf` on a prepared faces cache split or an image-folder tree, over `classes`."""
-    from .classifier import evaluate_arrays
+    from .classifier.inference import evaluate_arrays
     from .data import load_faces_cache
 
     data = Path(data)

@@ -21,10 +21,11 @@ from typing import Any
 
 import numpy as np
 
-from . import console
-from .checkpoints import atomic_write_bytes, load_checkpoint
-from .classifier import Classifier, _member_specs, build_model, log_softmax
-from .errors import CheckpointError, FacetuneError
+from .. import console
+from ..checkpoints import atomic_write_bytes, load_checkpoint
+from ..errors import CheckpointError, FacetuneError
+from .network import build_model, member_specs
+from .torch_engine import Classifier, log_softmax
 
 META_KEY = "facetune"
 BATCH_ROWS = 64  # rows per ORT call (crops and their flips): 64 beat 32, 128 and 256 here
@@ -51,7 +52,7 @@ def _graph_module(payload: dict[str, Any]) -> Any:
     from torch import nn
 
     nets, sizes = [], []
-    for spec in _member_specs(payload):
+    for spec in member_specs(payload):
         model = build_model(len(payload["classes"]), spec["arch"], tiny=bool(spec.get("tiny", False)))
         model.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in spec["state_dict"].items()})
         nets.append(model.eval())
