@@ -133,11 +133,12 @@ def test_ensemble_averages_member_log_probs(tmp_path, faces_cache):
 
 
 def test_single_model_probabilities_unchanged_by_log_softmax(tiny_classifier):
-    from facetune.classifier.torch_engine import predict_logits, to_input
+    from facetune.classifier.preprocess import normalise
+    from facetune.classifier.torch_engine import predict_logits
 
     clf = load_classifier(tiny_classifier, engine="torch")
     crops = np.random.default_rng(1).integers(0, 255, (4, 48, 48), dtype=np.uint8)
-    logits = predict_logits(clf.members[0][0], to_input(crops), 48, clf.device)
+    logits = predict_logits(clf.members[0][0], normalise(crops), 48, clf.device)
     assert np.allclose(clf.predict(crops), torch.softmax(logits, 1).numpy(), atol=1e-6)
 
 

@@ -9,7 +9,7 @@ from hypothesis import strategies as st
 from PIL import Image
 
 from facetune.errors import InputError, NoFaceError
-from facetune.faces import FER_LANDMARKS, _iou, align_face, crop_face, detect_faces, find_faces, iter_image_files, load_image, locate_faces, preprocess, to_gray
+from facetune.faces import FER_LANDMARKS, _iou, align_face, crop_face, detect_faces, find_faces, iter_image_files, load_image, locate_faces, to_gray
 
 from conftest import ASTRONAUT, CHELSEA, REPO, face_image
 
@@ -147,11 +147,6 @@ def test_no_detect_uses_whole_image():
 def test_crop_at_the_border():
     img = np.random.default_rng(0).integers(0, 255, (100, 100, 3), dtype=np.uint8)
     assert crop_face(img, (80, 80, 30, 30), size=64).shape == (64, 64)
-
-
-def test_preprocess_range_and_shape():
-    x = preprocess(np.array([np.zeros((48, 48)), np.full((48, 48), 255)], dtype=np.uint8), 64)
-    assert tuple(x.shape) == (2, 3, 64, 64) and float(x.min()) == -1 and float(x.max()) == 1
 
 
 def test_iter_image_files(tmp_path):

@@ -35,7 +35,7 @@ CROPS = _crops()
 
 def _tiny(path, seed: int, input_size: int = 48, classes=("happy", "sad", "angry")):
     """A tiny network whose BatchNorm statistics come from real batches, so its outputs vary."""
-    from facetune.faces import preprocess
+    from facetune.classifier.preprocess import network_input
 
     torch.manual_seed(seed)
     model = build_model(len(classes), tiny=True)
@@ -45,7 +45,7 @@ def _tiny(path, seed: int, input_size: int = 48, classes=("happy", "sad", "angry
         for m in model.modules():
             if isinstance(m, torch.nn.BatchNorm2d):
                 m.momentum = None
-        model(preprocess(_crops(64, seed), input_size))
+        model(network_input(_crops(64, seed), input_size))
     save_checkpoint(path, model_payload(model.eval(), list(classes), ClassifierConfig(tiny=True, input_size=input_size), {}, half=True))
     return path
 

@@ -8,7 +8,8 @@ import numpy as np
 
 from ..checkpoints import load_checkpoint, provenance, save_checkpoint
 from ..errors import FacetuneError
-from .network import CROP_SIZE, member_specs
+from .network import member_specs
+from .preprocess import CROP_SIZE
 from .onnx_engine import export_beside, load_onnx_classifier, open_onnx_file
 from .torch_engine import Classifier, classifier_from_payload
 

@@ -14,8 +14,6 @@ from typing import Any
 from ..errors import CheckpointError, FacetuneError
 
 ARCHS = ("efficientnet-b0-lite", "efficientnet-b0")
-FACE_MARGIN = 0.12
-CROP_SIZE = 48
 
 
 def build_model(num_classes: int, arch: str = "efficientnet-b0-lite", dropout: float = 0.3, tiny: bool = False) -> Any:

@@ -25,6 +25,7 @@ from .. import console
 from ..checkpoints import atomic_write_bytes, load_checkpoint
 from ..errors import CheckpointError, FacetuneError
 from .network import build_model, member_specs
+from .preprocess import fit, normalise
 from .torch_engine import Classifier, log_softmax
 
 META_KEY = "facetune"
@@ -48,7 +49,6 @@ def _graph_module(payload: dict[str, Any]) -> Any:
     (an identity when the sizes agree), so crops of any size work, as they do in PyTorch.
     """
     import torch
-    import torch.nn.functional as F
     from torch import nn
 
     nets, sizes = [], []
@@ -64,11 +64,8 @@ def _graph_module(payload: dict[str, Any]) -> Any:
             self.nets = nn.ModuleList(nets)
 
         def forward(self, crops: Any) -> Any:
-            x = crops.float().div(127.5).sub(1.0).unsqueeze(1)
-            outs = []
-            for net, size in zip(self.nets, sizes):
-                xin = F.interpolate(x, size=(size, size), mode="bilinear", align_corners=False)
-                outs.append(net(xin.expand(-1, 3, -1, -1)))
+            x = normalise(crops)
+            outs = [net(fit(x, size, always_resize=True)) for net, size in zip(self.nets, sizes)]
             return torch.stack(outs, dim=1)
 
     return Graph().eval(), sizes

@@ -16,9 +16,10 @@ from ..checkpoints import atomic_write_bytes, provenance
 from ..emotions import DEFAULT_CLASSES, FER_CLASSES
 from ..errors import FacetuneError
 from .inference import load_classifier
-from .network import CROP_SIZE, FACE_MARGIN, build_model, initialise
+from .network import build_model, initialise
+from .preprocess import describe, fit, normalise
 from .onnx_engine import export_beside
-from .torch_engine import Classifier, predict_logits, to_input
+from .torch_engine import Classifier, predict_logits
 
 TEACHER_INPUTS = ("augmented", "clean")
 
@@ -70,13 +71,7 @@ def model_payload(model: Any, classes: list[str], cfg: ClassifierConfig, extra: 
         "classes": list(classes),
         "default_classes": default,
         "input_size": cfg.input_size,
-        "preprocessing": {
-            "color": "gray (ITU-R 601 luma), repeated to 3 channels",
-            "crop_size": CROP_SIZE,
-            "face_margin": FACE_MARGIN,
-            "resize": f"bilinear {CROP_SIZE}->{cfg.input_size}",
-            "normalize": "x / 127.5 - 1",
-        },
+        "preprocessing": describe(cfg.input_size),
         "hyperparameters": asdict(cfg),
         "state_dict": state,
         **extra,
@@ -159,7 +154,7 @@ def train_classifier(
         sched.load_state_dict(ck["scheduler"])
     amp = dev.type == "cuda"
     scaler = torch.amp.GradScaler("cuda", enabled=amp)
-    x_va_t = to_input(x_va)
+    x_va_t = normalise(x_va)
     started = time.time()
     epochs_run = 0
     with console.progress(metrics=True) as prog:
@@ -181,7 +176,7 @@ def train_classifier(
                     seed = (cfg.seed * 1_000_003 + epoch) * 100_003 + micro_id
                     torch.manual_seed(seed)
                     gen = torch.Generator().manual_seed(seed)
-                    xb = augment(to_input(x_tr[idx]), cfg.input_size, gen).expand(-1, 3, -1, -1).to(dev).contiguous(memory_format=torch.channels_last)
+                    xb = fit(augment(normalise(x_tr[idx]), cfg.input_size, gen), cfg.input_size).to(dev).contiguous(memory_format=torch.channels_last)
                     yb = torch.from_numpy(y_tr[idx]).to(dev)
                     sync = k == len(mine) - 1 or not info.active
                     with (contextlib.nullcontext() if sync else net.no_sync()):
@@ -319,13 +314,11 @@ def _load_teacher(path: str, classes: list[str], dev: Any) -> Classifier:
 def teacher_log_probs(teacher: Classifier, xb: Any) -> Any:
     """The teacher's log-probabilities on the student's augmented batch, each member at its own size."""
     import torch
-    import torch.nn.functional as F
 
     total = None
     with torch.no_grad():
         for model, size in teacher.members:
-            xin = xb if xb.shape[-1] == size else F.interpolate(xb, size=(size, size), mode="bilinear", align_corners=False)
-            lp = torch.log_softmax(model(xin.contiguous(memory_format=torch.channels_last)).float(), dim=1)
+            lp = torch.log_softmax(model(fit(xb, size).contiguous(memory_format=torch.channels_last)).float(), dim=1)
             total = lp if total is None else total + lp
     return total / len(teacher.members)
 
