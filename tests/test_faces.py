@@ -9,7 +9,7 @@ from hypothesis import strategies as st
 from PIL import Image
 
 from facetune.errors import InputError, NoFaceError
-from facetune.faces import FER_LANDMARKS, _iou, align_face, crop_face, detect_faces, find_faces, iter_image_files, load_image, locate_faces, to_gray
+from facetune.faces import FER_LANDMARKS, _iou, align_face, crop_face, find_faces, iter_image_files, load_image, locate_faces, to_gray
 
 from conftest import ASTRONAUT, CHELSEA, REPO, face_image
 
@@ -118,7 +118,7 @@ def test_missing_and_folder(tmp_path):
 
 @needs_photos
 def test_astronaut_face_found():
-    boxes = detect_faces(load_image(ASTRONAUT))
+    boxes = [f.box for f in locate_faces(load_image(ASTRONAUT))]
     assert len(boxes) >= 1
     x, y, w, h = boxes[0]
     assert 100 < x + w / 2 < 400 and y + h / 2 < 256 and w > 60

@@ -228,11 +228,6 @@ def _detect_tilted(rgb: np.ndarray, degrees: float, min_face: int) -> list[Any]:
     return out
 
 
-def detect_faces(rgb: np.ndarray, max_side: int = 800) -> list[tuple[int, int, int, int]]:
-    """Face boxes `(x, y, w, h)` in original-image pixels, largest first."""
-    return [f.box for f in locate_faces(rgb, max_side)]
-
-
 def _haar_boxes(small: np.ndarray) -> list[tuple[int, int, int, int]]:
     """The Haar cascades' boxes `(x, y, w, h)` in a grayscale image."""
     import cv2

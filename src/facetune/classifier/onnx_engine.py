@@ -184,14 +184,6 @@ def _open(graph_file: Path) -> tuple[Any, dict[str, Any] | None]:
     return sess, (json.loads(raw) if raw else None)
 
 
-def read_meta(onnx_file: str | Path) -> dict[str, Any] | None:
-    """The facetune description stored in an export, or None when the file has none."""
-    try:
-        return _open(Path(onnx_file))[1]
-    except Exception:  # onnxruntime raises its own exception types for unreadable graphs
-        return None
-
-
 def load_onnx_classifier(checkpoint: str | Path) -> "OnnxClassifier | None":
     """The checkpoint's ONNX twin, ready to run, or None when there is no usable one.
 
