@@ -7,7 +7,7 @@ from typing import Any
 import numpy as np
 
 from ..checkpoints import load_checkpoint, provenance, save_checkpoint
-from ..errors import FacetuneError
+from ..errors import FacetuneError, refuse_overwrite
 from .network import member_specs
 from .preprocess import CROP_SIZE
 from .onnx_engine import export_beside, load_onnx_classifier, open_onnx_file
@@ -82,8 +82,7 @@ def make_ensemble(paths: list[str | Path], out: str | Path, *, data: str | Path 
     (and checked later) without touching the test split.
     """
     out = Path(out)
-    if out.exists() and not force:
-        raise FacetuneError(f"{out}: already exists (use --force to overwrite)")
+    refuse_overwrite(out, force)
     payload = ensemble_payload(paths, command)
     report: dict[str, Any] = {"members": [], "ensemble": None}
     if data is not None:

@@ -23,7 +23,7 @@ import numpy as np
 
 from .. import console
 from ..checkpoints import atomic_write_bytes, load_checkpoint
-from ..errors import CheckpointError, FacetuneError
+from ..errors import CheckpointError, FacetuneError, refuse_overwrite
 from .network import build_model, member_specs
 from .preprocess import fit, normalise
 from .torch_engine import Classifier, log_softmax
@@ -81,8 +81,7 @@ def export_onnx(checkpoint: str | Path, out: str | Path | None = None, *, force:
 
     checkpoint = Path(checkpoint)
     out = Path(out) if out else onnx_path_for(checkpoint)
-    if out.exists() and not force:
-        raise FacetuneError(f"{out}: already exists (use --force to overwrite)")
+    refuse_overwrite(out, force)
     payload = load_checkpoint(checkpoint, "classifier")
     graph, sizes = _graph_module(payload)
     crop = int(payload.get("preprocessing", {}).get("crop_size", 48))
