@@ -56,7 +56,7 @@ def fer_tree(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="session")
 def faces_cache(fer_tree: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from facetune.data import FacePrepConfig, prepare_faces
+    from facetune.faces.data import FacePrepConfig, prepare_faces
 
     out = tmp_path_factory.mktemp("faces_cache")
     prepare_faces(fer_tree, out, FacePrepConfig(classes=CLASSES, val_fraction=0.2))

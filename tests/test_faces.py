@@ -9,7 +9,7 @@ from hypothesis import strategies as st
 from PIL import Image
 
 from facetune.errors import InputError, NoFaceError
-from facetune.faces import FER_LANDMARKS, _iou, align_face, crop_face, find_faces, iter_image_files, load_image, locate_faces, to_gray
+from facetune.faces.photos import FER_LANDMARKS, _iou, align_face, crop_face, find_faces, iter_image_files, load_image, locate_faces, to_gray
 
 from conftest import ASTRONAUT, CHELSEA, REPO, face_image
 
@@ -201,7 +201,8 @@ def test_a_tilted_face_is_found_and_levelled():
 
 
 def test_cascades_are_a_second_look_that_mtcnn_vets(monkeypatch):
-    from facetune import faces, mtcnn
+    from facetune.faces import mtcnn
+    from facetune.faces import photos as faces
 
     rgb = load_image(EXAMPLE)
     [direct] = locate_faces(rgb)
@@ -214,7 +215,7 @@ def test_cascades_are_a_second_look_that_mtcnn_vets(monkeypatch):
 
 
 def test_thumbnails_skip_detection(monkeypatch):
-    from facetune import faces
+    from facetune.faces import photos as faces
 
     calls = []
     monkeypatch.setattr(faces, "locate_faces", lambda rgb: calls.append(rgb.shape) or [])
@@ -226,8 +227,8 @@ def test_thumbnails_skip_detection(monkeypatch):
 
 
 def test_a_second_look_at_a_turned_photo_maps_back():
-    from facetune import mtcnn
-    from facetune.faces import _detect_tilted
+    from facetune.faces import mtcnn
+    from facetune.faces.photos import _detect_tilted
 
     rgb = load_image(EXAMPLE)
     [upright] = mtcnn.detect(rgb)

@@ -85,7 +85,7 @@ def _source_name(src: Any) -> str:
 
 
 def _detect(src: Any, detect: bool | None, all_faces: bool, size: int, margin: float) -> tuple[list[Any], InputError | None]:
-    from .faces import find_faces
+    from .faces.photos import find_faces
 
     try:
         return find_faces(src, detect=detect, all_faces=all_faces, size=size, margin=margin), None

@@ -96,7 +96,7 @@ def prepare_faces_cmd(src: Path, out: Path, classes: str, val_fraction: float, s
 
     Drops near-blank images and every test image pixel-identical to a train image.
     """
-    from .data import FacePrepConfig, prepare_faces
+    from .faces.data import FacePrepConfig, prepare_faces
     from .emotions import parse_classes
 
     try:
@@ -289,7 +289,7 @@ def _write_text(path: Path | None, text: str, force: bool) -> None:
 
 def _inputs(paths: tuple[str, ...]) -> list[tuple[Any, str, Path]]:
     """Expand CLI inputs: files, folders, globs and '-' (an image on stdin) → (source, name, relative path)."""
-    from .faces import iter_image_files
+    from .faces.photos import iter_image_files
 
     out: list[tuple[Any, str, Path]] = []
     for path, rel in iter_image_files(list(paths)):

@@ -86,7 +86,7 @@ def make_ensemble(paths: list[str | Path], out: str | Path, *, data: str | Path 
     payload = ensemble_payload(paths, command)
     report: dict[str, Any] = {"members": [], "ensemble": None}
     if data is not None:
-        from ..data import load_faces_cache
+        from ..faces.data import load_faces_cache
 
         manifest, splits = load_faces_cache(data)
         x, y = splits["val"]

@@ -99,7 +99,7 @@ def train_classifier(
     """
     import torch
 
-    from ..data import load_faces_cache
+    from ..faces.data import load_faces_cache
     from ..training.distributed import GlobalBatchSampler, micro_batch_size, shutdown
     from ..training.run import data_parallel, save_epoch, start_processes
 

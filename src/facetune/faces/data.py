@@ -14,10 +14,10 @@ from typing import Any
 
 import numpy as np
 
-from . import console
-from .cache import cache_is_current, fingerprint, read_cache, write_arrays, write_manifest
-from .emotions import FER_CLASSES
-from .errors import DataError
+from .. import console
+from ..cache import cache_is_current, fingerprint, read_cache, write_arrays, write_manifest
+from ..emotions import FER_CLASSES
+from ..errors import DataError
 
 FACES_CACHE_VERSION = 1
 SPLITS = ("train", "val", "test")
@@ -43,7 +43,7 @@ def _read_image_gray(path: Path, size: int) -> np.ndarray:
 
 
 def _load_folders(src: Path, cfg: FacePrepConfig) -> dict[str, tuple[np.ndarray, np.ndarray]]:
-    from .faces import IMAGE_SUFFIXES
+    from .photos import IMAGE_SUFFIXES
 
     split_dirs = {"train": src / "train", "test": src / "test"}
     if not split_dirs["train"].is_dir():

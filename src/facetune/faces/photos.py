@@ -17,7 +17,7 @@ from typing import Any, Union
 
 import numpy as np
 
-from .errors import InputError, NoFaceError
+from ..errors import InputError, NoFaceError
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".gif", ".pgm", ".ppm")
 #: Images no larger than this on their longest side count as possible ready-made face crops.
