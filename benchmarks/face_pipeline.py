@@ -20,8 +20,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from facetune.classifier import load_classifier
-from facetune.faces import _haar_boxes, crop_face, find_faces, to_gray
+from facetune.classifier.inference import load_classifier
+from facetune.faces.photos import _haar_boxes, crop_face, find_faces, to_gray
 from facetune.errors import NoFaceError
 
 SIDE = 320

@@ -56,7 +56,7 @@ def fer_tree(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="session")
 def faces_cache(fer_tree: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from facetune.data import FacePrepConfig, prepare_faces
+    from facetune.faces.data import FacePrepConfig, prepare_faces
 
     out = tmp_path_factory.mktemp("faces_cache")
     prepare_faces(fer_tree, out, FacePrepConfig(classes=CLASSES, val_fraction=0.2))
@@ -65,7 +65,7 @@ def faces_cache(fer_tree: Path, tmp_path_factory: pytest.TempPathFactory) -> Pat
 
 @pytest.fixture(scope="session")
 def tiny_classifier(faces_cache: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from facetune.classifier import ClassifierConfig, train_classifier
+    from facetune.classifier.train import ClassifierConfig, train_classifier
 
     out = tmp_path_factory.mktemp("clf_run")
     train_classifier(faces_cache, out, ClassifierConfig(tiny=True, init="random", epochs=2, batch_size=8, input_size=48), device="cpu")

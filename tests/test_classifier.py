@@ -7,7 +7,9 @@ import pytest
 import torch
 
 from facetune.checkpoints import load_checkpoint
-from facetune.classifier import ClassifierConfig, augment, build_model, initialise, load_classifier, train_classifier
+from facetune.classifier.inference import load_classifier
+from facetune.classifier.network import build_model, initialise
+from facetune.classifier.train import ClassifierConfig, augment, train_classifier
 
 
 def test_lite_form_has_no_se_and_relu6():
@@ -79,7 +81,7 @@ def test_resume_matches_uninterrupted(faces_cache, tmp_path):
 def test_four_class_model_answers_with_its_classes(tmp_path):
     from facetune.api import classify
     from facetune.checkpoints import save_checkpoint
-    from facetune.classifier import model_payload
+    from facetune.classifier.train import model_payload
     from facetune.composer import compose_emotion
 
     cfg = ClassifierConfig(tiny=True, input_size=48)
@@ -95,7 +97,7 @@ def test_four_class_model_answers_with_its_classes(tmp_path):
 
 
 def test_seven_class_model_defaults_to_three():
-    from facetune.classifier import model_payload
+    from facetune.classifier.train import model_payload
     from facetune.emotions import FER_CLASSES
 
     payload = model_payload(build_model(7, tiny=True), list(FER_CLASSES), ClassifierConfig(tiny=True), {})
@@ -104,7 +106,7 @@ def test_seven_class_model_defaults_to_three():
 
 def _tiny_member(path, seed: int, input_size: int, classes=("happy", "sad", "angry")):
     from facetune.checkpoints import save_checkpoint
-    from facetune.classifier import model_payload
+    from facetune.classifier.train import model_payload
 
     torch.manual_seed(seed)
     model = build_model(len(classes), tiny=True).eval()
@@ -113,7 +115,7 @@ def _tiny_member(path, seed: int, input_size: int, classes=("happy", "sad", "ang
 
 
 def test_ensemble_averages_member_log_probs(tmp_path, faces_cache):
-    from facetune.classifier import make_ensemble
+    from facetune.classifier.inference import make_ensemble
 
     a, b = _tiny_member(tmp_path / "a.pt", 1, 48), _tiny_member(tmp_path / "b.pt", 2, 64)
     report = make_ensemble([a, b], tmp_path / "ens.pt", data=faces_cache)
@@ -131,16 +133,17 @@ def test_ensemble_averages_member_log_probs(tmp_path, faces_cache):
 
 
 def test_single_model_probabilities_unchanged_by_log_softmax(tiny_classifier):
-    from facetune.classifier import predict_logits, _to_input
+    from facetune.classifier.preprocess import normalise
+    from facetune.classifier.torch_engine import predict_logits
 
     clf = load_classifier(tiny_classifier, engine="torch")
     crops = np.random.default_rng(1).integers(0, 255, (4, 48, 48), dtype=np.uint8)
-    logits = predict_logits(clf.members[0][0], _to_input(crops), 48, clf.device)
+    logits = predict_logits(clf.members[0][0], normalise(crops), 48, clf.device)
     assert np.allclose(clf.predict(crops), torch.softmax(logits, 1).numpy(), atol=1e-6)
 
 
 def test_ensemble_refuses_mismatch_and_overwrite(tmp_path):
-    from facetune.classifier import make_ensemble
+    from facetune.classifier.inference import make_ensemble
     from facetune.errors import FacetuneError
 
     a = _tiny_member(tmp_path / "a.pt", 1, 48)
@@ -158,7 +161,7 @@ def test_ensemble_refuses_mismatch_and_overwrite(tmp_path):
 
 
 def test_distillation_loss_is_zero_only_when_student_matches_teacher():
-    from facetune.classifier import distillation_loss
+    from facetune.classifier.train import distillation_loss
 
     teacher = torch.log_softmax(torch.tensor([[2.0, 0.0, -1.0], [0.0, 1.0, 0.0]]), dim=1)
     same = distillation_loss(teacher.clone(), teacher, 2.0)
@@ -171,8 +174,6 @@ def test_distillation_loss_is_zero_only_when_student_matches_teacher():
 
 
 def test_fine_tune_from_a_facetune_checkpoint_keeps_its_head(tiny_classifier):
-    from facetune.classifier import initialise
-
     ck = load_checkpoint(tiny_classifier, "classifier")
     same = build_model(3, tiny=True)
     info = initialise(same, str(tiny_classifier), ["happy", "sad", "angry"])
@@ -195,7 +196,7 @@ def test_training_with_a_teacher_records_it_and_differs_from_labels_only(faces_c
 
 
 def test_clean_teacher_targets_are_computed_once_and_reused(faces_cache, tiny_classifier, tmp_path, monkeypatch):
-    import facetune.classifier as classifier
+    import facetune.classifier.train as classifier
 
     base = ClassifierConfig(tiny=True, init="random", epochs=2, batch_size=16, input_size=48, seed=4)
     train_classifier(faces_cache, tmp_path / "plain", base, device="cpu", max_epochs_this_run=1)
@@ -221,7 +222,7 @@ def test_clean_teacher_targets_are_computed_once_and_reused(faces_cache, tiny_cl
 
 def test_teacher_with_other_classes_is_refused(faces_cache, tmp_path):
     from facetune.checkpoints import save_checkpoint
-    from facetune.classifier import model_payload
+    from facetune.classifier.train import model_payload
     from facetune.errors import FacetuneError
 
     cfg = ClassifierConfig(tiny=True)

@@ -5,7 +5,7 @@ import json
 import numpy as np
 import pytest
 
-from facetune.data import FacePrepConfig, load_faces_cache, prepare_faces
+from facetune.faces.data import FacePrepConfig, load_faces_cache, prepare_faces
 from facetune.errors import DataError
 
 from conftest import CLASSES, face_image

@@ -9,7 +9,7 @@ import sys
 import pytest
 
 from facetune.checkpoints import load_checkpoint
-from facetune.distributed import DistInfo, GlobalBatchSampler, micro_batch_size
+from facetune.training.distributed import DistInfo, GlobalBatchSampler, micro_batch_size
 from facetune.errors import FacetuneError
 
 ENV = {**os.environ, "FACETUNE_NO_PROGRESS": "1", "OMP_NUM_THREADS": "1"}
@@ -27,6 +27,7 @@ def train(cache, out, *extra, nproc: int = 1):
     return r
 
 
+@pytest.mark.slow
 def test_two_gloo_processes_equal_one_with_the_same_global_batch(faces_cache, tmp_path):
     r2 = train(faces_cache, tmp_path / "two", nproc=2)
     train(faces_cache, tmp_path / "one", "--micro-batch", "8")
@@ -38,6 +39,7 @@ def test_two_gloo_processes_equal_one_with_the_same_global_batch(faces_cache, tm
     assert max(diffs) <= TOLERANCE
 
 
+@pytest.mark.slow
 def test_resume_with_another_world_size(faces_cache, tmp_path):
     out = tmp_path / "run"
     train(faces_cache, out, "--epochs", "1", nproc=2)
@@ -58,6 +60,7 @@ def test_batch_must_split_evenly():
         micro_batch_size(10, 4, 2)
 
 
+@pytest.mark.slow
 def test_gan_trains_under_torchrun(music_cache, tmp_path):
     out = tmp_path / "gan"
     cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29733", "-m", "facetune", "train", "gan", "--data", str(music_cache), "--out", str(out), "--tiny", "--epochs", "1", "--steps-per-epoch", "3", "--batch-size", "8"]

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import pytest
 
-from facetune.emotions import DEFAULT_CLASSES, FER_CLASSES, normalize_emotion, parse_classes, quadrant_index, quadrant_of
+from facetune.emotions import DEFAULT_CLASSES, FER_CLASSES, QUADRANTS, normalize_emotion, parse_classes, quadrant_of
 
 
 @pytest.mark.parametrize("name, q", [("happy", "Q1"), ("angry", "Q2"), ("sad", "Q3"), ("calm", "Q4"), ("neutral", "Q4"), ("Surprise", "Q1"), ("fear", "Q2"), ("q3", "Q3")])
@@ -11,7 +11,7 @@ def test_quadrants(name, q):
 
 
 def test_index_and_unknown():
-    assert quadrant_index("sad") == 2
+    assert QUADRANTS.index(quadrant_of("sad")) == 2
     with pytest.raises(ValueError, match="bored"):
         normalize_emotion("bored")
 

@@ -27,7 +27,7 @@ def repeated(n_bars: int, transpose: int = 0) -> list[Note]:
 def write_cache(root: Path, clips: list[tuple[int, str, list[Note], int]]) -> Path:
     """A music cache as `prepare-data music` writes it: (quadrant, split, notes, bars) per clip, each in
     transpositions 0 and +2; arrays this test does not care about are zeros, plus one extra array."""
-    from facetune.data import write_arrays, write_manifest
+    from facetune.cache import write_arrays, write_manifest
     from facetune.music.dataset import ARRAYS, MUSIC_CACHE_VERSION, SPLIT_NAMES
 
     cols: dict[str, list[np.ndarray]] = {k: [] for k in ("pitch", "onset", "quadrant", "split", "clip", "transpose", "prev")}

@@ -9,7 +9,7 @@ from hypothesis import strategies as st
 from PIL import Image
 
 from facetune.errors import InputError, NoFaceError
-from facetune.faces import FER_LANDMARKS, _iou, align_face, crop_face, detect_faces, find_faces, iter_image_files, load_image, locate_faces, preprocess, to_gray
+from facetune.faces.photos import FER_LANDMARKS, _iou, align_face, crop_face, find_faces, iter_image_files, load_image, locate_faces, to_gray
 
 from conftest import ASTRONAUT, CHELSEA, REPO, face_image
 
@@ -118,7 +118,7 @@ def test_missing_and_folder(tmp_path):
 
 @needs_photos
 def test_astronaut_face_found():
-    boxes = detect_faces(load_image(ASTRONAUT))
+    boxes = [f.box for f in locate_faces(load_image(ASTRONAUT))]
     assert len(boxes) >= 1
     x, y, w, h = boxes[0]
     assert 100 < x + w / 2 < 400 and y + h / 2 < 256 and w > 60
@@ -147,11 +147,6 @@ def test_no_detect_uses_whole_image():
 def test_crop_at_the_border():
     img = np.random.default_rng(0).integers(0, 255, (100, 100, 3), dtype=np.uint8)
     assert crop_face(img, (80, 80, 30, 30), size=64).shape == (64, 64)
-
-
-def test_preprocess_range_and_shape():
-    x = preprocess(np.array([np.zeros((48, 48)), np.full((48, 48), 255)], dtype=np.uint8), 64)
-    assert tuple(x.shape) == (2, 3, 64, 64) and float(x.min()) == -1 and float(x.max()) == 1
 
 
 def test_iter_image_files(tmp_path):
@@ -206,7 +201,8 @@ def test_a_tilted_face_is_found_and_levelled():
 
 
 def test_cascades_are_a_second_look_that_mtcnn_vets(monkeypatch):
-    from facetune import faces, mtcnn
+    from facetune.faces import mtcnn
+    from facetune.faces import photos as faces
 
     rgb = load_image(EXAMPLE)
     [direct] = locate_faces(rgb)
@@ -219,7 +215,7 @@ def test_cascades_are_a_second_look_that_mtcnn_vets(monkeypatch):
 
 
 def test_thumbnails_skip_detection(monkeypatch):
-    from facetune import faces
+    from facetune.faces import photos as faces
 
     calls = []
     monkeypatch.setattr(faces, "locate_faces", lambda rgb: calls.append(rgb.shape) or [])
@@ -231,8 +227,8 @@ def test_thumbnails_skip_detection(monkeypatch):
 
 
 def test_a_second_look_at_a_turned_photo_maps_back():
-    from facetune import mtcnn
-    from facetune.faces import _detect_tilted
+    from facetune.faces import mtcnn
+    from facetune.faces.photos import _detect_tilted
 
     rgb = load_image(EXAMPLE)
     [upright] = mtcnn.detect(rgb)

@@ -17,6 +17,8 @@ from facetune.checkpoints import load_checkpoint
 
 from conftest import face_image
 
+pytestmark = pytest.mark.slow  # every test here starts facetune in subprocesses
+
 ENV = {**os.environ, "FACETUNE_NO_PROGRESS": "1", "OMP_NUM_THREADS": "1"}
 
 

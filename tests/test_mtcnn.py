@@ -4,8 +4,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from facetune import mtcnn
-from facetune.faces import load_image
+from facetune.faces import mtcnn
+from facetune.faces.photos import load_image
 
 from conftest import REPO
 

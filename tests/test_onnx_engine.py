@@ -10,10 +10,12 @@ import torch
 from click.testing import CliRunner
 
 from facetune.checkpoints import save_checkpoint
-from facetune.classifier import ClassifierConfig, build_model, load_classifier, make_ensemble, model_payload
+from facetune.classifier.inference import load_classifier, make_ensemble
+from facetune.classifier.network import build_model
+from facetune.classifier.train import ClassifierConfig, model_payload
 from facetune.cli import main
 from facetune.errors import FacetuneError
-from facetune.onnx_engine import OnnxClassifier, export_onnx, file_sha256, onnx_path_for, read_meta
+from facetune.classifier.onnx_engine import OnnxClassifier, export_onnx, file_sha256, onnx_path_for
 
 from conftest import REPO
 
@@ -33,7 +35,7 @@ CROPS = _crops()
 
 def _tiny(path, seed: int, input_size: int = 48, classes=("happy", "sad", "angry")):
     """A tiny network whose BatchNorm statistics come from real batches, so its outputs vary."""
-    from facetune.faces import preprocess
+    from facetune.classifier.preprocess import network_input
 
     torch.manual_seed(seed)
     model = build_model(len(classes), tiny=True)
@@ -43,7 +45,7 @@ def _tiny(path, seed: int, input_size: int = 48, classes=("happy", "sad", "angry
         for m in model.modules():
             if isinstance(m, torch.nn.BatchNorm2d):
                 m.momentum = None
-        model(preprocess(_crops(64, seed), input_size))
+        model(network_input(_crops(64, seed), input_size))
     save_checkpoint(path, model_payload(model.eval(), list(classes), ClassifierConfig(tiny=True, input_size=input_size), {}, half=True))
     return path
 
@@ -63,7 +65,9 @@ def test_export_gives_the_same_probabilities_and_describes_itself(tmp_path):
     assert fast.predict(CROPS[:0]).shape == (0, 3)
     other = np.array([np.kron(c, np.ones((2, 2), np.uint8))[:80, :80] for c in CROPS[:5]])
     assert np.allclose(fast.predict(other), slow.predict(other), atol=1e-4)
-    meta = read_meta(out)
+    import onnx
+
+    meta = json.loads({p.key: p.value for p in onnx.load(str(out)).metadata_props}["facetune"])
     assert meta["source_sha256"] == file_sha256(ck) and meta["payload"]["classes"] == ["happy", "sad", "angry"]
     assert meta["payload"]["hyperparameters"]["input_size"] == 64 and meta["payload"]["preprocessing"]["crop_size"] == 48
     assert out.stat().st_size < 0.6 * sum(p.numel() * 4 for p in build_model(3, tiny=True).state_dict().values())
@@ -124,6 +128,7 @@ def test_classify_engines_agree_through_the_cli(tmp_path):
         assert a["emotion"] == b["emotion"] and all(abs(a["probabilities"][k] - b["probabilities"][k]) < 1e-3 for k in a["probabilities"])
 
 
+@pytest.mark.slow
 def test_shipped_classifier_runs_without_importing_torch():
     """The cold-start path: the shipped export is current and classify never imports torch."""
     code = (
@@ -136,7 +141,7 @@ def test_shipped_classifier_runs_without_importing_torch():
 
 
 def test_training_export_only_warns_when_it_cannot_export(tmp_path, monkeypatch, capsys):
-    from facetune import onnx_engine
+    from facetune.classifier import onnx_engine
 
     ck = _tiny(tmp_path / "m.pt", 5)
     monkeypatch.setitem(sys.modules, "onnx", None)

@@ -66,7 +66,7 @@ def load_classifier(path: str | None = None, device: str = "cpu", engine: str = 
     engine: "auto" runs the ONNX export beside the checkpoint in ONNX Runtime on the CPU when
     there is one (about 2× faster, no torch import), else PyTorch; "onnx" or "torch" insist.
     """
-    from .classifier import load_classifier as _load
+    from .classifier.inference import load_classifier as _load
     from .registry import resolve_model
 
     return _load(resolve_model(path, "classifier"), device, engine)
@@ -85,7 +85,7 @@ def _source_name(src: Any) -> str:
 
 
 def _detect(src: Any, detect: bool | None, all_faces: bool, size: int, margin: float) -> tuple[list[Any], InputError | None]:
-    from .faces import find_faces
+    from .faces.photos import find_faces
 
     try:
         return find_faces(src, detect=detect, all_faces=all_faces, size=size, margin=margin), None

@@ -11,7 +11,7 @@ from typing import Any, Callable
 import click
 
 from . import __version__, console
-from .errors import FacetuneError
+from .errors import FacetuneError, refuse_overwrite
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 
@@ -35,6 +35,28 @@ def handle_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
             sys.exit(130)
 
     return wrapper
+
+
+def _options(*options: Callable[[Any], Any]) -> Callable[[Any], Any]:
+    """Several click options as one decorator; --help lists them in the order given."""
+
+    def apply(fn: Any) -> Any:
+        for option in reversed(options):
+            fn = option(fn)
+        return fn
+
+    return apply
+
+
+#: Options declared once for every command that takes them (one definition, one help text).
+CLASSIFIER_OPTION = click.option("--classifier", type=click.Path(path_type=Path), help="Classifier checkpoint (default: the shipped model).")
+ENGINE_OPTION = click.option("--engine", type=click.Choice(["auto", "onnx", "torch"]), default="auto", show_default=True, help="auto: ONNX Runtime on the CPU when the checkpoint has an ONNX export beside it, else PyTorch.")
+TRAINING_RUN_OPTIONS = _options(
+    click.option("--seed", default=0, show_default=True),
+    click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda, cuda:N or mps."),
+    click.option("--resume", is_flag=True, help="Continue from OUT/last.pt."),
+    click.option("--tiny", is_flag=True, hidden=True, help="A very small network (tests only)."),
+)
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
@@ -74,7 +96,7 @@ def prepare_faces_cmd(src: Path, out: Path, classes: str, val_fraction: float, s
 
     Drops near-blank images and every test image pixel-identical to a train image.
     """
-    from .data import FacePrepConfig, prepare_faces
+    from .faces.data import FacePrepConfig, prepare_faces
     from .emotions import parse_classes
 
     try:
@@ -129,10 +151,7 @@ def train() -> None:
 @click.option("--teacher-input", type=click.Choice(["augmented", "clean"]), default="augmented", show_default=True, help="What the teacher sees: each augmented batch, or the clean training images once (no per-step cost).")
 @click.option("--patience", default=8, show_default=True, type=click.IntRange(1), help="Early-stop after this many epochs without val improvement.")
 @click.option("--micro-batch", default=0, show_default=True, type=click.IntRange(0), help="Per-process forward size (0: batch size / processes); the rest is gradient accumulation.")
-@click.option("--seed", default=0, show_default=True)
-@click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda, cuda:N or mps.")
-@click.option("--resume", is_flag=True, help="Continue from OUT/last.pt.")
-@click.option("--tiny", is_flag=True, hidden=True, help="A very small network (tests only).")
+@TRAINING_RUN_OPTIONS
 @handle_errors
 def train_classifier_cmd(data: Path, out: Path, epochs: int, batch_size: int, lr: float, weight_decay: float, input_size: int, init: str, init_weights: Path | None, teacher: Path | None, distill: float, temperature: float, teacher_input: str, patience: int, micro_batch: int, seed: int, device: str, resume: bool, tiny: bool) -> None:
     """Train the EfficientNet-B0 emotion classifier on a faces cache.
@@ -140,7 +159,7 @@ def train_classifier_cmd(data: Path, out: Path, epochs: int, batch_size: int, lr
     Under `torchrun --nproc_per_node N -m facetune train classifier ...` it trains with
     DistributedDataParallel; --batch-size stays the global batch whatever N is.
     """
-    from .classifier import ClassifierConfig, train_classifier
+    from .classifier.train import ClassifierConfig, train_classifier
 
     arch = "efficientnet-b0-lite"
     if init_weights is not None:
@@ -167,7 +186,7 @@ def train_ensemble_cmd(members: tuple[Path, ...], out: Path, data: Path | None, 
     No training: the members' log-probabilities are averaged at prediction time. With --data
     the validation split (never the test split) shows whether the ensemble beats its members.
     """
-    from .classifier import make_ensemble
+    from .classifier.inference import make_ensemble
 
     report = make_ensemble(list(members), out, data=data, command=_command_line(), force=force)
     for m in report["members"]:
@@ -190,7 +209,7 @@ def export_onnx_cmd(checkpoint: Path, output: Path | None, force: bool) -> None:
     `evaluate` use an export beside the checkpoint only while it matches the checkpoint's SHA-256.
     Needs the onnx package (pip install onnx).
     """
-    from .onnx_engine import export_onnx
+    from .classifier.onnx_engine import export_onnx
 
     out = export_onnx(checkpoint, output, force=force)
     console.info(f"ONNX export written to {out}")
@@ -246,10 +265,7 @@ def prepare_music_cmd(src: tuple[Path, ...], out: Path, labels: Path | None, gri
 @click.option("--stats-weight", default=10.0, show_default=True, type=click.FloatRange(0), help="Weight of matching each emotion's bar statistics (key-relative pitch classes, register, rests, onsets) to the data's.")
 @click.option("--nll-weight", default=0.5, show_default=True, type=click.FloatRange(0), help="Weight of the real bars' likelihood under the generator's scores (keeps it on the data's key, chord tones and restatements).")
 @click.option("--emotion-dropout", default=0.1, show_default=True, type=click.FloatRange(0, 1), help="Share of labelled bars shown as 'unknown emotion', so the network learns that condition too (for guidance).")
-@click.option("--seed", default=0, show_default=True)
-@click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda, cuda:N or mps.")
-@click.option("--resume", is_flag=True, help="Continue from OUT/last.pt.")
-@click.option("--tiny", is_flag=True, hidden=True, help="A very small network (tests only).")
+@TRAINING_RUN_OPTIONS
 @handle_errors
 def train_gan_cmd(data: Path, out: Path, epochs: int, batch_size: int, lr: float, steps_per_epoch: int, prev_bars: int, fm_weight: float, mean_weight: float, stats_weight: float, nll_weight: float, emotion_dropout: float, seed: int, device: str, resume: bool, tiny: bool) -> None:
     """Train the MIDINet-style melody GAN on a music cache."""
@@ -267,30 +283,13 @@ def _write_text(path: Path | None, text: str, force: bool) -> None:
     if path is None or str(path) == "-":
         click.echo(text, nl=False)
         return
-    if path.exists() and not force:
-        raise FacetuneError(f"{path}: already exists (use --force to overwrite)")
+    refuse_overwrite(path, force)
     atomic_write_bytes(path, text.encode())
-
-
-def _records_text(records: list[dict[str, Any]], fmt: str, classes: list[str]) -> str:
-    import csv
-    import io
-    import json
-
-    if fmt == "json":
-        return "".join(json.dumps(r) + "\n" for r in records)
-    buf = io.StringIO()
-    writer = csv.writer(buf)
-    writer.writerow(["input", "face", "emotion", *[f"p_{c}" for c in classes], "quadrant", "error"])
-    for r in records:
-        face = " ".join(map(str, r["face"])) if r["face"] else ""
-        writer.writerow([r["input"], face, r["emotion"] or "", *[r["probabilities"].get(c, "") for c in classes], r.get("quadrant") or "", r["error"] or ""])
-    return buf.getvalue()
 
 
 def _inputs(paths: tuple[str, ...]) -> list[tuple[Any, str, Path]]:
     """Expand CLI inputs: files, folders, globs and '-' (an image on stdin) → (source, name, relative path)."""
-    from .faces import iter_image_files
+    from .faces.photos import iter_image_files
 
     out: list[tuple[Any, str, Path]] = []
     for path, rel in iter_image_files(list(paths)):
@@ -308,11 +307,11 @@ def _inputs(paths: tuple[str, ...]) -> list[tuple[Any, str, Path]]:
 @click.option("--all-faces", is_flag=True, help="Report every face, not just the largest.")
 @click.option("--no-detect", is_flag=True, help="The images are already face crops: use them whole.")
 @click.option("--classes", help="Restrict to these classes (comma-separated; default: the model's default set).")
-@click.option("--classifier", type=click.Path(path_type=Path), help="Classifier checkpoint (default: the shipped model).")
+@CLASSIFIER_OPTION
 @click.option("--batch-size", default=128, show_default=True, type=click.IntRange(1))
 @click.option("--workers", default=0, show_default=True, type=click.IntRange(0), help="Processes decoding images.")
 @click.option("--device", default="cpu", show_default=True, help="cpu, auto, cuda, cuda:N or mps.")
-@click.option("--engine", type=click.Choice(["auto", "onnx", "torch"]), default="auto", show_default=True, help="auto: ONNX Runtime on the CPU when the checkpoint has an ONNX export beside it, else PyTorch.")
+@ENGINE_OPTION
 @click.option("--force", is_flag=True, help="Overwrite the -o file.")
 @handle_errors
 def classify_cmd(inputs: tuple[str, ...], fmt: str, output: Path | None, all_faces: bool, no_detect: bool, classes: str | None, classifier: Path | None, batch_size: int, workers: int, device: str, engine: str, force: bool) -> None:
@@ -322,8 +321,8 @@ def classify_cmd(inputs: tuple[str, ...], fmt: str, output: Path | None, all_fac
     """
     from .api import iter_classify, load_classifier
 
-    if output is not None and str(output) != "-" and output.exists() and not force:
-        raise FacetuneError(f"{output}: already exists (use --force to overwrite)")
+    if output is not None and str(output) != "-":
+        refuse_overwrite(output, force)
     items = _inputs(inputs)
     class_list = [c.strip() for c in classes.split(",")] if classes else None
     clf = load_classifier(str(classifier) if classifier else None, device, engine)
@@ -341,35 +340,16 @@ def classify_cmd(inputs: tuple[str, ...], fmt: str, output: Path | None, all_fac
                 if r.error and fmt == "table":
                     console.error(r.error)
                 if stream_json:
-                    click.echo(_records_text([r.to_dict()], "json", active), nl=False)
+                    click.echo(console.records_text([r.to_dict()], "json", active), nl=False)
                 else:
                     records.append(r.to_dict())
     if fmt == "table" and output is None:
-        console.out.print(_classify_table(records, active))
+        console.out.print(console.classify_table(records, active))
     elif not stream_json:
-        _write_text(output, _records_text(records, "json" if fmt == "table" else fmt, active), force)
+        _write_text(output, console.records_text(records, "json" if fmt == "table" else fmt, active), force)
     if failed:
         console.info(f"{failed} of {len(items)} input(s) failed")
         sys.exit(EXIT_FAILED)
-
-
-def _classify_table(records: list[dict[str, Any]], classes: list[str]) -> Any:
-    from rich.markup import escape
-    from rich.table import Table
-
-    table = Table()
-    table.add_column("input", overflow="fold")
-    table.add_column("face [x y w h]")
-    table.add_column("emotion")
-    for c in classes:
-        table.add_column(c, justify="right")
-    for r in records:
-        if r["error"]:
-            table.add_row(escape(r["input"]), "", "[red]failed[/red]")
-            continue
-        face = " ".join(map(str, r["face"])) if r["face"] else "whole image"
-        table.add_row(escape(r["input"]), face, f"[bold]{r['emotion']}[/bold]", *(f"{r['probabilities'][c]:.2f}" for c in classes))
-    return table
 
 
 def _compose_record(res: Any = None, **fields: Any) -> dict[str, Any]:
@@ -579,11 +559,11 @@ def evaluate() -> None:
 @click.argument("data", type=click.Path(path_type=Path))
 @click.option("--split", default="test", show_default=True, type=click.Choice(["train", "val", "test"]), help="Split of a prepared cache.")
 @click.option("--classes", help="Classes to score (default: the classifier's default set, present in the data).")
-@click.option("--classifier", type=click.Path(path_type=Path), help="Classifier checkpoint (default: the shipped model).")
+@CLASSIFIER_OPTION
 @click.option("--no-tta", is_flag=True, help="No horizontal-flip test-time augmentation.")
 @click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True)
 @click.option("--device", default="cpu", show_default=True)
-@click.option("--engine", type=click.Choice(["auto", "onnx", "torch"]), default="auto", show_default=True, help="auto: ONNX Runtime on the CPU when the checkpoint has an ONNX export beside it, else PyTorch.")
+@ENGINE_OPTION
 @handle_errors
 def evaluate_classifier_cmd(data: Path, split: str, classes: str | None, classifier: Path | None, no_tta: bool, fmt: str, device: str, engine: str) -> None:
     """Accuracy, per-class precision/recall/F1 and the confusion matrix.

@@ -1,4 +1,4 @@
-"""All terminal output: Rich consoles, progress bars, and the verbosity switches.
+"""All output: Rich consoles, progress bars, verbosity switches, and the result writers (table, JSON Lines, CSV).
 
 Results go to stdout; progress, logs and errors go to stderr, so a shell script can
 pipe stdout. Progress bars and colour appear only on a terminal, and NO_COLOR is
@@ -135,3 +135,39 @@ def _log_interval() -> float:
 def _clock(seconds: float) -> str:
     s = int(seconds)
     return f"{s // 3600}:{s // 60 % 60:02d}:{s % 60:02d}"
+
+
+def records_text(records: list[dict[str, Any]], fmt: str, classes: list[str]) -> str:
+    """Classification records as JSON Lines or CSV (one column per class), for scripts."""
+    import csv
+    import io
+    import json
+
+    if fmt == "json":
+        return "".join(json.dumps(r) + "\n" for r in records)
+    buf = io.StringIO()
+    writer = csv.writer(buf)
+    writer.writerow(["input", "face", "emotion", *[f"p_{c}" for c in classes], "quadrant", "error"])
+    for r in records:
+        face = " ".join(map(str, r["face"])) if r["face"] else ""
+        writer.writerow([r["input"], face, r["emotion"] or "", *[r["probabilities"].get(c, "") for c in classes], r.get("quadrant") or "", r["error"] or ""])
+    return buf.getvalue()
+
+
+def classify_table(records: list[dict[str, Any]], classes: list[str]) -> Any:
+    """Classification records as a Rich table, for people."""
+    from rich.table import Table
+
+    table = Table()
+    table.add_column("input", overflow="fold")
+    table.add_column("face [x y w h]")
+    table.add_column("emotion")
+    for c in classes:
+        table.add_column(c, justify="right")
+    for r in records:
+        if r["error"]:
+            table.add_row(escape(r["input"]), "", "[red]failed[/red]")
+            continue
+        face = " ".join(map(str, r["face"])) if r["face"] else "whole image"
+        table.add_row(escape(r["input"]), face, f"[bold]{r['emotion']}[/bold]", *(f"{r['probabilities'][c]:.2f}" for c in classes))
+    return table

@@ -64,11 +64,6 @@ def quadrant_of(name: str) -> str:
     return key if key in QUADRANT_INFO else EMOTION_QUADRANT[key]
 
 
-def quadrant_index(name: str) -> int:
-    """0-based index of the quadrant, as used for the generator's one-hot condition."""
-    return QUADRANTS.index(quadrant_of(name))
-
-
 def parse_classes(spec: str | None) -> tuple[str, ...]:
     """Parse `happy,sad,angry` or `all` into FER class names, keeping the given order."""
     if spec is None or spec.strip() == "":

@@ -12,7 +12,7 @@ from .errors import DataError
 
 def _image_folder(root: Path, classes: list[str], size: int) -> tuple[np.ndarray, list[str]]:
     """A tree with one folder per class; every image is used whole, as a face crop."""
-    from .faces import IMAGE_SUFFIXES, load_image, whole_image_crop
+    from .faces.photos import IMAGE_SUFFIXES, load_image, whole_image_crop
     from .errors import InputError
 
     folders = {d.name.lower(): d for d in root.iterdir() if d.is_dir()}
@@ -35,8 +35,8 @@ def _image_folder(root: Path, classes: list[str], size: int) -> tuple[np.ndarray
 
 def evaluate_classifier(clf: Any, data: str | Path, *, split: str = "test", classes: Sequence[str] | None = None, tta: bool = True) -> dict[str, Any]:
     """Score `clf` on a prepared faces cache split or an image-folder tree, over `classes`."""
-    from .classifier import evaluate_arrays
-    from .data import load_faces_cache
+    from .classifier.inference import evaluate_arrays
+    from .faces.data import load_faces_cache
 
     data = Path(data)
     if not data.is_dir():

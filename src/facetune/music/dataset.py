@@ -31,7 +31,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from .. import console
-from ..data import cache_is_current, fingerprint, read_cache, write_arrays, write_manifest
+from ..cache import cache_is_current, fingerprint, read_cache, write_arrays, write_manifest
 from ..emotions import QUADRANTS
 from ..errors import DataError, InputError
 from .pianoroll import LOW_PITCH, N_PITCHES, STEPS_PER_BAR, fold_pitch
@@ -321,37 +321,8 @@ def _load_clip(clip: Clip, layout: str, grid: str) -> dict[str, Any]:
     return {"pitch": pitch, "onset": onset, "chord": chords, "key": int(info.pop("key")), "pos": np.full(n, -1, np.int8), "phrase_end": np.zeros(n, np.uint8), "ref": np.full(n, -1, np.int32), "info": info}
 
 
-def prepare_music(src: str | Path | Sequence[str | Path], out: str | Path, cfg: MusicPrepConfig = MusicPrepConfig(), *, labels: str | Path | None = None, force: bool = False) -> dict[str, Any]:
-    """Build the music cache from one or more sources; returns the manifest. A rerun on unchanged input does nothing.
-
-    Sources: EMOPIA (midis/ + split/), POP909 (raw or structure-analysis layout: melodies with
-    bars, chords, keys and, in the latter, human phrase labels), or a labelled MIDI folder
-    (`labels` applies to those). POP909 has no emotion labels: its songs get pseudo-labels from a
-    small emotion model fitted on the labelled sources' training clips, and "unknown" where that
-    model is unsure (see `pseudo_labels`).
-    """
-    from .chords import transpose_chord
-    from .pseudo_labels import label_songs
-
-    sources = [Path(p) for p in ([src] if isinstance(src, (str, Path)) else src)]
-    out = Path(out)
-    for s in sources:
-        if not s.is_dir():
-            raise DataError(f"{s}: not a folder")
-    labels_path = Path(labels) if labels else None
-    fp = "".join(fingerprint(s) for s in sources) + (fingerprint(labels_path) if labels_path else "")
-    options = {k: (list(v) if isinstance(v, tuple) else v) for k, v in asdict(cfg).items()} | {"labels": str(labels_path or "")}
-    if not force and (old := cache_is_current(out, fp, options, "music", MUSIC_CACHE_VERSION)):
-        console.info(f"{out}: cache is up to date, nothing to do")
-        return old | {"up_to_date": True}
-    work: list[tuple[int, str, Clip]] = []
-    layouts: list[str] = []
-    for si, s in enumerate(sources):
-        layout, clips = _read_source(s, labels_path, cfg)
-        _assign_song_splits(clips, cfg)
-        layouts.append(layout)
-        work += [(si, layout, c) for c in clips]
-    grids = [cfg.grid if cfg.grid != "auto" else {"emopia": "tracked", "pop909": "bars"}.get(lay, "nominal") for lay in layouts]
+def _load_clips(work: list[tuple[int, str, Clip]], grids: list[str], cfg: MusicPrepConfig) -> tuple[list[tuple[int, Clip, dict[str, Any]]], list[dict[str, str]]]:
+    """Read every clip on its source's grid: (source index, clip, bars) for the usable ones, and what was skipped and why."""
     loaded: list[tuple[int, Clip, dict[str, Any]]] = []
     skipped: list[dict[str, str]] = []
     with console.progress() as prog:
@@ -368,10 +339,14 @@ def prepare_music(src: str | Path | Sequence[str | Path], out: str | Path, cfg: 
                 continue
             item["source"] = si
             loaded.append((si, clip, item))
-    if not loaded:
-        first = f"; first: {skipped[0]['error']}" if skipped else ""
-        raise DataError(f"{', '.join(map(str, sources))}: no usable songs ({len(skipped)} skipped{first})")
-    labeller = label_songs([(c, item) for _, c, item in loaded], cfg.pseudo_label_margin)
+    return loaded, skipped
+
+
+def _bar_rows(loaded: list[tuple[int, Clip, dict[str, Any]]], sources: list[Path], cfg: MusicPrepConfig) -> tuple[dict[str, np.ndarray], list[dict[str, Any]]]:
+    """The cache's arrays, one row per bar per transposition (training clips in every one of
+    `cfg.transpositions`, the others untransposed), and one description per clip."""
+    from .chords import transpose_chord
+
     rows: dict[str, list[np.ndarray]] = {k: [] for k in ARRAYS}
     clip_info: list[dict[str, Any]] = []
     n_rows = 0
@@ -397,6 +372,45 @@ def prepare_music(src: str | Path | Sequence[str | Path], out: str | Path, cfg: 
         quadrant = QUADRANTS[clip.quadrant] if clip.quadrant < len(QUADRANTS) else "unknown"
         clip_info.append({"name": clip.name, "song": clip.song, "source": str(sources[si]), "quadrant": quadrant, "split": SPLIT_NAMES[clip.split], **item["info"]})
     arrays = {k: np.concatenate(v) for k, v in rows.items()}
+    return arrays, clip_info
+
+
+def prepare_music(src: str | Path | Sequence[str | Path], out: str | Path, cfg: MusicPrepConfig = MusicPrepConfig(), *, labels: str | Path | None = None, force: bool = False) -> dict[str, Any]:
+    """Build the music cache from one or more sources; returns the manifest. A rerun on unchanged input does nothing.
+
+    Sources: EMOPIA (midis/ + split/), POP909 (raw or structure-analysis layout: melodies with
+    bars, chords, keys and, in the latter, human phrase labels), or a labelled MIDI folder
+    (`labels` applies to those). POP909 has no emotion labels: its songs get pseudo-labels from a
+    small emotion model fitted on the labelled sources' training clips, and "unknown" where that
+    model is unsure (see `pseudo_labels`).
+    """
+    from .pseudo_labels import label_songs
+
+    sources = [Path(p) for p in ([src] if isinstance(src, (str, Path)) else src)]
+    out = Path(out)
+    for s in sources:
+        if not s.is_dir():
+            raise DataError(f"{s}: not a folder")
+    labels_path = Path(labels) if labels else None
+    fp = "".join(fingerprint(s) for s in sources) + (fingerprint(labels_path) if labels_path else "")
+    options = {k: (list(v) if isinstance(v, tuple) else v) for k, v in asdict(cfg).items()} | {"labels": str(labels_path or "")}
+    if not force and (old := cache_is_current(out, fp, options, "music", MUSIC_CACHE_VERSION)):
+        console.info(f"{out}: cache is up to date, nothing to do")
+        return old | {"up_to_date": True}
+    work: list[tuple[int, str, Clip]] = []
+    layouts: list[str] = []
+    for si, s in enumerate(sources):
+        layout, clips = _read_source(s, labels_path, cfg)
+        _assign_song_splits(clips, cfg)
+        layouts.append(layout)
+        work += [(si, layout, c) for c in clips]
+    grids = [cfg.grid if cfg.grid != "auto" else {"emopia": "tracked", "pop909": "bars"}.get(lay, "nominal") for lay in layouts]
+    loaded, skipped = _load_clips(work, grids, cfg)
+    if not loaded:
+        first = f"; first: {skipped[0]['error']}" if skipped else ""
+        raise DataError(f"{', '.join(map(str, sources))}: no usable songs ({len(skipped)} skipped{first})")
+    labeller = label_songs([(c, item) for _, c, item in loaded], cfg.pseudo_label_margin)
+    arrays, clip_info = _bar_rows(loaded, sources, cfg)
     write_arrays(out, arrays)
     groups = (*QUADRANTS, "unknown")
     counts: dict[str, dict[str, dict[str, int]]] = {}

@@ -26,7 +26,7 @@ from typing import Any
 import numpy as np
 
 from .. import console
-from ..checkpoints import load_checkpoint, provenance, save_checkpoint
+from ..checkpoints import provenance
 from ..emotions import QUADRANTS
 from ..errors import FacetuneError
 from .pianoroll import BAR_WIDTH, LOW_PITCH, N_PITCHES, ONSET, REST, STEPS_PER_BAR
@@ -213,6 +213,80 @@ def _val_stats(g: Any, arrays: dict[str, np.ndarray], rows: np.ndarray, cfg: Gan
     }
 
 
+def _epoch_files(out_dir: Path, manifest: dict[str, Any], command: str, world: int, g: Any, d: Any, dims: Any, cfg: GanConfig, opt_g: Any, opt_d: Any, epochs_run: int, history: list[dict[str, Any]]) -> dict[Path, dict[str, Any]]:
+    """This epoch's checkpoints: the generator to ship and the resumable state of both networks."""
+    extra = {"provenance": provenance(command) | {"world_size": world}, "data": {"source": manifest.get("source"), "counts": manifest.get("counts"), "grid": manifest.get("grid")}, "training": {"epochs_run": epochs_run, "history": history}}
+    return {
+        out_dir / "generator.pt": generator_payload(g, dims, cfg, extra),
+        out_dir / "last.pt": {
+            "kind": "gan-training",
+            "hyperparameters": asdict(cfg),
+            "generator": g.state_dict(),
+            "discriminator": d.state_dict(),
+            "opt_g": opt_g.state_dict(),
+            "opt_d": opt_d.state_dict(),
+            "epoch": epochs_run,
+            "history": history,
+        },
+    }
+
+
+@dataclass
+class _GanNets:
+    """What every GAN step touches, built once by `train_gan`."""
+
+    cfg: GanConfig
+    dims: Any
+    arrays: dict[str, np.ndarray]
+    dev: Any
+    g_net: Any
+    d_net: Any
+    opt_g: Any
+    opt_d: Any
+
+
+def _gan_step(nets: _GanNets, rows: np.ndarray, rng: np.random.Generator) -> tuple[float, float, float, float]:
+    """One discriminator step and `g_steps` generator steps on `rows`: (D loss, G loss, D(x), D(G(z)))."""
+    import torch
+    import torch.nn.functional as F
+
+    from .dataset import UNKNOWN
+
+    cfg, dims, arrays, dev, g_net, d_net, opt_g, opt_d = nets.cfg, nets.dims, nets.arrays, nets.dev, nets.g_net, nets.d_net, nets.opt_g, nets.opt_d
+    x = bars_tensor(arrays["pitch"][rows], arrays["onset"][rows]).to(dev)
+    emotion = np.where(rng.random(len(rows)) < cfg.emotion_dropout, UNKNOWN, arrays["quadrant"][rows])
+    y = batch_condition(rows, arrays, dims, emotion).to(dev)
+    prev = prev_tensor(rows, arrays, dims.prev_bars, dims.reference).to(dev)
+    ref = prev[:, -1:] if dims.reference else None
+    z = torch.randn(len(rows), dims.z_dim, device=dev)
+    fake = g_net(z, y, prev).detach()
+    d_both, fm_both = d_net(torch.cat([x, fake]), torch.cat([y, y]), torch.cat([ref, ref]) if ref is not None else None)
+    d_real, d_fake, fm_real = d_both[: len(rows)], d_both[len(rows) :], fm_both[: len(rows)]
+    loss_d = F.binary_cross_entropy_with_logits(d_real, torch.full_like(d_real, cfg.real_label)) + F.binary_cross_entropy_with_logits(d_fake, torch.zeros_like(d_fake))
+    opt_d.zero_grad(set_to_none=True)
+    loss_d.backward()
+    opt_d.step()
+    fm_target = fm_real.detach().mean(0)
+    mean_target = x.mean(0)
+    key_t = torch.from_numpy(arrays["key"][rows].astype(np.int64)).to(dev)
+    emo_t = torch.from_numpy(emotion.astype(np.int64)).to(dev)
+    for _ in range(cfg.g_steps):
+        z = torch.randn(len(rows), dims.z_dim, device=dev)
+        fake, lg = g_net(z, y, prev, with_logits=True)
+        d_out, fm_fake = d_net(fake, y, ref)
+        loss_g = (
+            F.binary_cross_entropy_with_logits(d_out, torch.ones_like(d_out))
+            + cfg.fm_weight * 0.5 * (fm_fake.mean(0) - fm_target).pow(2).sum()
+            + cfg.mean_weight * 0.5 * (fake.mean(0) - mean_target).pow(2).sum()
+            + (cfg.stats_weight * conditional_stats_loss(fake, x, key_t, emo_t) if cfg.stats_weight else 0.0)
+            + (cfg.nll_weight * data_nll(lg, x) if cfg.nll_weight else 0.0)
+        )
+        opt_g.zero_grad(set_to_none=True)
+        loss_g.backward()
+        opt_g.step()
+    return loss_d.item(), loss_g.item(), torch.sigmoid(d_real).mean().item(), torch.sigmoid(d_out).mean().item()
+
+
 def train_gan(cache: str | Path, out_dir: str | Path, cfg: GanConfig = GanConfig(), *, resume: bool = False, device: str = "auto", command: str = "", max_epochs_this_run: int | None = None) -> dict[str, Any]:
     """Train the GAN; checkpoints every epoch to `out_dir/last.pt` and the generator to `out_dir/generator.pt`.
 
@@ -220,11 +294,10 @@ def train_gan(cache: str | Path, out_dir: str | Path, cfg: GanConfig = GanConfig
     averages the gradients; only rank 0 writes files and logs.
     """
     import torch
-    import torch.nn.functional as F
 
-    from ..classifier import resolve_device
-    from ..distributed import all_reduce_sums, barrier, init_distributed, shutdown
-    from .dataset import UNKNOWN, load_music_cache
+    from ..training.distributed import all_reduce_sums, shutdown
+    from ..training.run import data_parallel, resume_checkpoint, save_epoch, start_processes
+    from .dataset import load_music_cache
 
     out_dir = Path(out_dir)
     manifest, arrays = load_music_cache(cache)
@@ -233,20 +306,15 @@ def train_gan(cache: str | Path, out_dir: str | Path, cfg: GanConfig = GanConfig
     val_rows = val_rows[arrays["transpose"][val_rows] == 0]
     if len(train_rows) < cfg.batch_size:
         raise FacetuneError(f"{cache}: only {len(train_rows)} training bars, fewer than one batch of {cfg.batch_size}")
-    info, dev = init_distributed(resolve_device(device))
-    if not info.is_main:
-        console.set_verbosity(quiet=True)
+    info, dev = start_processes(device)
     if cfg.batch_size % info.world:
         raise FacetuneError(f"--batch-size {cfg.batch_size} must be a multiple of the {info.world} processes")
     micro = cfg.batch_size // info.world
     last_path = out_dir / "last.pt"
     start_epoch, history = 0, []
-    ck: dict[str, Any] = {}
-    if resume and last_path.exists():
-        ck = load_checkpoint(last_path, "gan-training")
+    ck = resume_checkpoint(last_path, "gan-training", resume)
+    if ck:
         cfg = replace(GanConfig(**ck["hyperparameters"]), epochs=cfg.epochs)
-    elif resume:
-        console.warn(f"{last_path} not found: starting a new run")
     torch.manual_seed(cfg.seed)
     dims, g, d = make_models(cfg)
     opt_g = torch.optim.Adam(g.parameters(), lr=cfg.lr, betas=(cfg.beta1, 0.999))
@@ -260,13 +328,7 @@ def train_gan(cache: str | Path, out_dir: str | Path, cfg: GanConfig = GanConfig
         console.info(f"resuming from {last_path} after epoch {start_epoch}")
     g.to(dev).train()
     d.to(dev).train()
-    g_net, d_net = g, d
-    if info.active:
-        from torch.nn.parallel import DistributedDataParallel
-
-        ids = [dev.index] if dev.type == "cuda" else None
-        g_net = DistributedDataParallel(g, device_ids=ids)
-        d_net = DistributedDataParallel(d, device_ids=ids)
+    nets = _GanNets(cfg, dims, arrays, dev, data_parallel(g, info, dev), data_parallel(d, info, dev), opt_g, opt_d)
     steps = cfg.steps_per_epoch or len(train_rows) // cfg.batch_size
     val_sample = val_rows[np.random.default_rng(0).permutation(len(val_rows))[:2000]] if len(val_rows) else val_rows
     started = time.time()
@@ -286,41 +348,8 @@ def train_gan(cache: str | Path, out_dir: str | Path, cfg: GanConfig = GanConfig
                 if len(rows) < cfg.batch_size:
                     rows = np.concatenate([rows, order[: cfg.batch_size - len(rows)]])
                 rows = np.sort(rows[info.rank * micro : (info.rank + 1) * micro])
-                x = bars_tensor(arrays["pitch"][rows], arrays["onset"][rows]).to(dev)
-                emotion = np.where(rng.random(len(rows)) < cfg.emotion_dropout, UNKNOWN, arrays["quadrant"][rows])
-                y = batch_condition(rows, arrays, dims, emotion).to(dev)
-                prev = prev_tensor(rows, arrays, dims.prev_bars, dims.reference).to(dev)
-                ref = prev[:, -1:] if dims.reference else None
-                z = torch.randn(len(rows), dims.z_dim, device=dev)
-                fake = g_net(z, y, prev).detach()
-                d_both, fm_both = d_net(torch.cat([x, fake]), torch.cat([y, y]), torch.cat([ref, ref]) if ref is not None else None)
-                d_real, d_fake, fm_real = d_both[: len(rows)], d_both[len(rows) :], fm_both[: len(rows)]
-                loss_d = F.binary_cross_entropy_with_logits(d_real, torch.full_like(d_real, cfg.real_label)) + F.binary_cross_entropy_with_logits(d_fake, torch.zeros_like(d_fake))
-                opt_d.zero_grad(set_to_none=True)
-                loss_d.backward()
-                opt_d.step()
-                fm_target = fm_real.detach().mean(0)
-                mean_target = x.mean(0)
-                key_t = torch.from_numpy(arrays["key"][rows].astype(np.int64)).to(dev)
-                emo_t = torch.from_numpy(emotion.astype(np.int64)).to(dev)
-                for _ in range(cfg.g_steps):
-                    z = torch.randn(len(rows), dims.z_dim, device=dev)
-                    fake, lg = g_net(z, y, prev, with_logits=True)
-                    d_out, fm_fake = d_net(fake, y, ref)
-                    loss_g = (
-                        F.binary_cross_entropy_with_logits(d_out, torch.ones_like(d_out))
-                        + cfg.fm_weight * 0.5 * (fm_fake.mean(0) - fm_target).pow(2).sum()
-                        + cfg.mean_weight * 0.5 * (fake.mean(0) - mean_target).pow(2).sum()
-                        + (cfg.stats_weight * conditional_stats_loss(fake, x, key_t, emo_t) if cfg.stats_weight else 0.0)
-                        + (cfg.nll_weight * data_nll(lg, x) if cfg.nll_weight else 0.0)
-                    )
-                    opt_g.zero_grad(set_to_none=True)
-                    loss_g.backward()
-                    opt_g.step()
-                sums["d_loss"] += loss_d.item()
-                sums["g_loss"] += loss_g.item()
-                sums["d_x"] += torch.sigmoid(d_real).mean().item()
-                sums["d_gz"] += torch.sigmoid(d_out).mean().item()
+                for key, value in zip(sums, _gan_step(nets, rows, rng)):
+                    sums[key] += value
                 n = step + 1
                 prog.update(task, advance=1, metrics=f"ep {epoch + 1}/{cfg.epochs} D {sums['d_loss'] / n:.3f} G {sums['g_loss'] / n:.3f} D(x) {sums['d_x'] / n:.2f} D(G(z)) {sums['d_gz'] / n:.2f}")
             totals = all_reduce_sums(list(sums.values()), info)
@@ -328,23 +357,7 @@ def train_gan(cache: str | Path, out_dir: str | Path, cfg: GanConfig = GanConfig
             if info.is_main:
                 record |= _val_stats(g, arrays, val_sample, cfg, dims)
             history.append(record)
-            if info.is_main:
-                extra = {"provenance": provenance(command) | {"world_size": info.world}, "data": {"source": manifest.get("source"), "counts": manifest.get("counts"), "grid": manifest.get("grid")}, "training": {"epochs_run": epoch + 1, "history": history}}
-                save_checkpoint(out_dir / "generator.pt", generator_payload(g, dims, cfg, extra))
-                save_checkpoint(
-                    last_path,
-                    {
-                        "kind": "gan-training",
-                        "hyperparameters": asdict(cfg),
-                        "generator": g.state_dict(),
-                        "discriminator": d.state_dict(),
-                        "opt_g": opt_g.state_dict(),
-                        "opt_d": opt_d.state_dict(),
-                        "epoch": epoch + 1,
-                        "history": history,
-                    },
-                )
-            barrier(info)
+            save_epoch(info, lambda: _epoch_files(out_dir, manifest, command, info.world, g, d, dims, cfg, opt_g, opt_d, epoch + 1, history))
             epochs_run += 1
             console.info(
                 f"epoch {epoch + 1}/{cfg.epochs}  D {record['d_loss']:.3f}  G {record['g_loss']:.3f}  D(x) {record['d_x']:.2f}  D(G(z)) {record['d_gz']:.2f}  "

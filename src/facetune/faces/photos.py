@@ -1,4 +1,4 @@
-"""Photos in, face crops out: load any common image, find faces, crop and preprocess.
+"""Photos in, face crops out: load any common image, find faces and crop them (the network's input is made in `classifier.preprocess`).
 
 Pillow decodes (it handles EXIF orientation, 16-bit, palette, CMYK and guards
 against decompression bombs). Faces are found by the MTCNN CNN detector, whose 2 MB of
@@ -17,7 +17,7 @@ from typing import Any, Union
 
 import numpy as np
 
-from .errors import InputError, NoFaceError
+from ..errors import InputError, NoFaceError
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".gif", ".pgm", ".ppm")
 #: Images no larger than this on their longest side count as possible ready-made face crops.
@@ -228,11 +228,6 @@ def _detect_tilted(rgb: np.ndarray, degrees: float, min_face: int) -> list[Any]:
     return out
 
 
-def detect_faces(rgb: np.ndarray, max_side: int = 800) -> list[tuple[int, int, int, int]]:
-    """Face boxes `(x, y, w, h)` in original-image pixels, largest first."""
-    return [f.box for f in locate_faces(rgb, max_side)]
-
-
 def _haar_boxes(small: np.ndarray) -> list[tuple[int, int, int, int]]:
     """The Haar cascades' boxes `(x, y, w, h)` in a grayscale image."""
     import cv2
@@ -385,21 +380,6 @@ def find_faces(
     if not all_faces:
         found = found[:1]
     return [Face(f.box, _crop(rgb, f, margin, size)) for f in found]
-
-
-def preprocess(crops: np.ndarray, input_size: int) -> Any:
-    """uint8 grayscale crops (N, H, W) → normalised float tensor (N, 3, S, S) for the classifier.
-
-    The gray channel is repeated three times so ImageNet-initialised stems apply, and
-    scaled to [-1, 1] as EfficientNet-Lite expects.
-    """
-    import torch
-    import torch.nn.functional as F
-
-    x = torch.from_numpy(np.ascontiguousarray(crops)).float().div_(127.5).sub_(1.0).unsqueeze(1)
-    if x.shape[-1] != input_size or x.shape[-2] != input_size:
-        x = F.interpolate(x, size=(input_size, input_size), mode="bilinear", align_corners=False, antialias=False)
-    return x.expand(-1, 3, -1, -1).contiguous()
 
 
 def iter_image_files(inputs: list[str | Path]) -> list[tuple[Path, Path]]:

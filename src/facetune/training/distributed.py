@@ -16,7 +16,7 @@ from typing import Any, Iterator
 
 import numpy as np
 
-from .errors import FacetuneError
+from ..errors import FacetuneError
 
 
 @dataclass(frozen=True)

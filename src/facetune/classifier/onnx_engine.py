@@ -21,10 +21,12 @@ from typing import Any
 
 import numpy as np
 
-from . import console
-from .checkpoints import atomic_write_bytes, load_checkpoint
-from .classifier import Classifier, _member_specs, build_model, log_softmax
-from .errors import CheckpointError, FacetuneError
+from .. import console
+from ..checkpoints import atomic_write_bytes, load_checkpoint
+from ..errors import CheckpointError, FacetuneError, refuse_overwrite
+from .network import build_model, member_specs
+from .preprocess import fit, normalise
+from .torch_engine import Classifier, log_softmax
 
 META_KEY = "facetune"
 BATCH_ROWS = 64  # rows per ORT call (crops and their flips): 64 beat 32, 128 and 256 here
@@ -47,11 +49,10 @@ def _graph_module(payload: dict[str, Any]) -> Any:
     (an identity when the sizes agree), so crops of any size work, as they do in PyTorch.
     """
     import torch
-    import torch.nn.functional as F
     from torch import nn
 
     nets, sizes = [], []
-    for spec in _member_specs(payload):
+    for spec in member_specs(payload):
         model = build_model(len(payload["classes"]), spec["arch"], tiny=bool(spec.get("tiny", False)))
         model.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in spec["state_dict"].items()})
         nets.append(model.eval())
@@ -63,11 +64,8 @@ def _graph_module(payload: dict[str, Any]) -> Any:
             self.nets = nn.ModuleList(nets)
 
         def forward(self, crops: Any) -> Any:
-            x = crops.float().div(127.5).sub(1.0).unsqueeze(1)
-            outs = []
-            for net, size in zip(self.nets, sizes):
-                xin = F.interpolate(x, size=(size, size), mode="bilinear", align_corners=False)
-                outs.append(net(xin.expand(-1, 3, -1, -1)))
+            x = normalise(crops)
+            outs = [net(fit(x, size, always_resize=True)) for net, size in zip(self.nets, sizes)]
             return torch.stack(outs, dim=1)
 
     return Graph().eval(), sizes
@@ -83,8 +81,7 @@ def export_onnx(checkpoint: str | Path, out: str | Path | None = None, *, force:
 
     checkpoint = Path(checkpoint)
     out = Path(out) if out else onnx_path_for(checkpoint)
-    if out.exists() and not force:
-        raise FacetuneError(f"{out}: already exists (use --force to overwrite)")
+    refuse_overwrite(out, force)
     payload = load_checkpoint(checkpoint, "classifier")
     graph, sizes = _graph_module(payload)
     crop = int(payload.get("preprocessing", {}).get("crop_size", 48))
@@ -184,14 +181,6 @@ def _open(graph_file: Path) -> tuple[Any, dict[str, Any] | None]:
     sess = _session(str(graph_file))
     raw = sess.get_modelmeta().custom_metadata_map.get(META_KEY)
     return sess, (json.loads(raw) if raw else None)
-
-
-def read_meta(onnx_file: str | Path) -> dict[str, Any] | None:
-    """The facetune description stored in an export, or None when the file has none."""
-    try:
-        return _open(Path(onnx_file))[1]
-    except Exception:  # onnxruntime raises its own exception types for unreadable graphs
-        return None
 
 
 def load_onnx_classifier(checkpoint: str | Path) -> "OnnxClassifier | None":

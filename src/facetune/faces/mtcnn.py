@@ -2,7 +2,7 @@
 
 Three small CNNs in a cascade: P-Net proposes boxes over an image pyramid, R-Net
 and O-Net reject non-faces and refine the boxes, and O-Net also places five
-landmarks (eyes, nose, mouth corners) that `faces` uses to align each face.
+landmarks (eyes, nose, mouth corners) that `photos` uses to align each face.
 It finds tilted, turned and partly lit faces that OpenCV's Haar cascades miss,
 and it scores each box, so clutter is not mistaken for a face.
 
@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-WEIGHTS = Path(__file__).parent / "weights" / "mtcnn"
+WEIGHTS = Path(__file__).parent.parent / "weights" / "mtcnn"
 
 
 @dataclass(frozen=True)

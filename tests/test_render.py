@@ -1,0 +1,46 @@
+"""Look and listen: piano-roll PNG, terminal preview and WAV of a composition."""
+from __future__ import annotations
+
+import wave
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from facetune.composer import compose_emotion, load_generator
+from facetune.render import CHORD_RGB, MELODY_RGB, piano_roll_png, render_wav, terminal_preview
+
+
+@pytest.fixture(scope="module")
+def comp(tiny_generator):
+    return compose_emotion("happy", load_generator(str(tiny_generator)), seed=1, bars=4)
+
+
+def _count(img: np.ndarray, rgb: tuple[int, int, int]) -> int:
+    return int((img.reshape(-1, 3) == rgb).all(1).sum())
+
+
+def test_piano_roll_png_draws_melody_and_chords_only_when_asked(comp, tmp_path):
+    with_chords = np.asarray(Image.open(piano_roll_png(comp, tmp_path / "a.png")).convert("RGB"))
+    melody_only = np.asarray(Image.open(piano_roll_png(comp, tmp_path / "b.png", chords=False)).convert("RGB"))
+    assert _count(with_chords, MELODY_RGB) > 0 and _count(melody_only, MELODY_RGB) > 0
+    assert _count(with_chords, CHORD_RGB) > _count(melody_only, CHORD_RGB)  # chord names stay, chord notes go
+
+
+def test_terminal_preview_has_a_title_and_one_row_per_pitch(comp):
+    text = terminal_preview(comp).plain
+    lines = text.rstrip("\n").split("\n")
+    assert lines[0].startswith("happy (Q1)") and f"seed {comp.seed}" in lines[0]
+    pitches = [n.pitch for n in comp.melody + comp.accompaniment]
+    assert len(lines) - 1 == max(pitches) - min(pitches) + 1
+    assert "█" in text and all(line.count("│") == comp.bars for line in lines[1:])
+
+
+def test_render_wav_writes_normalised_mono_audio(comp, tmp_path):
+    used = render_wav(comp, tmp_path / "a.wav", sample_rate=8000)
+    assert used
+    with wave.open(str(tmp_path / "a.wav")) as w:
+        assert (w.getnchannels(), w.getsampwidth(), w.getframerate()) == (1, 2, 8000)
+        pcm = np.frombuffer(w.readframes(w.getnframes()), "<i2")
+    assert len(pcm) >= 8000 * comp.bars * 4 * 60 / comp.tempo * 0.9
+    assert 0.85 * 32767 <= np.abs(pcm).max() <= 32767
