@@ -46,3 +46,30 @@ def test_models_are_cached(tiny_classifier):
 def test_stable_seed_depends_on_path_not_order():
     assert stable_seed(0, "a/b.png") == stable_seed(0, "a/b.png") != stable_seed(0, "a/c.png")
     assert stable_seed(1, "a/b.png") != stable_seed(0, "a/b.png")
+
+
+def test_compose_many_is_the_single_path_in_a_loop(tmp_path, tiny_classifier, tiny_generator):
+    """Batch records come without Click; a batch song equals the single song of the same emotion and seed."""
+    from pathlib import Path
+
+    from facetune.api import ComposeSettings, compose_many
+    from facetune.composer import compose_emotion, load_generator
+
+    rng = np.random.default_rng(3)
+    src = tmp_path / "in"
+    src.mkdir()
+    for i in range(3):
+        Image.fromarray(face_image(i % 3, rng)).save(src / f"f{i}.png")
+    (src / "bad.png").write_text("not an image")
+    items = [(p, str(p), Path(p.name)) for p in sorted(src.iterdir())]
+    settings = ComposeSettings(seed=5, classifier=str(tiny_classifier), generator=str(tiny_generator), detect=False, form="AABA")
+    (tmp_path / "out").mkdir()
+    (tmp_path / "out" / "f1.mid").write_bytes(b"done before")
+    recs = list(compose_many(items, tmp_path / "out", settings))
+    assert [r["status"] for r in recs] == ["skipped", "failed", "done", "done"]  # skipped first, then input order
+    assert [Path(r["input"]).name for r in recs] == ["f1.png", "bad.png", "f0.png", "f2.png"]
+    assert "bad.png" in recs[1]["error"]
+    done = recs[2]
+    assert done["form"] == "AABA" and done["seed"] == stable_seed(5, "f0.png")
+    single = compose_emotion(done["emotion"], load_generator(str(tiny_generator)), seed=done["seed"], form="AABA")
+    assert (tmp_path / "out" / "f0.mid").read_bytes() == single.midi_bytes()

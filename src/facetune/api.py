@@ -234,3 +234,89 @@ def compose(
         output=out,
         composition=comp,
     )
+
+
+@dataclass(frozen=True)
+class ComposeSettings:
+    """What every song of a batch shares; `facetune compose` maps its flags onto these."""
+
+    seed: int = 0
+    bars: int = 16
+    tempo: float | None = None
+    form: str | None = None
+    chords: bool = True
+    png: bool = False
+    wav: bool = False
+    force: bool = False
+    classifier: str | None = None
+    generator: str | None = None
+    classes: tuple[str, ...] | None = None
+    detect: bool | None = None
+    device: str = "cpu"
+    batch_size: int = 128
+    workers: int = 0
+
+
+def compose_record(res: ComposeResult | None = None, **fields: Any) -> dict[str, Any]:
+    """The JSON/CSV record of one compose input: every key always present, `fields` override."""
+    rec = {"input": None, "face": None, "emotion": None, "probabilities": {}, "quadrant": None, "seed": None, "form": None, "output": None, "error": None}
+    if res is not None:
+        rec |= {"input": res.input, "face": res.face, "emotion": res.emotion, "probabilities": res.probabilities, "quadrant": res.quadrant, "seed": res.seed, "form": res.form, "output": res.output}
+    return rec | fields
+
+
+def extra_outputs(midi: Path, png: bool, wav: bool) -> list[Path]:
+    """The picture and audio files that go beside a MIDI file."""
+    return ([midi.with_suffix(".png")] if png else []) + ([midi.with_suffix(".wav")] if wav else [])
+
+
+def write_song(comp: Any, target: Path | None, settings: ComposeSettings, extras: Sequence[Path] = ()) -> None:
+    """Write one composition: the MIDI (checked and put in place atomically) and its extras."""
+    from .composer import write_midi
+    from .render import write_extras
+
+    if target is not None:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        write_midi(comp, target, chords=settings.chords, force=settings.force)
+    write_extras(comp, list(extras), settings.chords)
+
+
+def compose_many(items: Sequence[tuple[Any, str, Path]], out_dir: str | Path, settings: ComposeSettings = ComposeSettings()) -> Iterator[dict[str, Any]]:
+    """Many photos → OUT_DIR/<relative path>.mid, one record per input (`status` done, skipped or failed).
+
+    `items` are (source, name, relative path). Inputs whose MIDI already exists are skipped (a
+    rerun resumes), and their records come first; the others follow in input order as they are
+    classified in batches and composed. Each song's seed comes from the base seed and the input's
+    relative path, so it does not depend on the order or the batch.
+    """
+    from . import console
+    from .composer import compose_emotion
+
+    out_dir = Path(out_dir)
+    todo = []
+    for src, name, rel in items:
+        target = out_dir / rel.with_suffix(".mid")
+        if target.exists() and not settings.force:
+            yield compose_record(input=name, output=str(target), seed=stable_seed(settings.seed, rel.as_posix()), status="skipped")
+            continue
+        todo.append((src, name, rel, target))
+    if not todo:
+        return
+    generator = load_generator(settings.generator)
+    with console.progress() as prog:
+        task = prog.add_task("composing", total=len(todo))
+        stream = iter_classify([t[0] for t in todo], classifier=settings.classifier, classes=settings.classes, detect=settings.detect, batch_size=settings.batch_size, workers=settings.workers, device=settings.device, names=[t[1] for t in todo])
+        for i, recs in stream:
+            _, name, rel, target = todo[i]
+            face = recs[0]
+            seed = stable_seed(settings.seed, rel.as_posix())
+            if face.error:
+                yield compose_record(input=name, seed=seed, error=face.error, status="failed")
+            else:
+                try:
+                    comp = compose_emotion(face.emotion, generator, bars=settings.bars, seed=seed, tempo=settings.tempo, form=settings.form)
+                    write_song(comp, target, settings, extra_outputs(target, settings.png, settings.wav))
+                    yield compose_record(input=name, face=face.face, emotion=face.emotion, probabilities=face.probabilities, quadrant=comp.quadrant, seed=seed, form=comp.form, output=str(target), status="done")
+                except FacetuneError as exc:
+                    yield compose_record(input=name, seed=seed, error=str(exc), status="failed")
+            prog.advance(task)

@@ -352,13 +352,6 @@ def classify_cmd(inputs: tuple[str, ...], fmt: str, output: Path | None, all_fac
         sys.exit(EXIT_FAILED)
 
 
-def _compose_record(res: Any = None, **fields: Any) -> dict[str, Any]:
-    rec = {"input": None, "face": None, "emotion": None, "probabilities": {}, "quadrant": None, "seed": None, "form": None, "output": None, "error": None}
-    if res is not None:
-        rec |= {"input": res.input, "face": res.face, "emotion": res.emotion, "probabilities": res.probabilities, "quadrant": res.quadrant, "seed": res.seed, "form": res.form, "output": res.output}
-    return rec | fields
-
-
 def _check_form(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
     """A malformed --form is a usage error (exit 2), caught before any model loads."""
     if value is None:
@@ -405,7 +398,7 @@ def compose_cmd(inputs: tuple[str, ...], output: Path | None, out_dir: Path | No
 
     Exit code 0 if every input was composed (or skipped as done), 1 if any failed.
     """
-    from .api import compose
+    from .api import ComposeSettings, compose, compose_record, extra_outputs, write_song
 
     if emotion and inputs:
         raise click.UsageError("give photos or --emotion, not both")
@@ -413,9 +406,12 @@ def compose_cmd(inputs: tuple[str, ...], output: Path | None, out_dir: Path | No
         raise click.UsageError("give a photo (or folders of photos), or --emotion")
     if output and out_dir:
         raise click.UsageError("use -o for one input or --out-dir for many, not both")
-    clf = str(classifier) if classifier else None
-    gen = str(generator) if generator else None
-    class_list = [c.strip() for c in classes.split(",")] if classes else None
+    settings = ComposeSettings(
+        seed=seed, bars=bars, tempo=tempo, form=form, chords=not no_chords, png=png, wav=wav, force=force,
+        classifier=str(classifier) if classifier else None, generator=str(generator) if generator else None,
+        classes=tuple(c.strip() for c in classes.split(",")) if classes else None, detect=False if no_detect else None,
+        device=device, batch_size=batch_size, workers=workers,
+    )
     if emotion or (len(inputs) == 1 and output is not None and (inputs[0] == "-" or (not Path(inputs[0]).is_dir() and not any(c in inputs[0] for c in "*?[")))):
         if output is None:
             raise click.UsageError("say where to write the MIDI: -o FILE (or -o - for stdout)")
@@ -423,23 +419,26 @@ def compose_cmd(inputs: tuple[str, ...], output: Path | None, out_dir: Path | No
         to_stdout = str(output) == "-"
         if to_stdout and (png or wav):
             raise click.UsageError("--png and --wav need -o FILE, not stdout")
-        extras = _extra_outputs(output, png, wav) if not to_stdout else []
+        extras = extra_outputs(output, png, wav) if not to_stdout else []
         for extra in extras:
             if extra.exists() and not force:
                 raise FacetuneError(f"{extra}: already exists (use --force to overwrite)")
-        res = compose(image, None if to_stdout else output, emotion=emotion, seed=seed, bars=bars, tempo=tempo, form=form, chords=not no_chords, classifier=clf, generator=gen, classes=class_list, detect=False if no_detect else None, device=device, force=force)
+        res = compose(
+            image, None if to_stdout else output, emotion=emotion, seed=seed, bars=bars, tempo=tempo, form=form, chords=settings.chords,
+            classifier=settings.classifier, generator=settings.generator, classes=settings.classes, detect=settings.detect, device=device, force=force,
+        )
         if to_stdout:
-            sys.stdout.buffer.write(res.composition.midi_bytes(not no_chords))
+            sys.stdout.buffer.write(res.composition.midi_bytes(settings.chords))
             sys.stdout.buffer.flush()
-        _write_extras(res.composition, extras, not no_chords)
+        write_song(res.composition, None, settings, extras)
         if preview:
             from .render import terminal_preview
 
-            (console.err if to_stdout else console.out).print(terminal_preview(res.composition, chords=not no_chords))
+            (console.err if to_stdout else console.out).print(terminal_preview(res.composition, chords=settings.chords))
         if fmt == "json":
             import json
 
-            (console.err if to_stdout else console.out).print(json.dumps(_compose_record(res)), highlight=False, soft_wrap=True)
+            (console.err if to_stdout else console.out).print(json.dumps(compose_record(res)), highlight=False, soft_wrap=True)
         else:
             _print_summary(res, to_stdout)
         return
@@ -447,23 +446,7 @@ def compose_cmd(inputs: tuple[str, ...], output: Path | None, out_dir: Path | No
         raise click.UsageError("several inputs (or a folder) need --out-dir DIR")
     if preview:
         raise click.UsageError("--preview shows one composition; use it with -o")
-    _compose_batch(inputs, out_dir, seed, bars, tempo, not no_chords, fmt, no_detect, clf, gen, batch_size, workers, force, png, wav, device, class_list, form)
-
-
-def _extra_outputs(midi: Path, png: bool, wav: bool) -> list[Path]:
-    return ([midi.with_suffix(".png")] if png else []) + ([midi.with_suffix(".wav")] if wav else [])
-
-
-def _write_extras(comp: Any, extras: list[Path], chords: bool) -> None:
-    from .render import piano_roll_png, render_wav
-
-    for extra in extras:
-        if extra.suffix == ".png":
-            piano_roll_png(comp, extra, chords=chords)
-            console.debug(f"wrote {extra}")
-        else:
-            used = render_wav(comp, extra, chords=chords)
-            console.info(f"wrote {extra} ({used})")
+    _compose_batch(inputs, out_dir, settings, fmt)
 
 
 def _print_summary(res: Any, to_stderr: bool) -> None:
@@ -487,57 +470,24 @@ def _print_summary(res: Any, to_stderr: bool) -> None:
     (console.err if to_stderr else console.out).print(table)
 
 
-def _compose_batch(inputs: tuple[str, ...], out_dir: Path, seed: int, bars: int, tempo: float | None, chords: bool, fmt: str, no_detect: bool, clf: str | None, gen: str | None, batch_size: int, workers: int, force: bool, png: bool = False, wav: bool = False, device: str = "cpu", classes: list[str] | None = None, form: str | None = None) -> None:
-    """Many photos → OUT_DIR/<relative path>.mid. Existing outputs are skipped, so a rerun resumes."""
+def _compose_batch(inputs: tuple[str, ...], out_dir: Path, settings: Any, fmt: str) -> None:
+    """Many photos → OUT_DIR/<relative path>.mid: print each record as it comes, then a summary."""
     import json
     from collections import Counter
 
-    from .api import iter_classify, load_generator, stable_seed
-    from .composer import compose_emotion, write_midi
+    from .api import compose_many
 
-    items = _inputs(inputs)
-    todo, records = [], []
-    skipped = 0
-    for src, name, rel in items:
-        target = out_dir / rel.with_suffix(".mid")
-        if target.exists() and not force:
-            skipped += 1
-            rec = _compose_record(input=name, output=str(target), seed=stable_seed(seed, rel.as_posix()), status="skipped")
-            records.append(rec)
-            if fmt == "json":
-                click.echo(json.dumps(rec))
-            continue
-        todo.append((src, name, rel, target))
-    failed, done = 0, 0
+    counts: Counter[str] = Counter()
     emotions: Counter[str] = Counter()
-    generator = load_generator(gen) if todo else None
-    with console.progress() as prog:
-        task = prog.add_task("composing", total=len(todo))
-        stream = iter_classify([t[0] for t in todo], classifier=clf, classes=classes, detect=False if no_detect else None, batch_size=batch_size, workers=workers, device=device, names=[t[1] for t in todo]) if todo else iter(())
-        for i, recs in stream:
-            _, name, rel, target = todo[i]
-            face = recs[0]
-            s = stable_seed(seed, rel.as_posix())
-            if face.error:
-                failed += 1
-                rec = _compose_record(input=name, seed=s, error=face.error, status="failed")
-                if fmt != "json":
-                    console.error(face.error)
-            else:
-                try:
-                    comp = compose_emotion(face.emotion, generator, bars=bars, seed=s, tempo=tempo, form=form)
-                    target.parent.mkdir(parents=True, exist_ok=True)
-                    write_midi(comp, target, chords=chords, force=force)
-                    _write_extras(comp, _extra_outputs(target, png, wav), chords)
-                    done += 1
-                    emotions[comp.emotion] += 1
-                    rec = _compose_record(input=name, face=face.face, emotion=face.emotion, probabilities=face.probabilities, quadrant=comp.quadrant, seed=s, form=comp.form, output=str(target), status="done")
-                except FacetuneError as exc:
-                    failed += 1
-                    rec = _compose_record(input=name, seed=s, error=str(exc), status="failed")
-            if fmt == "json":
-                click.echo(json.dumps(rec))
-            prog.advance(task)
+    for rec in compose_many(_inputs(inputs), out_dir, settings):
+        counts[rec["status"]] += 1
+        if rec["status"] == "done":
+            emotions[rec["emotion"]] += 1
+        if fmt == "json":
+            click.echo(json.dumps(rec))
+        elif rec["status"] == "failed":
+            console.error(rec["error"])
+    done, skipped, failed = counts["done"], counts["skipped"], counts["failed"]
     if fmt != "json" and not console.is_quiet():
         from rich.table import Table
 

@@ -132,3 +132,16 @@ def render_wav(comp: Any, path: str | Path, *, chords: bool = True, sample_rate:
         w.writeframes(pcm.tobytes())
     atomic_write_bytes(Path(path), buf.getvalue(), durable=False)
     return used
+
+
+def write_extras(comp: Any, extras: list[Path], chords: bool = True) -> None:
+    """The `--png` picture and `--wav` audio beside a song, each by its suffix."""
+    from . import console
+
+    for extra in extras:
+        if extra.suffix == ".png":
+            piano_roll_png(comp, extra, chords=chords)
+            console.debug(f"wrote {extra}")
+        else:
+            used = render_wav(comp, extra, chords=chords)
+            console.info(f"wrote {extra} ({used})")
