@@ -421,8 +421,7 @@ def compose_cmd(inputs: tuple[str, ...], output: Path | None, out_dir: Path | No
             raise click.UsageError("--png and --wav need -o FILE, not stdout")
         extras = extra_outputs(output, png, wav) if not to_stdout else []
         for extra in extras:
-            if extra.exists() and not force:
-                raise FacetuneError(f"{extra}: already exists (use --force to overwrite)")
+            refuse_overwrite(extra, force)
         res = compose(
             image, None if to_stdout else output, emotion=emotion, seed=seed, bars=bars, tempo=tempo, form=form, chords=settings.chords,
             classifier=settings.classifier, generator=settings.generator, classes=settings.classes, detect=settings.detect, device=device, force=force,

@@ -23,7 +23,7 @@ import numpy as np
 
 from .checkpoints import atomic_write_bytes, load_checkpoint
 from .emotions import QUADRANT_EMOTION, QUADRANTS, normalize_emotion, quadrant_of
-from .errors import CheckpointError, FacetuneError
+from .errors import CheckpointError, FacetuneError, refuse_overwrite
 from .music.pianoroll import BAR_WIDTH, LOW_PITCH, N_PITCHES, ONSET, REST, STEPS_PER_BAR, Note, rolls_to_notes
 
 DEFAULT_GENERATOR = Path(__file__).parent / "weights" / "generator.pt"
@@ -414,8 +414,7 @@ def write_midi(comp: Composition, path: str | Path, *, chords: bool = True, forc
     import pretty_midi
 
     path = Path(path)
-    if path.exists() and not force:
-        raise FacetuneError(f"{path}: already exists (use --force to overwrite)")
+    refuse_overwrite(path, force)
     data = comp.midi_bytes(chords)
     try:
         back = pretty_midi.PrettyMIDI(io.BytesIO(data))
