@@ -1,15 +1,16 @@
 """Generation and export: emotion → key, form, chord progression, GAN melody, accompaniment → MIDI.
 
 The song is four 4-bar phrases in a form (`music.form`): a restated phrase is written again by
-the network, conditioned on the bar it restates and started from that bar's noise, so it comes
-back varied rather than copied; bar 3 of a new phrase answers bar 1. The GAN writes one bar at
-a time from the emotion quadrant, the key, that bar's chord and place in the form, and the bars
-it wrote before. Rhythm density, register, contour and articulation come from the network's
-own distribution, sampled with seeded uniforms (`DecodeSettings`); classifier-free guidance
-pushes its emotion condition away from the "unknown emotion" condition it was also trained on.
-The key's scale is a safety net that changes the few notes the network puts outside it (they
-are counted), and cadence bars end on a tone of their chord. Tempo, loudness and the
-accompaniment pattern follow the emotion (see STYLES); mode follows valence.
+the network, conditioned on the bar it restates (moved along the scale to its new chord) and
+started from that bar's noise, so it comes back varied rather than copied; bar 3 of a new phrase
+restates bar 1 the same way. The GAN writes one bar at a time from the emotion quadrant, the
+key, the bar's chord, whether it restates a bar, and the bars it wrote before. Rhythm density,
+register, contour and articulation come from the network's own distribution, sampled with
+seeded uniforms (`DecodeSettings`, which can also apply classifier-free guidance against the
+"unknown emotion" condition; off by default). The key's scale is a safety net that changes the
+few notes the network puts outside it (they are counted), and cadence bars end on a tone of
+their chord. Tempo, loudness and the accompaniment pattern follow the emotion (see STYLES);
+mode follows valence.
 """
 from __future__ import annotations
 
