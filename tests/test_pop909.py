@@ -9,7 +9,7 @@ import pytest
 from facetune.errors import DataError, InputError
 from facetune.music.pop909 import (
     find_songs,
-    parse_form,
+    parse_phrase_labels,
     parse_harte,
     parse_key,
     read_raw_song,
@@ -59,11 +59,11 @@ def test_parse_key() -> None:
 
 
 def test_parse_form() -> None:
-    assert parse_form("i4A8B8A8o3") == [("i", 0, 4), ("A", 4, 8), ("B", 12, 8), ("A", 20, 8), ("o", 28, 3)]
-    assert parse_form("X12\n") == [("X", 0, 12)]
+    assert parse_phrase_labels("i4A8B8A8o3") == [("i", 0, 4), ("A", 4, 8), ("B", 12, 8), ("A", 20, 8), ("o", 28, 3)]
+    assert parse_phrase_labels("X12\n") == [("X", 0, 12)]
     for junk in ("i4A", "4A", "i4 A8", "A0"):
         with pytest.raises(InputError):
-            parse_form(junk)
+            parse_phrase_labels(junk)
 
 
 def _write(folder: Path, files: dict[str, str]) -> Path:

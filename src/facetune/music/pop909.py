@@ -115,7 +115,7 @@ def parse_key(label: str) -> int:
     return key_index(_parse_root(root_text), modes[mode])
 
 
-def parse_form(label: str) -> list[tuple[str, int, int]]:
+def parse_phrase_labels(label: str) -> list[tuple[str, int, int]]:
     """A phrase string "i4A8B8" → [(letter, start_bar, n_bars), ...], bars counted from 0."""
     text = label.strip()
     if _FORM.sub("", text):
@@ -259,7 +259,7 @@ def read_structure_song(folder: Path) -> Song:
     if label_path.is_file():
         labels = _lines(label_path)
         try:
-            phrases = parse_form(labels[0]) if labels else []
+            phrases = parse_phrase_labels(labels[0]) if labels else []
         except InputError as e:
             raise InputError(f"{label_path}: {e}") from e
     return Song(folder.name, pitch, onset, chords, key, tempo, phrases)
