@@ -100,7 +100,7 @@ def main() -> None:
     comps = jc.compositions(args)
     preds = {e: judge.quadrants(np.array([features(pm) for _, pm in items])) for e, items in comps.items() if items}
     v = jc.verdicts(preds)
-    src = f"MIDI files in {args.midi_dir}" if args.midi_dir else f"compose_emotion(..., bars=16, seed=0..{args.n - 1}), generator {args.generator or 'shipped'}, full MIDI (melody + chords)"
+    src = jc.source_line(args)
     print(f"verdicts on {src}:")
     jc.print_verdicts(v)
     print(f"command: {jc.command_line()}")

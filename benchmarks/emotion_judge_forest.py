@@ -357,7 +357,7 @@ def main() -> None:
     cx = {e: np.array([features(pm) for _, pm in items]) for e, items in comps.items() if items}
     preds = {e: quadrants(forest.proba(v)) for e, v in cx.items()}
     v = jc.verdicts(preds)
-    src = f"MIDI files in {args.midi_dir}" if args.midi_dir else f"compose_emotion(..., bars=16, seed=0..{args.n - 1}), generator {args.generator or 'shipped'}, full MIDI (melody + chords)"
+    src = jc.source_line(args)
     print(f"verdicts on {src}:")
     jc.print_verdicts(v)
     rows = q3_vs_q4(d, forest, cx)

@@ -99,6 +99,7 @@ def parser(doc: str) -> argparse.ArgumentParser:
     ap.add_argument("--json", default=None, help="write the figures to this JSON file")
     ap.add_argument("--retrain", action="store_true", help="ignore the cached model and features")
     ap.add_argument("--melody-only", action="store_true", help="judge the melody track alone (no chord track), as a judge that hears only the tune would")
+    ap.add_argument("--network-emotion", default=None, help="ablation: tell the network this emotion in every song, keeping each song's own key, chords and style")
     return ap
 
 
@@ -111,12 +112,23 @@ def compositions(args) -> dict[str, list]:
             files = sorted(d.glob(f"{emotion}_*.mid"), key=lambda p: (len(p.stem), p.stem))
             out[emotion] = [(f.name, read_midi(f)) for f in files]
         return out
-    from facetune.composer import compose_emotion, load_generator
+    from facetune.music.composer import compose_emotion, load_generator
 
     gen = load_generator(args.generator)
     for emotion, _ in EMOTIONS:
-        out[emotion] = [(seed, read_midi(compose_emotion(emotion, gen, bars=16, seed=seed).midi_bytes(chords=not getattr(args, "melody_only", False)))) for seed in range(args.n)]
+        net = getattr(args, "network_emotion", None)
+        songs = (compose_emotion(emotion, gen, bars=16, seed=seed, network_emotion=net) for seed in range(args.n))
+        out[emotion] = [(c.seed, read_midi(c.midi_bytes(chords=not getattr(args, "melody_only", False)))) for c in songs]
     return out
+
+
+def source_line(args) -> str:
+    """What was judged, in words: the files, or the compositions and which tracks of them."""
+    if args.midi_dir:
+        return f"MIDI files in {args.midi_dir}"
+    tracks = "melody track only" if args.melody_only else "full MIDI (melody + chords)"
+    net = f", network told '{args.network_emotion}' in every song" if args.network_emotion else ""
+    return f"compose_emotion(..., bars=16, seed=0..{args.n - 1}), generator {args.generator or 'shipped'}, {tracks}{net}"
 
 
 def held_out_scores(q_true: np.ndarray, q_pred: np.ndarray) -> dict:
