@@ -19,7 +19,7 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--n", type=int, default=50)
     args = ap.parse_args()
-    from facetune.composer import compose_emotion, load_generator
+    from facetune.music.composer import compose_emotion, load_generator
 
     gen = load_generator()
     compose_emotion("happy", gen, seed=0)

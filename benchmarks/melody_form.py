@@ -45,7 +45,7 @@ def main() -> None:
 
     from dataclasses import replace
 
-    from facetune.composer import DecodeSettings, compose_emotion, load_generator
+    from facetune.music.composer import DecodeSettings, compose_emotion, load_generator
     from facetune.music.metrics import build_phrase_index, phrase_keys, scale_consistency, summarize
 
     gen = load_generator(args.generator)
@@ -61,7 +61,7 @@ def main() -> None:
     raw = replace(base, scale_mask=False, cadences=False)
     index = None
     if args.cache:
-        from facetune.evaluation import cache_melodies
+        from facetune.music.evaluate import cache_melodies
 
         index = build_phrase_index((notes, bars) for _, notes, bars in cache_melodies(args.cache, "train"))
     report: dict = {"generator": gen.path, "decode": base.__dict__, "n": args.n, "emotions": {}}

@@ -5,7 +5,7 @@ import pytest
 from PIL import Image
 
 import facetune
-import facetune.composer  # noqa: F401  (importing the module must not hide facetune.compose)
+import facetune.music.composer  # noqa: F401  (importing the module must not hide facetune.compose)
 from facetune.api import ComposeResult, FaceEmotion, stable_seed
 from facetune.errors import FacetuneError, NoFaceError
 
@@ -53,7 +53,7 @@ def test_compose_many_is_the_single_path_in_a_loop(tmp_path, tiny_classifier, ti
     from pathlib import Path
 
     from facetune.api import ComposeSettings, compose_many
-    from facetune.composer import compose_emotion, load_generator
+    from facetune.music.composer import compose_emotion, load_generator
 
     rng = np.random.default_rng(3)
     src = tmp_path / "in"

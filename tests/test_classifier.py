@@ -82,7 +82,7 @@ def test_four_class_model_answers_with_its_classes(tmp_path):
     from facetune.api import classify
     from facetune.checkpoints import save_checkpoint
     from facetune.classifier.train import model_payload
-    from facetune.composer import compose_emotion
+    from facetune.music.composer import compose_emotion
 
     cfg = ClassifierConfig(tiny=True, input_size=48)
     save_checkpoint(tmp_path / "m4.pt", model_payload(build_model(4, tiny=True), ["happy", "sad", "angry", "neutral"], cfg, {}))

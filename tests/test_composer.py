@@ -4,7 +4,7 @@ from __future__ import annotations
 import pretty_midi
 import pytest
 
-from facetune.composer import compose_emotion, load_generator, write_midi
+from facetune.music.composer import compose_emotion, load_generator, write_midi
 from facetune.errors import FacetuneError
 from facetune.music.chords import chord_pitch_classes, parse_chord, scale_pitch_classes, KEY_NAMES
 from facetune.music.pianoroll import BAR_WIDTH, STEPS_PER_BAR
@@ -117,7 +117,7 @@ def test_network_emotion_changes_only_the_melody(gen):
 
 
 def test_raw_network_without_scale_mask_reports_no_changes(gen):
-    from facetune.composer import DecodeSettings
+    from facetune.music.composer import DecodeSettings
 
     comp = compose_emotion("angry", gen, seed=2, settings=DecodeSettings(scale_mask=False, cadences=False))
     assert comp.mask_changes == 0
@@ -128,7 +128,7 @@ def test_raw_network_without_scale_mask_reports_no_changes(gen):
 def test_a_restated_bar_follows_its_new_chord_along_the_scale():
     import numpy as np
 
-    from facetune.composer import _follow_chord
+    from facetune.music.composer import _follow_chord
     from facetune.music.chords import chord_index, key_index
     from facetune.music.pianoroll import LOW_PITCH, REST
 

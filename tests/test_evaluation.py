@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from facetune import evaluation as E
+from facetune.music import evaluate as E
 from facetune.cli import main
 from facetune.music.pianoroll import ONSET, REST, Note, notes_to_rolls
 from conftest import random_bars
@@ -27,7 +27,7 @@ def repeated(n_bars: int, transpose: int = 0) -> list[Note]:
 def write_cache(root: Path, clips: list[tuple[int, str, list[Note], int]]) -> Path:
     """A music cache as `prepare-data music` writes it: (quadrant, split, notes, bars) per clip, each in
     transpositions 0 and +2; arrays this test does not care about are zeros, plus one extra array."""
-    from facetune.cache import write_arrays, write_manifest
+    from facetune.training.cache import write_arrays, write_manifest
     from facetune.music.dataset import ARRAYS, MUSIC_CACHE_VERSION, SPLIT_NAMES
 
     cols: dict[str, list[np.ndarray]] = {k: [] for k in ("pitch", "onset", "quadrant", "split", "clip", "transpose", "prev")}
@@ -74,7 +74,7 @@ def caches(tmp_path_factory) -> tuple[Path, Path]:
 @pytest.fixture()
 def stand_in_composer(monkeypatch):
     """happy: the first training clip of the `emo` cache; sad: fresh low random bars per seed."""
-    import facetune.composer as composer
+    import facetune.music.composer as composer
     from facetune.emotions import normalize_emotion, quadrant_of
 
     calls = []

@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from facetune.composer import compose_emotion, load_generator
-from facetune.render import CHORD_RGB, MELODY_RGB, piano_roll_png, render_wav, terminal_preview
+from facetune.music.composer import compose_emotion, load_generator
+from facetune.music.render import CHORD_RGB, MELODY_RGB, piano_roll_png, render_wav, terminal_preview
 
 
 @pytest.fixture(scope="module")

@@ -74,7 +74,7 @@ def load_classifier(path: str | None = None, device: str = "cpu", engine: str = 
 
 def load_generator(path: str | None = None) -> Any:
     """The melody generator at `path` (default: the shipped weights), loaded once per process."""
-    from .composer import load_generator as _load
+    from .music.composer import load_generator as _load
     from .registry import resolve_model
 
     return _load(resolve_model(path, "generator"))
@@ -205,7 +205,7 @@ def compose(
 
     Raises FacetuneError (for example NoFaceError) with a one-line message when it cannot.
     """
-    from .composer import compose_emotion, write_midi
+    from .music.composer import compose_emotion, write_midi
 
     if image is None and emotion is None:
         raise FacetuneError("give a photo or an emotion")
@@ -272,8 +272,8 @@ def extra_outputs(midi: Path, png: bool, wav: bool) -> list[Path]:
 
 def write_song(comp: Any, target: Path | None, settings: ComposeSettings, extras: Sequence[Path] = ()) -> None:
     """Write one composition: the MIDI (checked and put in place atomically) and its extras."""
-    from .composer import write_midi
-    from .render import write_extras
+    from .music.composer import write_midi
+    from .music.render import write_extras
 
     if target is not None:
         target.parent.mkdir(parents=True, exist_ok=True)
@@ -290,7 +290,7 @@ def compose_many(items: Sequence[tuple[Any, str, Path]], out_dir: str | Path, se
     relative path, so it does not depend on the order or the batch.
     """
     from . import console
-    from .composer import compose_emotion
+    from .music.composer import compose_emotion
 
     out_dir = Path(out_dir)
     todo = []

@@ -171,3 +171,148 @@ def classify_table(records: list[dict[str, Any]], classes: list[str]) -> Any:
         face = " ".join(map(str, r["face"])) if r["face"] else "whole image"
         table.add_row(escape(r["input"]), face, f"[bold]{r['emotion']}[/bold]", *(f"{r['probabilities'][c]:.2f}" for c in classes))
     return table
+
+
+def counts_table(manifest: dict[str, Any]) -> Any:
+    """A prepared cache's examples per class and split."""
+    from rich.table import Table
+
+    counts = manifest["counts"]
+    splits = list(counts)
+    table = Table(title=f"{manifest['kind']} cache: counts per class and split")
+    table.add_column("class")
+    for s in splits:
+        table.add_column(s, justify="right")
+    labels = list(next(iter(counts.values())).keys())
+    for c in labels:
+        table.add_row(c, *(f"{counts[s].get(c, 0):,}" for s in splits))
+    table.add_row("[bold]total", *(f"[bold]{sum(counts[s].values()):,}" for s in splits))
+    return table
+
+
+def music_counts_table(manifest: dict[str, Any]) -> Any:
+    """A music cache's clips and bars per quadrant and split."""
+    from rich.table import Table
+
+    table = Table(title="music cache: clips / bars (before transposition) per quadrant and split")
+    table.add_column("quadrant")
+    for s in manifest["counts"]:
+        table.add_column(s, justify="right")
+    for q in ("Q1", "Q2", "Q3", "Q4", "unknown"):
+        table.add_row(q, *(f"{manifest['counts'][s][q]['clips']} / {manifest['counts'][s][q]['bars']:,}" for s in manifest["counts"]))
+    return table
+
+
+def compose_summary(res: Any) -> Any:
+    """One composition, for people: the face and its reading, then what was composed."""
+    from rich.table import Table
+
+    from .emotions import QUADRANT_INFO
+
+    table = Table(show_header=False, box=None, pad_edge=False)
+    table.add_column(style="bold")
+    table.add_column()
+    if res.input:
+        table.add_row("photo", escape(res.input))
+        table.add_row("face", " ".join(map(str, res.face)) if res.face else "whole image")
+        table.add_row("probabilities", "  ".join(f"{k} {v:.2f}" for k, v in res.probabilities.items()))
+    table.add_row("emotion", f"{res.emotion} → {res.quadrant} ({QUADRANT_INFO[res.quadrant].mood})")
+    table.add_row("key", res.key)
+    table.add_row("form", f"{res.form}  (4-bar phrases)")
+    table.add_row("chords", " | ".join(" ".join(res.chords[i : i + 4]) for i in range(0, len(res.chords), 4)))
+    table.add_row("tempo", f"{res.tempo:g} BPM, {res.bars} bars of 4/4, seed {res.seed}")
+    table.add_row("output", escape(res.output or "stdout"))
+    return table
+
+
+def batch_table(out_dir: Any, counts: dict[str, int], emotions: dict[str, int]) -> Any:
+    """A batch compose in one row: done, skipped, failed, and how many songs per emotion."""
+    from rich.table import Table
+
+    table = Table(title=f"compose → {escape(str(out_dir))}")
+    for col in ("done", "skipped", "failed", *sorted(emotions)):
+        table.add_column(col, justify="right")
+    table.add_row(*(str(counts.get(k, 0)) for k in ("done", "skipped", "failed")), *(str(emotions[e]) for e in sorted(emotions)))
+    return table
+
+
+def classifier_report(result: dict[str, Any]) -> list[Any]:
+    """`evaluate classifier` for people: headline line, per-class table, confusion matrix."""
+    from rich.table import Table
+
+    head = f"[bold]{escape(str(result['data']))}[/bold]: {result['n']:,} images, accuracy [bold]{result['accuracy']:.4f}[/bold], macro F1 {result['macro_f1']:.4f}"
+    table = Table(title="per class")
+    for col in ("class", "precision", "recall", "F1", "support"):
+        table.add_column(col, justify="right" if col != "class" else "left")
+    for c, m in result["per_class"].items():
+        table.add_row(c, f"{m['precision']:.3f}", f"{m['recall']:.3f}", f"{m['f1']:.3f}", str(m["support"]))
+    cm = Table(title="confusion (rows: true, columns: predicted)")
+    cm.add_column("")
+    for c in result["classes"]:
+        cm.add_column(c, justify="right")
+    for c, row in zip(result["classes"], result["confusion"]):
+        cm.add_row(c, *map(str, row))
+    return [head, table, cm]
+
+
+def _cell(v: float | None) -> str:
+    return "–" if v is None else f"{v:.3f}"
+
+
+def music_report(result: dict[str, Any]) -> list[Any]:
+    """`evaluate music` for people: one table of means per source (groups as columns), then novelty."""
+    from rich.table import Table
+
+    out: list[Any] = []
+    for source, groups in result["groups"].items():
+        if not groups:
+            continue
+        metrics = list(next(iter(groups.values()))["mean"])
+        table = Table(title=f"{escape(source)}: means per group")
+        table.add_column("metric", no_wrap=True)
+        for g in groups:
+            table.add_column(f"{g}\nn={groups[g]['n']}", justify="right")
+        for m in metrics:
+            table.add_row(m, *(_cell(groups[g]["mean"][m]) for g in groups))
+        out.append(table)
+    nov = result.get("novelty")
+    if nov:
+        table = Table(title=f"phrase novelty: generated 4-bar phrases found in {escape(str(nov['cache']))} (train, {nov['training_phrases']:,} distinct phrases)")
+        for col in ("group", "phrases", "found", "share found"):
+            table.add_column(col, justify="left" if col == "group" else "right")
+        for g, v in {**nov["groups"], "all": nov["all"]}.items():
+            table.add_row(g, str(v["phrases"]), str(v["found"]), _cell(v["phrase_novelty"]))
+        out.append(table)
+    return out
+
+
+def music_csv(result: dict[str, Any]) -> str:
+    """`evaluate music` for scripts: one row per source, group and metric (novelty rows last)."""
+    import csv
+    import io
+
+    blank = lambda v: "" if v is None else v  # noqa: E731
+    buf = io.StringIO()
+    w = csv.writer(buf, lineterminator="\n")
+    w.writerow(["source", "group", "n", "metric", "mean", "std", "valid"])
+    for source, groups in result["groups"].items():
+        for g, agg in groups.items():
+            for m, mean in agg["mean"].items():
+                w.writerow([source, g, agg["n"], m, blank(mean), blank(agg["std"][m]), agg["valid"][m]])
+    nov = result.get("novelty")
+    if nov:
+        for g, v in {**nov["groups"], "all": nov["all"]}.items():
+            w.writerow([f"novelty vs {nov['cache']} (train)", g, v["phrases"], "phrase_novelty", blank(v["phrase_novelty"]), "", v["phrases"]])
+    return buf.getvalue()
+
+
+def models_table(found: list[dict[str, Any]]) -> Any:
+    """`facetune models` for people."""
+    from rich.table import Table
+
+    table = Table(title="models")
+    for col in ("kind", "name", "classes / conditions", "figures", "path"):
+        table.add_column(col, overflow="fold")
+    for m in found:
+        table.add_row(m["kind"], m["name"], m["describes"], m["figures"], escape(m["path"]))
+    return table

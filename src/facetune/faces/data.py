@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 
 from .. import console
-from ..cache import cache_is_current, fingerprint, read_cache, write_arrays, write_manifest
+from ..training.cache import cache_is_current, fingerprint, read_cache, write_arrays, write_manifest
 from ..emotions import FER_CLASSES
 from ..errors import DataError
 

@@ -31,7 +31,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from .. import console
-from ..cache import cache_is_current, fingerprint, read_cache, write_arrays, write_manifest
+from ..training.cache import cache_is_current, fingerprint, read_cache, write_arrays, write_manifest
 from ..emotions import QUADRANTS
 from ..errors import DataError, InputError
 from .pianoroll import LOW_PITCH, N_PITCHES, STEPS_PER_BAR, fold_pitch

@@ -1,4 +1,5 @@
-"""`facetune evaluate`: the classifier's test figures and the music metrics, as plain dicts."""
+"""`facetune evaluate music`: the melody metrics per emotion for generated songs, MIDI files and
+training caches, and the novelty of generated phrases, as plain dicts."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -6,59 +7,8 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from . import console
-from .errors import DataError
-
-
-def _image_folder(root: Path, classes: list[str], size: int) -> tuple[np.ndarray, list[str]]:
-    """A tree with one folder per class; every image is used whole, as a face crop."""
-    from .faces.photos import IMAGE_SUFFIXES, load_image, whole_image_crop
-    from .errors import InputError
-
-    folders = {d.name.lower(): d for d in root.iterdir() if d.is_dir()}
-    missing = [c for c in classes if c not in folders]
-    if missing:
-        raise DataError(f"{root}: no folder for class {missing[0]!r} (found: {', '.join(sorted(folders)) or 'none'})")
-    crops, labels = [], []
-    for c in classes:
-        for f in sorted(folders[c].rglob("*")):
-            if f.suffix.lower() in IMAGE_SUFFIXES:
-                try:
-                    crops.append(whole_image_crop(load_image(f), size))
-                    labels.append(c)
-                except InputError as exc:
-                    console.warn(str(exc))
-    if not crops:
-        raise DataError(f"{root}: no images found")
-    return np.stack(crops), labels
-
-
-def evaluate_classifier(clf: Any, data: str | Path, *, split: str = "test", classes: Sequence[str] | None = None, tta: bool = True) -> dict[str, Any]:
-    """Score `clf` on a prepared faces cache split or an image-folder tree, over `classes`."""
-    from .classifier.inference import evaluate_arrays
-    from .faces.data import load_faces_cache
-
-    data = Path(data)
-    if not data.is_dir():
-        raise DataError(f"{data}: not a folder (give a prepared faces cache or a folder with one sub-folder per class)")
-    if (data / "manifest.json").is_file():
-        manifest, splits = load_faces_cache(data)
-        x, y = splits[split]
-        names = [manifest["classes"][int(i)] for i in y]
-        available = list(manifest["classes"])
-        where = f"{data} ({split})"
-    else:
-        available = sorted(d.name.lower() for d in data.iterdir() if d.is_dir())
-        wanted = list(classes) if classes else [c for c in clf.default_classes if c in available]
-        x, names = _image_folder(data, wanted, clf.crop_size)
-        where = str(data)
-    wanted = list(classes) if classes else [c for c in clf.default_classes if c in available]
-    if len(wanted) < 2:
-        raise DataError(f"{data}: fewer than two of the classifier's classes are in the data ({', '.join(available)})")
-    keep = np.array([n in wanted for n in names], dtype=bool)
-    result = evaluate_arrays(clf, x[keep], [n for n, k in zip(names, keep) if k], wanted, tta=tta)
-    return {"data": where, "classifier": clf.path, "tta": tta, **result}
-
+from .. import console
+from ..errors import DataError
 
 DEFAULT_EMOTIONS = ("happy", "sad", "angry", "calm")
 UNLABELLED = "unlabelled"
@@ -79,21 +29,21 @@ def generated_melodies(emotions: Sequence[str], n: int, generator: str | None = 
 
 def generated_metrics(emotions: Sequence[str], n: int, generator: str | None = None, bars: int = 16, *, compose_options: dict[str, Any] | None = None) -> list[tuple[str, dict[str, float]]]:
     """Compose seeds 0..n-1 for each emotion and score the melody track."""
-    from .music.metrics import summarize
+    from .metrics import summarize
 
     return [(label, summarize(notes, bars)) for label, notes in generated_melodies(emotions, n, generator, bars, compose_options=compose_options)]
 
 
 def quadrant_label(q: int) -> str:
     """Q1..Q4 for a cache's quadrant 0..3; anything else (POP909 caches use 4 for 'unknown') is unlabelled."""
-    from .emotions import QUADRANTS
+    from ..emotions import QUADRANTS
 
     return QUADRANTS[q] if 0 <= q < len(QUADRANTS) else UNLABELLED
 
 
 def _rows_to_notes(pitch: np.ndarray, onset: np.ndarray) -> list[Any]:
     """A clip's cache rows (bars of register columns, −1 = rest, and onsets) → notes."""
-    from .music.pianoroll import BAR_WIDTH, ONSET, REST, rolls_to_notes
+    from .pianoroll import BAR_WIDTH, ONSET, REST, rolls_to_notes
 
     p = pitch.reshape(-1).astype(np.int64)
     roll = np.zeros((len(p), BAR_WIDTH), dtype=np.uint8)
@@ -104,7 +54,7 @@ def _rows_to_notes(pitch: np.ndarray, onset: np.ndarray) -> list[Any]:
 
 def cache_melodies(cache: str | Path, split: str = "test") -> list[tuple[str, list[Any], int]]:
     """The untransposed melodies of a music cache's split: (quadrant label, notes, bars) per clip."""
-    from .music.dataset import SPLIT_NAMES, load_music_cache
+    from .dataset import SPLIT_NAMES, load_music_cache
 
     _, arrays = load_music_cache(cache)
     s = SPLIT_NAMES.index(split)
@@ -119,7 +69,7 @@ def cache_melodies(cache: str | Path, split: str = "test") -> list[tuple[str, li
 
 def reference_metrics(cache: str | Path, split: str = "test") -> list[tuple[str, dict[str, float]]]:
     """Score the untransposed melodies of a music cache's split, one item per clip, grouped by quadrant."""
-    from .music.metrics import summarize
+    from .metrics import summarize
 
     return [(label, summarize(notes, bars)) for label, notes, bars in cache_melodies(cache, split)]
 
@@ -136,7 +86,7 @@ def reference_name(cache: str | Path, split: str, taken: Sequence[str] = ()) -> 
 def novelty_report(pieces: Sequence[tuple[str, list[Any]]], cache: str | Path) -> dict[str, Any]:
     """phrase_novelty of generated pieces against the training split (untransposed) of a music cache,
     overall and per group: the share of their 4-bar phrases found, up to transposition, in training bars."""
-    from .music.metrics import build_phrase_index, phrase_keys
+    from .metrics import build_phrase_index, phrase_keys
 
     index = build_phrase_index((notes, bars) for _, notes, bars in cache_melodies(cache, "train"))
     keys: dict[str, list[bytes]] = {}
@@ -167,7 +117,7 @@ def evaluate_music(
     """Music metrics per group for MIDI files, freshly generated melodies and/or the reference melodies
     of one or more caches (each its own source, grouped by quadrant or 'unlabelled'); with `novelty`,
     how many generated phrases are found in that cache's training melodies."""
-    from .music.metrics import aggregate, evaluate_files, summarize
+    from .metrics import aggregate, evaluate_files, summarize
 
     if novelty and not generate:
         raise DataError("phrase novelty needs generated melodies (--generate N)")

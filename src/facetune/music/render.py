@@ -9,8 +9,8 @@ from typing import Any
 
 import numpy as np
 
-from .checkpoints import atomic_write_bytes
-from .music.pianoroll import STEPS_PER_BAR
+from ..checkpoints import atomic_write_bytes
+from .pianoroll import STEPS_PER_BAR
 
 MELODY_RGB = (230, 90, 60)
 CHORD_RGB = (70, 120, 200)
@@ -32,7 +32,7 @@ def _title(comp: Any) -> str:
 
 
 def _phrase_labels(form: str) -> list[str]:
-    from .music.form import parse_form
+    from .form import parse_form
 
     return [p.label for p in parse_form(form)] if form else []
 
@@ -136,7 +136,7 @@ def render_wav(comp: Any, path: str | Path, *, chords: bool = True, sample_rate:
 
 def write_extras(comp: Any, extras: list[Path], chords: bool = True) -> None:
     """The `--png` picture and `--wav` audio beside a song, each by its suffix."""
-    from . import console
+    from .. import console
 
     for extra in extras:
         if extra.suffix == ".png":

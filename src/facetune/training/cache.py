@@ -12,8 +12,8 @@ from typing import Any
 
 import numpy as np
 
-from .checkpoints import atomic_write_bytes
-from .errors import DataError
+from ..checkpoints import atomic_write_bytes
+from ..errors import DataError
 
 
 def fingerprint(src: Path) -> str:

@@ -22,12 +22,12 @@ from typing import Any
 
 import numpy as np
 
-from .checkpoints import atomic_write_bytes, load_checkpoint
-from .emotions import QUADRANT_EMOTION, QUADRANTS, normalize_emotion, quadrant_of
-from .errors import CheckpointError, FacetuneError, refuse_overwrite
-from .music.pianoroll import BAR_WIDTH, LOW_PITCH, N_PITCHES, ONSET, REST, STEPS_PER_BAR, Note, rolls_to_notes
+from ..checkpoints import atomic_write_bytes, load_checkpoint
+from ..emotions import QUADRANT_EMOTION, QUADRANTS, normalize_emotion, quadrant_of
+from ..errors import CheckpointError, FacetuneError, refuse_overwrite
+from .pianoroll import BAR_WIDTH, LOW_PITCH, N_PITCHES, ONSET, REST, STEPS_PER_BAR, Note, rolls_to_notes
 
-DEFAULT_GENERATOR = Path(__file__).parent / "weights" / "generator.pt"
+DEFAULT_GENERATOR = Path(__file__).parent.parent / "weights" / "generator.pt"
 
 
 @dataclass(frozen=True)
@@ -101,7 +101,7 @@ class Composition:
         """A pretty_midi object: 4/4, the key signature, a melody track and (optionally) a chord track."""
         import pretty_midi
 
-        from .music.chords import KEY_NAMES
+        from .chords import KEY_NAMES
 
         pm = pretty_midi.PrettyMIDI(initial_tempo=float(self.tempo))
         pm.time_signature_changes.append(pretty_midi.TimeSignature(4, 4, 0.0))
@@ -133,7 +133,7 @@ class MelodyGenerator:
         """The network's (16, BAR_WIDTH) scores for one bar, with guidance applied."""
         import torch
 
-        from .music.gan import UNKNOWN_EMOTION, condition, form_features
+        from .gan import UNKNOWN_EMOTION, condition, form_features
 
         d = self.dims
         guidance = settings.guidance
@@ -160,8 +160,8 @@ X
         probability or its most likely pitch changes; its pitch (or a rest) is drawn from the
         network's distribution at that step; it is held until the next note or rest starts.
         """
-        from .music.chords import allowed_pitch_mask, chord_tone_mask
-        from .music.form import BarPlan, cadence_bars
+        from .chords import allowed_pitch_mask, chord_tone_mask
+        from .form import BarPlan, cadence_bars
 
         d = self.dims
         n_bars = len(chords)
@@ -215,7 +215,7 @@ def _follow_chord(bar: np.ndarray, chord_from: int, chord_to: int, key: int) -> 
     """The bar a restatement starts from, moved along the key's scale by the step between the two
     chords' roots (the nearer way), so a motif over I comes back over IV as a sequence, in key.
     Same root, no chord, or a root outside the scale: the bar as it is."""
-    from .music.chords import NO_CHORD, scale_pitch_classes
+    from .chords import NO_CHORD, scale_pitch_classes
 
     scale = list(scale_pitch_classes(key))
     if NO_CHORD in (chord_from, chord_to) or chord_from % 12 == chord_to % 12:
@@ -295,7 +295,7 @@ def _end_on_chord_tone(bar: np.ndarray, tones: np.ndarray, hold: bool) -> int:
 @lru_cache(maxsize=8)
 def load_generator(path: str | Path | None = None) -> MelodyGenerator:
     """Rebuild the generator from its checkpoint (the shipped default when `path` is None); cached."""
-    from .music.gan import Generator, dims_from_dict
+    from .gan import Generator, dims_from_dict
 
     path = Path(path) if path else DEFAULT_GENERATOR
     payload = load_checkpoint(path, "generator")
@@ -311,7 +311,7 @@ def load_generator(path: str | Path | None = None) -> MelodyGenerator:
 
 def _voicing(chord: int, center: int = 57) -> list[int]:
     """The chord's triad in the inversion nearest `center`, plus nothing else: clear, close voicing."""
-    from .music.chords import chord_pitch_classes
+    from .chords import chord_pitch_classes
 
     pcs = chord_pitch_classes(chord)
     best: list[int] = []
@@ -368,8 +368,8 @@ def compose_emotion(emotion: str, generator: MelodyGenerator | None = None, *, b
     `network_emotion` gives the network another emotion than the song's key, chords and style
     (an ablation: how much of the emotion does the network itself carry?).
     """
-    from .music.chords import KEY_NAMES, chord_name, key_index, progression, quadrant_mode
-    from .music.form import cadence_bars, choose_form, fit_form, form_name, plan_bars
+    from .chords import KEY_NAMES, chord_name, key_index, progression, quadrant_mode
+    from .form import cadence_bars, choose_form, fit_form, form_name, plan_bars
 
     try:
         name = normalize_emotion(emotion)

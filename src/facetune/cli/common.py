@@ -1,0 +1,106 @@
+"""What every `facetune` command shares: the top-level group, error handling, exit codes, the options
+declared once, and expanding inputs."""
+from __future__ import annotations
+
+import functools
+import shlex
+import signal
+import sys
+from pathlib import Path
+from typing import Any, Callable
+
+import click
+
+from .. import __version__, console
+from ..errors import FacetuneError, refuse_overwrite
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+
+
+def command_line() -> str:
+    return "facetune " + " ".join(shlex.quote(a) for a in sys.argv[1:])
+
+
+def handle_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """Turn FacetuneError into one red line and exit 1; Ctrl-C into exit 130. Never a traceback."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except FacetuneError as exc:
+            console.error(str(exc))
+            sys.exit(EXIT_FAILED)
+        except KeyboardInterrupt:
+            console.error("interrupted")
+            sys.exit(130)
+
+    return wrapper
+
+
+def _options(*options: Callable[[Any], Any]) -> Callable[[Any], Any]:
+    """Several click options as one decorator; --help lists them in the order given."""
+
+    def apply(fn: Any) -> Any:
+        for option in reversed(options):
+            fn = option(fn)
+        return fn
+
+    return apply
+
+
+#: Options declared once for every command that takes them (one definition, one help text).
+CLASSIFIER_OPTION = click.option("--classifier", type=click.Path(path_type=Path), help="Classifier checkpoint (default: the shipped model).")
+ENGINE_OPTION = click.option("--engine", type=click.Choice(["auto", "onnx", "torch"]), default="auto", show_default=True, help="auto: ONNX Runtime on the CPU when the checkpoint has an ONNX export beside it, else PyTorch.")
+GENERATOR_OPTION = click.option("--generator", type=click.Path(path_type=Path), help="Generator checkpoint (default: the shipped model).")
+DEVICE_OPTION = click.option("--device", default="cpu", show_default=True, help="Device for the classifier: cpu, auto, cuda, cuda:N or mps.")
+OVERWRITE_OPTION = click.option("--force", is_flag=True, help="Overwrite existing outputs.")
+REBUILD_OPTION = click.option("--force", is_flag=True, help="Rebuild even if the cache is up to date.")
+TRAINING_RUN_OPTIONS = _options(
+    click.option("--seed", default=0, show_default=True),
+    click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda, cuda:N or mps."),
+    click.option("--resume", is_flag=True, help="Continue from OUT/last.pt."),
+    click.option("--tiny", is_flag=True, hidden=True, help="A very small network (tests only)."),
+)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.version_option(__version__, "-V", "--version", prog_name="facetune")
+@click.option("-q", "--quiet", is_flag=True, help="Only results and errors; no progress or logs.")
+@click.option("-v", "--verbose", is_flag=True, help="More detail on stderr.")
+def main(quiet: bool, verbose: bool) -> None:
+    """facetune: a face in, music out. Photo → face → emotion → a 16-bar melody as MIDI.
+
+    Exit codes: 0 all ok, 1 some inputs or the command failed, 2 usage error.
+    """
+    console.set_verbosity(quiet, verbose)
+    signal.signal(signal.SIGTERM, _terminate)
+
+
+def _terminate(signum: int, frame: Any) -> None:
+    """SIGTERM unwinds like Ctrl-C, so temporary files are removed and only complete outputs remain."""
+    raise KeyboardInterrupt
+
+
+def write_text(path: Path | None, text: str, force: bool) -> None:
+    """Results to stdout, or atomically to a file that is not silently overwritten."""
+    from ..checkpoints import atomic_write_bytes
+
+    if path is None or str(path) == "-":
+        click.echo(text, nl=False)
+        return
+    refuse_overwrite(path, force)
+    atomic_write_bytes(path, text.encode())
+
+
+def expand_inputs(paths: tuple[str, ...]) -> list[tuple[Any, str, Path]]:
+    """Expand CLI inputs: files, folders, globs and '-' (an image on stdin) → (source, name, relative path)."""
+    from ..faces.photos import iter_image_files
+
+    out: list[tuple[Any, str, Path]] = []
+    for path, rel in iter_image_files(list(paths)):
+        if str(path) == "-":
+            out.append((sys.stdin.buffer.read(), "-", Path("stdin")))
+        else:
+            out.append((path, str(path), rel))
+    return out

@@ -1,0 +1,200 @@
+"""`facetune classify` and `facetune compose`: photos in, emotions and songs out."""
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+
+from .. import console
+from ..errors import refuse_overwrite
+from .common import (
+    CLASSIFIER_OPTION,
+    DEVICE_OPTION,
+    ENGINE_OPTION,
+    EXIT_FAILED,
+    GENERATOR_OPTION,
+    OVERWRITE_OPTION,
+    expand_inputs,
+    handle_errors,
+    main,
+    write_text,
+)
+
+
+@main.command("classify")
+@click.argument("inputs", nargs=-1, required=True)
+@click.option("--format", "fmt", type=click.Choice(["table", "json", "csv"]), default="table", show_default=True, help="table for people; json (JSON Lines) or csv for scripts.")
+@click.option("-o", "--output", type=click.Path(path_type=Path), help="Write the results to this file instead of stdout (JSON Lines, or CSV with --format csv).")
+@click.option("--all-faces", is_flag=True, help="Report every face, not just the largest.")
+@click.option("--no-detect", is_flag=True, help="The images are already face crops: use them whole.")
+@click.option("--classes", help="Restrict to these classes (comma-separated; default: the model's default set).")
+@CLASSIFIER_OPTION
+@click.option("--batch-size", default=128, show_default=True, type=click.IntRange(1))
+@click.option("--workers", default=0, show_default=True, type=click.IntRange(0), help="Processes decoding images.")
+@DEVICE_OPTION
+@ENGINE_OPTION
+@OVERWRITE_OPTION
+@handle_errors
+def classify_cmd(inputs: tuple[str, ...], fmt: str, output: Path | None, all_faces: bool, no_detect: bool, classes: str | None, classifier: Path | None, batch_size: int, workers: int, device: str, engine: str, force: bool) -> None:
+    """Photo → face → emotion, with probabilities. INPUTS are files, folders (recursive) or globs.
+
+    Exit code 0 if every input was classified, 1 if any failed.
+    """
+    from ..api import iter_classify, load_classifier
+
+    if output is not None and str(output) != "-":
+        refuse_overwrite(output, force)
+    items = expand_inputs(inputs)
+    class_list = [c.strip() for c in classes.split(",")] if classes else None
+    clf = load_classifier(str(classifier) if classifier else None, device, engine)
+    console.debug(f"classifier {clf.path}: {clf.engine} engine, {len(clf.input_sizes)} network(s)")
+    active = clf.active(class_list)
+    records: list[dict[str, Any]] = []
+    failed = 0
+    stream_json = fmt == "json" and output is None
+    with console.progress() as prog:
+        task = prog.add_task("classifying", total=len(items))
+        for _, recs in iter_classify([s for s, _, _ in items], classifier=str(classifier) if classifier else None, classes=active, all_faces=all_faces, detect=False if no_detect else None, batch_size=batch_size, workers=workers, device=device, names=[n for _, n, _ in items], engine=engine):
+            prog.advance(task)
+            for r in recs:
+                failed += r.error is not None
+                if r.error and fmt == "table":
+                    console.error(r.error)
+                if stream_json:
+                    click.echo(console.records_text([r.to_dict()], "json", active), nl=False)
+                else:
+                    records.append(r.to_dict())
+    if fmt == "table" and output is None:
+        console.out.print(console.classify_table(records, active))
+    elif not stream_json:
+        write_text(output, console.records_text(records, "json" if fmt == "table" else fmt, active), force)
+    if failed:
+        console.info(f"{failed} of {len(items)} input(s) failed")
+        sys.exit(EXIT_FAILED)
+
+
+def _check_form(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
+    """A malformed --form is a usage error (exit 2), caught before any model loads."""
+    if value is None:
+        return None
+    from ..music.form import parse_form
+
+    try:
+        parse_form(value)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc)) from None
+    return value
+
+
+@main.command("compose")
+@click.argument("inputs", nargs=-1)
+@click.option("-o", "--output", type=click.Path(path_type=Path), help="MIDI file to write for one input ('-' for stdout).")
+@click.option("--out-dir", type=click.Path(path_type=Path), help="Folder for many inputs: OUT_DIR/<relative path>/<stem>.mid.")
+@click.option("--emotion", help="Skip the photo: happy, sad, angry, calm, any FER class, or Q1-Q4.")
+@click.option("--seed", default=0, show_default=True, help="Base seed; the same seed gives byte-identical MIDI.")
+@click.option("--bars", default=16, show_default=True, type=click.IntRange(1, 256), help="Length in bars of 4/4.")
+@click.option("--tempo", type=click.FloatRange(20, 400), help="Beats per minute (default: set by the emotion).")
+@click.option("--no-chords", is_flag=True, help="Leave out the chord accompaniment track.")
+@click.option("--form", callback=_check_form, help="Phrase form of the song, one letter per 4-bar phrase: AABA, AA'BA, ABAB', AABB ... (default: chosen by the seed).")
+@click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True, help="json: one JSON Lines record per input on stdout.")
+@click.option("--no-detect", is_flag=True, help="The images are already face crops: use them whole.")
+@click.option("--classes", help="Emotions the classifier may answer (comma-separated; default: the model's default set).")
+@CLASSIFIER_OPTION
+@GENERATOR_OPTION
+@click.option("--batch-size", default=128, show_default=True, type=click.IntRange(1))
+@click.option("--workers", default=0, show_default=True, type=click.IntRange(0), help="Processes decoding images.")
+@DEVICE_OPTION
+@click.option("--png", is_flag=True, help="Also save a piano-roll picture beside each MIDI file (.png).")
+@click.option("--wav", is_flag=True, help="Also render audio beside each MIDI file (.wav).")
+@click.option("--preview", is_flag=True, help="Show the piano roll in the terminal (one input).")
+@OVERWRITE_OPTION
+@handle_errors
+def compose_cmd(inputs: tuple[str, ...], output: Path | None, out_dir: Path | None, emotion: str | None, seed: int, bars: int, tempo: float | None, no_chords: bool, form: str | None, fmt: str, no_detect: bool, classes: str | None, classifier: Path | None, generator: Path | None, batch_size: int, workers: int, device: str, png: bool, wav: bool, preview: bool, force: bool) -> None:
+    """Photo → emotion → a new melody over chords, as MIDI.
+
+    \b
+    facetune compose face.jpg -o song.mid
+    facetune compose --emotion sad -o sad.mid
+    facetune compose photos/ 'more/*.png' --out-dir songs/
+
+    Exit code 0 if every input was composed (or skipped as done), 1 if any failed.
+    """
+    from ..api import (
+        ComposeSettings,
+        compose,
+        compose_record,
+        extra_outputs,
+        write_song,
+    )
+
+    if emotion and inputs:
+        raise click.UsageError("give photos or --emotion, not both")
+    if not emotion and not inputs:
+        raise click.UsageError("give a photo (or folders of photos), or --emotion")
+    if output and out_dir:
+        raise click.UsageError("use -o for one input or --out-dir for many, not both")
+    settings = ComposeSettings(
+        seed=seed, bars=bars, tempo=tempo, form=form, chords=not no_chords, png=png, wav=wav, force=force,
+        classifier=str(classifier) if classifier else None, generator=str(generator) if generator else None,
+        classes=tuple(c.strip() for c in classes.split(",")) if classes else None, detect=False if no_detect else None,
+        device=device, batch_size=batch_size, workers=workers,
+    )
+    if emotion or (len(inputs) == 1 and output is not None and (inputs[0] == "-" or (not Path(inputs[0]).is_dir() and not any(c in inputs[0] for c in "*?[")))):
+        if output is None:
+            raise click.UsageError("say where to write the MIDI: -o FILE (or -o - for stdout)")
+        image: Any = None if emotion else (sys.stdin.buffer.read() if inputs[0] == "-" else inputs[0])
+        to_stdout = str(output) == "-"
+        if to_stdout and (png or wav):
+            raise click.UsageError("--png and --wav need -o FILE, not stdout")
+        extras = extra_outputs(output, png, wav) if not to_stdout else []
+        for extra in extras:
+            refuse_overwrite(extra, force)
+        res = compose(
+            image, None if to_stdout else output, emotion=emotion, seed=seed, bars=bars, tempo=tempo, form=form, chords=settings.chords,
+            classifier=settings.classifier, generator=settings.generator, classes=settings.classes, detect=settings.detect, device=device, force=force,
+        )
+        if to_stdout:
+            sys.stdout.buffer.write(res.composition.midi_bytes(settings.chords))
+            sys.stdout.buffer.flush()
+        write_song(res.composition, None, settings, extras)
+        if preview:
+            from ..music.render import terminal_preview
+
+            (console.err if to_stdout else console.out).print(terminal_preview(res.composition, chords=settings.chords))
+        if fmt == "json":
+            import json
+
+            (console.err if to_stdout else console.out).print(json.dumps(compose_record(res)), highlight=False, soft_wrap=True)
+        else:
+            (console.err if to_stdout else console.out).print(console.compose_summary(res))
+        return
+    if out_dir is None:
+        raise click.UsageError("several inputs (or a folder) need --out-dir DIR")
+    if preview:
+        raise click.UsageError("--preview shows one composition; use it with -o")
+    _compose_batch(inputs, out_dir, settings, fmt)
+
+
+def _compose_batch(inputs: tuple[str, ...], out_dir: Path, settings: Any, fmt: str) -> None:
+    """Many photos → OUT_DIR/<relative path>.mid: print each record as it comes, then a summary."""
+    import json
+    from collections import Counter
+
+    from ..api import compose_many
+
+    counts: Counter[str] = Counter()
+    emotions: Counter[str] = Counter()
+    for rec in compose_many(expand_inputs(inputs), out_dir, settings):
+        counts[rec["status"]] += 1
+        if rec["status"] == "done":
+            emotions[rec["emotion"]] += 1
+        if fmt == "json":
+            click.echo(json.dumps(rec))
+        elif rec["status"] == "failed":
+            console.error(rec["error"])
+    if fmt != "json" and not console.is_quiet():
+        console.err.print(console.batch_table(out_dir, counts, emotions))
+    if counts["failed"]:
+        sys.exit(EXIT_FAILED)
