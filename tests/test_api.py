@@ -73,3 +73,24 @@ def test_compose_many_is_the_single_path_in_a_loop(tmp_path, tiny_classifier, ti
     assert done["form"] == "AABA" and done["seed"] == stable_seed(5, "f0.png")
     single = compose_emotion(done["emotion"], load_generator(str(tiny_generator)), seed=done["seed"], form="AABA")
     assert (tmp_path / "out" / "f0.mid").read_bytes() == single.midi_bytes()
+
+
+@pytest.mark.slow
+def test_worker_processes_give_the_same_records_in_the_same_order(tmp_path):
+    from PIL import Image
+
+    from facetune import api
+
+    rng = np.random.default_rng(0)
+    paths = []
+    for i in range(6):
+        p = tmp_path / f"face{i}.png"
+        Image.fromarray(rng.integers(0, 255, (48, 48), dtype=np.uint8)).save(p)
+        paths.append(p)
+    broken = tmp_path / "broken.png"
+    broken.write_bytes(b"not an image")
+    sources = [paths[0], broken, *paths[1:]]
+    alone = [(i, [r.to_dict() for r in recs]) for i, recs in api.iter_classify(sources, batch_size=4)]
+    pooled = [(i, [r.to_dict() for r in recs]) for i, recs in api.iter_classify(sources, batch_size=4, workers=2)]
+    assert pooled == alone and [i for i, _ in alone] == list(range(7))
+    assert alone[1][1][0]["error"] and not alone[0][1][0]["error"]

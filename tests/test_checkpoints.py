@@ -50,3 +50,42 @@ def test_other_format_version_refused(tmp_path):
     torch.save({"kind": "generator", "format_version": 99}, tmp_path / "v.pt")
     with pytest.raises(CheckpointError, match="version 99"):
         load_checkpoint(tmp_path / "v.pt")
+
+
+def _without_tensors(value):
+    if isinstance(value, torch.Tensor):
+        return "<tensor>"
+    if isinstance(value, dict):
+        return {k: _without_tensors(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return type(value)(_without_tensors(v) for v in value)
+    return value
+
+
+def test_metadata_reads_everything_but_the_tensors(tmp_path):
+    from facetune.checkpoints import read_metadata
+    from facetune.registry import WEIGHTS_DIR
+
+    save_checkpoint(tmp_path / "c.pt", {"kind": "generator", "state_dict": {"w": torch.ones(3), "b": torch.zeros(2, dtype=torch.long)}, "dims": {"z_dim": 4}, "metrics": {"a": 0.5}})
+    for path in (tmp_path / "c.pt", WEIGHTS_DIR / "generator.pt", WEIGHTS_DIR / "classifier.pt"):
+        meta = read_metadata(path)
+        full = _without_tensors(load_checkpoint(path))
+        assert {k: _without_tensors(v) if k != "state_dict" else None for k, v in meta.items() if k != "state_dict"} == {k: v for k, v in full.items() if k != "state_dict"}
+        assert repr(meta["state_dict"]["w" if path.parent == tmp_path else next(iter(meta["state_dict"]))]) == "<tensor>"
+
+
+def test_metadata_reader_runs_no_code_and_names_bad_files(tmp_path, monkeypatch):
+    from facetune.checkpoints import read_metadata
+
+    sentinel = tmp_path / "PWNED"
+    monkeypatch.setenv("EVIL_SENTINEL", str(sentinel))
+    torch.save({"kind": "classifier", "format_version": FORMAT_VERSION, "x": Evil()}, tmp_path / "evil.pt")
+    with pytest.raises(CheckpointError, match="refused"):
+        read_metadata(tmp_path / "evil.pt")
+    assert not sentinel.exists()
+    (tmp_path / "junk.pt").write_bytes(b"PK\x03\x04 not really a zip")
+    with pytest.raises(CheckpointError, match="junk.pt"):
+        read_metadata(tmp_path / "junk.pt")
+    torch.save({"kind": "generator", "format_version": 99}, tmp_path / "v.pt")
+    with pytest.raises(CheckpointError, match="version 99"):
+        read_metadata(tmp_path / "v.pt")

@@ -237,3 +237,15 @@ def test_compose_form_is_settable_reported_and_drawn(run, tiny_generator, tmp_pa
 def test_malformed_form_is_a_usage_error(run, tiny_generator, tmp_path, form):
     r = run("compose", "--emotion", "sad", "-o", tmp_path / "x.mid", "--form", form, "--generator", tiny_generator)
     assert r.exit_code == 2 and "form" in r.stderr and not (tmp_path / "x.mid").exists()
+
+
+def test_training_commands_on_the_light_install_say_how_to_get_the_training_packages(run, music_cache, tmp_path, monkeypatch):
+    import sys
+
+    for name in [m for m in sys.modules if m == "torch" or m.startswith("torch.")]:
+        monkeypatch.delitem(sys.modules, name)
+    monkeypatch.setitem(sys.modules, "torch", None)  # `import torch` now fails as on `pip install .`
+    r = run("train", "gan", "--data", str(music_cache), "--out", str(tmp_path / "run"), "--tiny", "--epochs", "1")
+    assert r.exit_code == 1
+    assert "needs torch, one of the training packages: pip install 'facetune[train]'" in r.output
+    assert "Traceback" not in r.output and len(r.output.strip().splitlines()) == 1

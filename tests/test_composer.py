@@ -123,21 +123,3 @@ def test_raw_network_without_scale_mask_reports_no_changes(gen):
     assert comp.mask_changes == 0
     masked = compose_emotion("angry", gen, seed=2)
     assert masked.mask_changes >= 0
-
-
-def test_a_restated_bar_follows_its_new_chord_along_the_scale():
-    import numpy as np
-
-    from facetune.music.composer import _follow_chord
-    from facetune.music.chords import chord_index, key_index
-    from facetune.music.pianoroll import LOW_PITCH, REST
-
-    bar = np.zeros((STEPS_PER_BAR, BAR_WIDTH), np.float32)
-    for t, p in enumerate([60, 64, 67, 72] * 4):
-        bar[t, p - LOW_PITCH] = 1
-    c_major = key_index(0, "major")
-    over_f = _follow_chord(bar, chord_index(0, "maj"), chord_index(5, "maj"), c_major)
-    assert [int(c) + LOW_PITCH for c in over_f[:4, : REST + 1].argmax(1)] == [65, 69, 72, 77]  # a sequence up a fourth
-    over_g = _follow_chord(bar, chord_index(0, "maj"), chord_index(7, "maj"), c_major)
-    assert [int(c) + LOW_PITCH for c in over_g[:4, : REST + 1].argmax(1)] == [55, 59, 62, 67]  # the nearer way: down
-    assert _follow_chord(bar, chord_index(0, "maj"), chord_index(0, "min"), c_major) is bar

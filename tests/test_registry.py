@@ -48,3 +48,26 @@ def test_resolve_model_by_path_by_name_and_default(tmp_path, monkeypatch):
     assert resolve_model("classifier.pt", "classifier") == str(ck)
     assert resolve_model(None, "classifier") == str(ck)
     assert resolve_model(None, "generator") is None
+
+
+@pytest.mark.slow
+def test_listing_models_and_a_compose_rerun_import_no_torch_and_no_network(tmp_path):
+    import subprocess
+    import sys
+
+    songs = tmp_path / "songs"
+    songs.mkdir()
+    (songs / "a.mid").write_bytes(b"")  # already composed: the rerun skips it
+    (tmp_path / "a.png").write_bytes(b"")
+    code = (
+        "import sys\n"
+        "from click.testing import CliRunner\n"
+        "from facetune.cli import main\n"
+        "r = CliRunner().invoke(main, ['models', '--format', 'json'])\n"
+        "assert r.exit_code == 0, r.output\n"
+        f"r = CliRunner().invoke(main, ['compose', {str(tmp_path / 'a.png')!r}, '--out-dir', {str(songs)!r}, '--format', 'json'])\n"
+        "assert r.exit_code == 0 and 'skipped' in r.output, r.output\n"
+        "loaded = [m for m in sys.modules if m.split('.')[0] in ('torch', 'onnxruntime') or m.endswith(('generator_numpy', 'onnx_engine'))]\n"
+        "assert not loaded, loaded\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=120)

@@ -93,31 +93,42 @@ def _detect(src: Any, detect: bool | None, all_faces: bool, size: int, margin: f
         return [], exc
 
 
-class _FaceDataset:
-    """Decoding and face detection as a map-style dataset, so a DataLoader can run it in worker processes."""
+_WORKER_JOB: dict[str, Any] = {}
 
-    def __init__(self, sources: Sequence[Any], detect: bool | None, all_faces: bool, size: int, margin: float) -> None:
-        self.sources, self.detect, self.all_faces, self.size, self.margin = sources, detect, all_faces, size, margin
 
-    def __len__(self) -> int:
-        return len(self.sources)
+def _init_worker(sources: Sequence[Any], detect: bool | None, all_faces: bool, size: int, margin: float) -> None:
+    """Each decoding process gets the inputs once, not with every task."""
+    _WORKER_JOB.update(sources=sources, args=(detect, all_faces, size, margin))
 
-    def __getitem__(self, i: int) -> tuple[int, list[Any], InputError | None]:
-        faces, err = _detect(self.sources[i], self.detect, self.all_faces, self.size, self.margin)
-        return i, faces, err
+
+def _detect_in_worker(i: int) -> tuple[int, list[Any], InputError | None]:
+    faces, err = _detect(_WORKER_JOB["sources"][i], *_WORKER_JOB["args"])
+    return i, faces, err
 
 
 def _iter_faces(sources: Sequence[Any], detect: bool | None, all_faces: bool, size: int, margin: float, workers: int) -> Iterator[tuple[int, list[Any], InputError | None]]:
-    """Faces per input, in input order; with workers > 0, decoded in parallel by a torch DataLoader."""
-    ds = _FaceDataset(sources, detect, all_faces, size, margin)
+    """Faces per input, in input order; with workers > 0, decoded and detected in that many processes
+    (spawned, not forked: batch compose calls this from a thread, and forking a threaded process
+    can copy a held lock into the child)."""
     if workers <= 0:
-        for i in range(len(ds)):
-            yield ds[i]
+        for i, src in enumerate(sources):
+            yield (i, *_detect(src, detect, all_faces, size, margin))
         return
-    from torch.utils.data import DataLoader
+    import multiprocessing
 
-    loader = DataLoader(ds, batch_size=None, num_workers=workers, collate_fn=lambda x: x, prefetch_factor=8, persistent_workers=False)
-    yield from loader
+    with multiprocessing.get_context("spawn").Pool(workers, _init_worker, (list(sources), detect, all_faces, size, margin)) as pool:
+        yield from pool.imap(_detect_in_worker, range(len(sources)), chunksize=8)
+
+
+def _unreadable(src: Any) -> InputError | None:
+    """Why an input cannot be decoded, or None: checked before any model is loaded."""
+    from .faces.photos import load_image
+
+    try:
+        load_image(src)
+    except InputError as exc:
+        return exc
+    return None
 
 
 def iter_classify(
@@ -135,11 +146,19 @@ def iter_classify(
 ) -> Iterator[tuple[int, list[FaceEmotion]]]:
     """Stream (input index, its records) in input order, classifying crops in batches.
 
-    Memory stays flat: only one batch of crops is held at a time.
+    Memory stays flat: only one batch of crops is held at a time. The classifier is loaded only
+    once an input decodes: leading unreadable inputs are reported without it, so a rerun over
+    broken inputs loads no model (the first readable input is decoded twice).
     """
+    labels = list(names) if names is not None else [_source_name(s) for s in sources]
+    first = 0
+    while first < len(sources) and (err := _unreadable(sources[first])) is not None:
+        yield first, [FaceEmotion(labels[first], None, None, {}, None, str(err), False)]
+        first += 1
+    if first == len(sources):
+        return  # nothing readable: no model is loaded (a rerun over broken inputs stays fast)
     clf = load_classifier(classifier, device, engine)
     active = clf.active(list(classes) if classes else None)
-    labels = list(names) if names is not None else [_source_name(s) for s in sources]
     pending: list[tuple[int, list[Any], InputError | None]] = []
     n_crops = 0
 
@@ -159,7 +178,8 @@ def iter_classify(
                 records.append(FaceEmotion(labels[i], list(f.box) if f.box else None, emotion, {c: round(float(v), 4) for c, v in zip(active, p)}, quadrant_of(emotion)))
             yield i, records
 
-    for item in _iter_faces(sources, detect, all_faces, clf.crop_size, clf.face_margin, workers):
+    for i, faces, err in _iter_faces(sources[first:], detect, all_faces, clf.crop_size, clf.face_margin, workers):
+        item = (i + first, faces, err)
         pending.append(item)
         n_crops += len(item[1])
         if n_crops >= batch_size:
@@ -281,16 +301,21 @@ def write_song(comp: Any, target: Path | None, settings: ComposeSettings, extras
     write_extras(comp, list(extras), settings.chords)
 
 
+#: Songs generated together: bar *t* of all of them is one forward pass of the network.
+GENERATION_BATCH = 64
+
+
 def compose_many(items: Sequence[tuple[Any, str, Path]], out_dir: str | Path, settings: ComposeSettings = ComposeSettings()) -> Iterator[dict[str, Any]]:
     """Many photos → OUT_DIR/<relative path>.mid, one record per input (`status` done, skipped or failed).
 
     `items` are (source, name, relative path). Inputs whose MIDI already exists are skipped (a
-    rerun resumes), and their records come first; the others follow in input order as they are
-    classified in batches and composed. Each song's seed comes from the base seed and the input's
-    relative path, so it does not depend on the order or the batch.
+    rerun resumes) without loading any model, and their records come first; the others follow
+    in input order. Photos are decoded and classified in a background thread while the songs
+    of the previous batch are generated (all at once) and written, and a model is loaded only
+    when an input needs it. Each song's seed comes from the base seed and the input's relative
+    path, so a song does not depend on the order, the batch, or single versus batch compose.
     """
     from . import console
-    from .music.composer import compose_emotion
 
     out_dir = Path(out_dir)
     todo = []
@@ -302,21 +327,86 @@ def compose_many(items: Sequence[tuple[Any, str, Path]], out_dir: str | Path, se
         todo.append((src, name, rel, target))
     if not todo:
         return
-    generator = load_generator(settings.generator)
     with console.progress() as prog:
         task = prog.add_task("composing", total=len(todo))
         stream = iter_classify([t[0] for t in todo], classifier=settings.classifier, classes=settings.classes, detect=settings.detect, batch_size=settings.batch_size, workers=settings.workers, device=settings.device, names=[t[1] for t in todo])
-        for i, recs in stream:
-            _, name, rel, target = todo[i]
-            face = recs[0]
-            seed = stable_seed(settings.seed, rel.as_posix())
-            if face.error:
-                yield compose_record(input=name, seed=seed, error=face.error, status="failed")
-            else:
-                try:
-                    comp = compose_emotion(face.emotion, generator, bars=settings.bars, seed=seed, tempo=settings.tempo, form=settings.form)
-                    write_song(comp, target, settings, extra_outputs(target, settings.png, settings.wav))
-                    yield compose_record(input=name, face=face.face, emotion=face.emotion, probabilities=face.probabilities, quadrant=comp.quadrant, seed=seed, form=comp.form, output=str(target), status="done")
-                except FacetuneError as exc:
-                    yield compose_record(input=name, seed=seed, error=str(exc), status="failed")
-            prog.advance(task)
+        for chunk in _chunks(_prefetched(stream), GENERATION_BATCH):
+            yield from _compose_chunk([(todo[i], recs[0]) for i, recs in chunk], settings)
+            prog.advance(task, len(chunk))
+
+
+def _compose_chunk(chunk: Sequence[tuple[tuple[Any, str, Path, Path], FaceEmotion]], settings: ComposeSettings) -> Iterator[dict[str, Any]]:
+    """Generate the songs of classified inputs in one batch, write each, and give their records in order."""
+    from .music.composer import compose_emotions
+
+    seeds = [stable_seed(settings.seed, item[2].as_posix()) for item, _ in chunk]
+    faces = [(k, face) for k, (_, face) in enumerate(chunk) if not face.error]
+    songs: dict[int, Any] = {}
+    if faces:
+        comps = compose_emotions([(face.emotion, seeds[k]) for k, face in faces], load_generator(settings.generator), bars=settings.bars, tempo=settings.tempo, form=settings.form)
+        songs = {k: comp for (k, _), comp in zip(faces, comps)}
+    for k, ((_, name, _, target), face) in enumerate(chunk):
+        if face.error:
+            yield compose_record(input=name, seed=seeds[k], error=face.error, status="failed")
+            continue
+        comp = songs[k]
+        try:
+            write_song(comp, target, settings, extra_outputs(target, settings.png, settings.wav))
+        except FacetuneError as exc:
+            yield compose_record(input=name, seed=seeds[k], error=str(exc), status="failed")
+            continue
+        yield compose_record(input=name, face=face.face, emotion=face.emotion, probabilities=face.probabilities, quadrant=comp.quadrant, seed=seeds[k], form=comp.form, output=str(target), status="done")
+
+
+def _chunks(stream: Iterator[Any], size: int) -> Iterator[list[Any]]:
+    chunk: list[Any] = []
+    for item in stream:
+        chunk.append(item)
+        if len(chunk) >= size:
+            yield chunk
+            chunk = []
+    if chunk:
+        yield chunk
+
+
+def _prefetched(stream: Iterator[Any], depth: int = 256) -> Iterator[Any]:
+    """Run `stream` in a background thread, `depth` items ahead: decoding and ONNX Runtime release
+    the GIL, so classification overlaps the generation and writing done by the consumer.
+    An exception in the thread is raised here, in order; closing the consumer stops the thread."""
+    import queue
+    import threading
+
+    q: queue.Queue[tuple[str, Any]] = queue.Queue(maxsize=depth)
+    stop = threading.Event()
+
+    def put(message: tuple[str, Any]) -> bool:
+        while not stop.is_set():
+            try:
+                q.put(message, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def produce() -> None:
+        try:
+            for item in stream:
+                if not put(("item", item)):
+                    return
+            put(("end", None))
+        except BaseException as exc:  # handed to the consumer, which raises it
+            put(("error", exc))
+
+    thread = threading.Thread(target=produce, name="facetune-classify", daemon=True)
+    thread.start()
+    try:
+        while True:
+            kind, value = q.get()
+            if kind == "end":
+                return
+            if kind == "error":
+                raise value
+            yield value
+    finally:
+        stop.set()
+        thread.join(timeout=5)

@@ -73,9 +73,70 @@ def save_checkpoint(path: str | Path, payload: dict[str, Any]) -> None:
     atomic_write_bytes(Path(path), buf.getvalue())
 
 
+class _Tensor:
+    """Where a checkpoint holds a tensor: `read_metadata` never reads tensor data."""
+
+    def __repr__(self) -> str:
+        return "<tensor>"
+
+
+class _MetadataUnpickler(pickle.Unpickler):
+    """Reads a torch checkpoint's plain-data skeleton without torch: tensors become `_Tensor`
+    markers, and any class other than the few torch's own format uses is refused, so no code runs."""
+
+    _ALLOWED = {("collections", "OrderedDict"), ("torch._utils", "_rebuild_tensor_v2"), ("torch._utils", "_rebuild_parameter")}
+
+    def find_class(self, module: str, name: str) -> Any:
+        if (module, name) == ("collections", "OrderedDict"):
+            import collections
+
+            return collections.OrderedDict
+        if (module, name) in self._ALLOWED or (module == "torch" and name.endswith("Storage")):
+            return lambda *args, **kwargs: _Tensor()
+        raise pickle.UnpicklingError(f"Unsupported global: {module}.{name}")
+
+    def persistent_load(self, pid: Any) -> Any:
+        return _Tensor()
+
+
+def read_metadata(path: str | Path) -> dict[str, Any]:
+    """A checkpoint's description (kind, dimensions, classes, metrics, provenance) without torch
+    and without its tensors, for listing models; the same checks as `load_checkpoint`."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"{path}: checkpoint not found")
+    try:
+        with zipfile.ZipFile(path) as z:
+            name = next((n for n in z.namelist() if n.endswith("/data.pkl") or n == "data.pkl"), None)
+            if name is None:
+                raise CheckpointError(f"{path}: not a readable checkpoint (no data.pkl inside)")
+            payload = _MetadataUnpickler(z.open(name)).load()
+    except pickle.UnpicklingError as exc:
+        raise CheckpointError(f"{path}: refused to load: the file holds code or objects, not plain data ({str(exc)[:160]})") from None
+    except (zipfile.BadZipFile, OSError, EOFError, ValueError, KeyError, TypeError, AttributeError, IndexError) as exc:
+        raise CheckpointError(f"{path}: not a readable checkpoint (truncated or corrupt: {type(exc).__name__})") from None
+    return _check_payload(path, payload, None)
+
+
+def _check_payload(path: Path, payload: Any, kind: str | None) -> dict[str, Any]:
+    """A facetune checkpoint of a supported version (and of `kind`, when given), or CheckpointError."""
+    if not isinstance(payload, dict) or "kind" not in payload:
+        raise CheckpointError(f"{path}: not a facetune checkpoint (no 'kind' field)")
+    version = payload.get("format_version")
+    if version != FORMAT_VERSION:
+        raise CheckpointError(
+            f"{path}: checkpoint format version {version} is not supported (this facetune reads {FORMAT_VERSION})"
+        )
+    if kind is not None and payload["kind"] != kind:
+        raise CheckpointError(f"{path}: this is a {payload['kind']} checkpoint, expected a {kind} checkpoint")
+    return payload
+
+
 def load_checkpoint(path: str | Path, kind: str | None = None) -> dict[str, Any]:
     """Load a checkpoint safely and check it is the expected kind and a supported version."""
-    import torch
+    from .errors import need_training_package
+
+    torch = need_training_package("torch", f"reading the tensors of {path}")
 
     path = Path(path)
     if not path.is_file():
@@ -90,13 +151,4 @@ def load_checkpoint(path: str | Path, kind: str | None = None) -> dict[str, Any]
         raise CheckpointError(f"{path}: not a readable checkpoint (truncated or corrupt: {msg[:120]})") from None
     except Exception as exc:  # any other failure inside torch's unpickler is still a bad file
         raise CheckpointError(f"{path}: not a readable checkpoint ({type(exc).__name__})") from None
-    if not isinstance(payload, dict) or "kind" not in payload:
-        raise CheckpointError(f"{path}: not a facetune checkpoint (no 'kind' field)")
-    version = payload.get("format_version")
-    if version != FORMAT_VERSION:
-        raise CheckpointError(
-            f"{path}: checkpoint format version {version} is not supported (this facetune reads {FORMAT_VERSION})"
-        )
-    if kind is not None and payload["kind"] != kind:
-        raise CheckpointError(f"{path}: this is a {payload['kind']} checkpoint, expected a {kind} checkpoint")
-    return payload
+    return _check_payload(path, payload, kind)

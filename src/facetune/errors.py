@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 
 class FacetuneError(Exception):
@@ -28,3 +29,18 @@ def refuse_overwrite(path: Path, force: bool) -> None:
     """The one rule for every output file: an existing one is replaced only with --force."""
     if path.exists() and not force:
         raise FacetuneError(f"{path}: already exists (use --force to overwrite)")
+
+
+#: The one line that tells a user of the light install how to get the training packages.
+TRAIN_EXTRA = "pip install 'facetune[train]'"
+
+
+def need_training_package(module: str, purpose: str) -> Any:
+    """Import one of the training packages (torch, efficientnet_pytorch, onnx) or say, in one line,
+    how to install them: the default install runs classify and compose without them."""
+    import importlib
+
+    try:
+        return importlib.import_module(module)
+    except ImportError:
+        raise FacetuneError(f"{purpose} needs {module}, one of the training packages: {TRAIN_EXTRA} (for a CPU-only or CUDA torch, see PyTorch's install selector)") from None

@@ -34,8 +34,9 @@ def _figures(payload: dict[str, Any]) -> str:
 
 
 def list_models() -> list[dict[str, str]]:
-    """Every readable facetune model checkpoint in the model folders, with what it describes."""
-    from .checkpoints import load_checkpoint
+    """Every readable facetune model checkpoint in the model folders, with what it describes
+    (read without torch and without the tensors: `checkpoints.read_metadata`)."""
+    from .checkpoints import read_metadata
 
     out = []
     for origin, folder in model_dirs():
@@ -43,7 +44,7 @@ def list_models() -> list[dict[str, str]]:
             continue
         for f in sorted(folder.glob("*.pt")):
             try:
-                payload = load_checkpoint(f)
+                payload = read_metadata(f)
             except FacetuneError as exc:
                 out.append({"kind": "unreadable", "name": f.name, "describes": str(exc), "figures": "", "path": str(f), "origin": origin})
                 continue

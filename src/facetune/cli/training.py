@@ -6,7 +6,7 @@ from pathlib import Path
 import click
 
 from .. import console
-from ..errors import FacetuneError
+from ..errors import FacetuneError, refuse_overwrite
 from .common import (
     OVERWRITE_OPTION,
     REBUILD_OPTION,
@@ -137,6 +137,25 @@ def export_onnx_cmd(checkpoint: Path, output: Path | None, force: bool) -> None:
 
     out = export_onnx(checkpoint, output, force=force)
     console.info(f"ONNX export written to {out}")
+
+
+@main.command("export-generator")
+@click.argument("checkpoint", type=click.Path(path_type=Path))
+@click.option("-o", "--output", type=click.Path(path_type=Path), help="Weights file to write (default: beside the checkpoint, same name, .npz).")
+@OVERWRITE_OPTION
+@handle_errors
+def export_generator_cmd(checkpoint: Path, output: Path | None, force: bool) -> None:
+    """Export a generator checkpoint's weights for torch-free composing (numpy, float64).
+
+    Training writes this export itself; use this for older checkpoints. `compose` uses an export
+    beside the checkpoint only while it matches the checkpoint's SHA-256.
+    """
+    from ..music.generator_numpy import export_generator
+
+    out = output or checkpoint.with_suffix(".npz")
+    refuse_overwrite(out, force)
+    export_generator(checkpoint, out)
+    console.info(f"numpy export written to {out}")
 
 
 @prepare_data.command("music")

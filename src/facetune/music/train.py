@@ -287,6 +287,15 @@ def _gan_step(nets: _GanNets, rows: np.ndarray, rng: np.random.Generator) -> tup
     return loss_d.item(), loss_g.item(), torch.sigmoid(d_real).mean().item(), torch.sigmoid(d_out).mean().item()
 
 
+def _restore(ck: dict[str, Any], g: Any, d: Any, opt_g: Any, opt_d: Any) -> tuple[int, list[dict[str, Any]]]:
+    """Both networks and optimisers from a resumable checkpoint; returns (epochs done, history)."""
+    g.load_state_dict(ck["generator"])
+    d.load_state_dict(ck["discriminator"])
+    opt_g.load_state_dict(ck["opt_g"])
+    opt_d.load_state_dict(ck["opt_d"])
+    return int(ck["epoch"]), list(ck["history"])
+
+
 def train_gan(cache: str | Path, out_dir: str | Path, cfg: GanConfig = GanConfig(), *, resume: bool = False, device: str = "auto", command: str = "", max_epochs_this_run: int | None = None) -> dict[str, Any]:
     """Train the GAN; checkpoints every epoch to `out_dir/last.pt` and the generator to `out_dir/generator.pt`.
 
@@ -298,6 +307,7 @@ def train_gan(cache: str | Path, out_dir: str | Path, cfg: GanConfig = GanConfig
     from ..training.distributed import all_reduce_sums, shutdown
     from ..training.run import data_parallel, resume_checkpoint, save_epoch, start_processes
     from .dataset import load_music_cache
+    from .generator_numpy import export_generator
 
     out_dir = Path(out_dir)
     manifest, arrays = load_music_cache(cache)
@@ -320,11 +330,7 @@ def train_gan(cache: str | Path, out_dir: str | Path, cfg: GanConfig = GanConfig
     opt_g = torch.optim.Adam(g.parameters(), lr=cfg.lr, betas=(cfg.beta1, 0.999))
     opt_d = torch.optim.Adam(d.parameters(), lr=cfg.lr, betas=(cfg.beta1, 0.999))
     if ck:
-        g.load_state_dict(ck["generator"])
-        d.load_state_dict(ck["discriminator"])
-        opt_g.load_state_dict(ck["opt_g"])
-        opt_d.load_state_dict(ck["opt_d"])
-        start_epoch, history = int(ck["epoch"]), list(ck["history"])
+        start_epoch, history = _restore(ck, g, d, opt_g, opt_d)
         console.info(f"resuming from {last_path} after epoch {start_epoch}")
     g.to(dev).train()
     d.to(dev).train()
@@ -364,5 +370,7 @@ def train_gan(cache: str | Path, out_dir: str | Path, cfg: GanConfig = GanConfig
                 f"rest real/fake {record.get('val_rest_real', 0):.2f}/{record.get('val_rest_fake', 0):.2f}  onsets/bar real/fake "
                 f"{record.get('val_onsets_real', 0):.1f}/{record.get('val_onsets_fake', 0):.1f}  {record['seconds']:.0f}s"
             )
+    if info.is_main and (out_dir / "generator.pt").is_file():
+        export_generator(out_dir / "generator.pt", out_dir / "generator.npz")
     shutdown(info)
     return {"epochs": len(history), "history": history, "seconds": time.time() - started, "out_dir": str(out_dir)}

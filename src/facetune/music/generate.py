@@ -1,0 +1,358 @@
+"""The generator network → melody rolls, bar by bar, for one song or many at once.
+
+A song is written one bar at a time: the network reads the bar's condition (emotion, chord, key,
+whether it restates an earlier bar), the bars before it and the bar it restates, and gives
+scores per step; `DecodeSettings` turn the scores into notes with seeded uniforms. In a batch,
+bar *t* of every song is one forward pass, and each song keeps its own noise, uniforms and
+history, so a song comes out the same alone or in any batch.
+
+The scores come from the numpy export beside the checkpoint (`generator.npz`, bound to the
+checkpoint by its SHA-256; see `generator_numpy`) when there is one, so composing needs no
+torch; otherwise from the torch module. Both compute in float64: the two engines then agree to
+about 1e-12, far below what could move a sampled note, and a row's scores do not depend on the
+batch it is computed in.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+
+from ..emotions import QUADRANTS
+from ..errors import CheckpointError, FacetuneError
+from .pianoroll import BAR_WIDTH, LOW_PITCH, N_PITCHES, ONSET, REST, STEPS_PER_BAR
+
+DEFAULT_GENERATOR = Path(__file__).parent.parent / "weights" / "generator.pt"
+
+
+@dataclass(frozen=True)
+class DecodeSettings:
+    """How the network's per-step distribution becomes notes.
+
+    `guidance` scales the difference between the emotion's and the unknown emotion's scores
+    (1.0: the conditional network as trained); `temperature` divides the pitch scores; `top_p`
+    keeps only the most likely pitches holding that much probability (nucleus sampling);
+    `scale_mask` keeps notes in the key's scale (off, the raw network is heard); `cadences` moves
+    a phrase's last note to a tone of its chord; `motif_reference` has bar 3 of a new phrase
+    restate bar 1 (see `music.form.plan_bars`). `phrase_position` tells the network each bar's
+    place in its phrase and the phrase ends; off by default, because only POP909's bars carry
+    those features in training, so they pull every emotion toward POP909's sparse sung phrasing
+    (empty-beat rate 0.13–0.15 with them against 0.00–0.06 without, on 12 seeds per emotion);
+    the restatement flag and the reference bar are given either way.
+    """
+
+    guidance: float = 1.0
+    temperature: float = 0.7
+    top_p: float = 1.0
+    scale_mask: bool = True
+    cadences: bool = True
+    motif_reference: bool = True
+    phrase_position: bool = False
+
+
+@dataclass(frozen=True)
+class SongRequest:
+    """One song for the network: the emotion it is told, the chords (one per bar), the key, the
+    seed of its noise and uniforms, and the form plan (`music.form.plan_bars`; None: no form)."""
+
+    quadrant: str
+    chords: Sequence[int]
+    key: int
+    seed: int
+    plans: Sequence[Any] | None = None
+
+
+class _TorchScores:
+    """The torch module as a scores engine, in float64 like the numpy one (torch imported here only)."""
+
+    def __init__(self, model: Any) -> None:
+        self.model = model.double().eval()
+
+    def logits(self, z: np.ndarray, y: np.ndarray, prev: np.ndarray) -> np.ndarray:
+        import torch
+
+        with torch.inference_mode():
+            return self.model.logits(torch.from_numpy(z), torch.from_numpy(y), torch.from_numpy(prev)).numpy()
+
+
+class MelodyGenerator:
+    """A loaded generator: its scores engine (`engine` "numpy" or "torch"), dimensions and metadata."""
+
+    def __init__(self, scores: Any, dims: Any, info: dict[str, Any], path: str, engine: str) -> None:
+        self.scores = scores
+        self.dims = dims
+        self.info = info
+        self.path = path
+        self.engine = engine
+
+    def default_settings(self) -> DecodeSettings:
+        """The decode settings the checkpoint was shipped with."""
+        return DecodeSettings(**self.info.get("decode", {}))
+
+    def _bar_scores(self, songs: Sequence["_Draft"], inputs: Sequence[tuple[np.ndarray, np.ndarray]], b: int, settings: DecodeSettings) -> np.ndarray:
+        """The network's (n, 16, BAR_WIDTH) scores for bar `b` of `songs`, in one pass, with guidance."""
+        from .generator_numpy import UNKNOWN_EMOTION, condition_np, form_features_np
+
+        d = self.dims
+        guided = settings.guidance != 1.0 and d.n_emotions > UNKNOWN_EMOTION
+        emotion = np.array([QUADRANTS.index(s.request.quadrant) for s in songs])
+        chord = np.array([s.request.chords[b] for s in songs])
+        key = np.array([s.request.key for s in songs])
+        plans = [s.plans[b] for s in songs]
+        pos = np.array([p.pos if settings.phrase_position else -1 for p in plans])
+        end = np.array([int(p.phrase_end) if settings.phrase_position else 0 for p in plans])
+        form = form_features_np(pos, end, np.array([int(p.ref >= 0) for p in plans])) if d.n_form else None
+        y = condition_np(emotion, chord, d, key, form)
+        z = np.stack([i[0] for i in inputs]).astype(np.float64)
+        prev = np.stack([i[1] for i in inputs]).astype(np.float64)
+        if guided:
+            y = np.concatenate([y, condition_np(np.full(len(songs), UNKNOWN_EMOTION), chord, d, key, form)])
+            z, prev = np.concatenate([z, z]), np.concatenate([prev, prev])
+        lg = self.scores.logits(z, y, prev)[:, 0]
+        if guided:
+            n = len(songs)
+            return lg[n:] + settings.guidance * (lg[:n] - lg[n:])
+        return lg
+
+    def generate_many(self, requests: Sequence[SongRequest], settings: DecodeSettings) -> list[tuple[np.ndarray, dict[str, int]]]:
+        """Many songs at once, bar *t* of all of them in one forward pass: per song, the
+        (n_bars, 16, BAR_WIDTH) rolls and how many notes the safety nets changed (`scale`: a note
+        the network drew outside the key; `cadence`: a phrase's last note moved to its chord)."""
+        drafts = [_Draft(self.dims, r, settings) for r in requests]
+        for b in range(max((len(r.chords) for r in requests), default=0)):
+            live = [d for d in drafts if b < len(d.request.chords)]
+            inputs = [d.inputs(b) for d in live]
+            choices = _step_choices(self._bar_scores(live, inputs, b, settings), live, b, settings)
+            for d, choice in zip(live, zip(*choices)):
+                d.write_bar(b, *choice)
+        return [d.result() for d in drafts]
+
+    def generate(self, quadrant: str, chords: Sequence[int], key: int, seed: int, plans: Sequence[Any] | None = None, settings: DecodeSettings = DecodeSettings()) -> tuple[np.ndarray, dict[str, int]]:
+        """One song; the same as that song in any batch of `generate_many`."""
+        return self.generate_many([SongRequest(quadrant, chords, key, seed, plans)], settings)[0]
+
+
+class _Draft:
+    """One song being written: its noise and uniforms per bar (drawn from the seed, or mixed from
+    the bar a restatement starts from), the bars written so far, and the safety nets' counts."""
+
+    def __init__(self, dims: Any, request: SongRequest, settings: DecodeSettings) -> None:
+        from .chords import allowed_pitch_mask
+        from .form import BarPlan, cadence_bars
+
+        n = len(request.chords)
+        self.dims, self.request, self.settings = dims, request, settings
+        self.plans = list(request.plans) if request.plans else [BarPlan(b // 4, b % 4, b % 4 == 3, -1, -1, 0.0) for b in range(n)]
+        self.cadences = cadence_bars(n) if settings.cadences else {}
+        self.allowed = allowed_pitch_mask(request.key, LOW_PITCH, N_PITCHES)
+        self.ok = np.append(self.allowed, True)
+        self.latents: list[tuple[np.ndarray, np.ndarray]] = []
+        self.history: list[np.ndarray] = []
+        self.scale_changes = self.cadence_moves = 0
+        self.held = REST
+
+    def inputs(self, b: int) -> tuple[np.ndarray, np.ndarray]:
+        """Bar `b`'s noise and the bars the conditioner reads (previous ones, then the reference)."""
+        plan = self.plans[b]
+        rng = np.random.default_rng([int(self.request.seed), b, 7])
+        z = rng.standard_normal(self.dims.z_dim).astype(np.float32)
+        u = rng.random((2, STEPS_PER_BAR))
+        if plan.latent_from >= 0:
+            z0, u0 = self.latents[plan.latent_from]
+            v = plan.variation
+            z = (np.sqrt(1 - v * v) * z0 + v * z).astype(np.float32)
+            u = u if plan.fresh_draws else u0
+        self.latents.append((z, u))
+        empty = np.zeros((STEPS_PER_BAR, BAR_WIDTH), np.float32)
+        prev = [self.history[-1 - i] if i < len(self.history) else empty for i in range(self.dims.prev_bars)]
+        if self.dims.reference:
+            chords = self.request.chords
+            prev.append(_follow_chord(self.history[plan.ref], chords[plan.ref], chords[b], self.request.key) if plan.ref >= 0 else empty)
+        return z, np.stack(prev)
+
+    def write_bar(self, b: int, best: np.ndarray, p_on: np.ndarray, picks: np.ndarray, off_key: np.ndarray) -> None:
+        """Decode bar `b` from its step choices (`_step_choices`): a step starts a note when the onset
+        uniform falls under the onset probability or the most likely pitch changes; the note (or
+        rest) is the step's draw, held until the next one starts."""
+        from .chords import chord_tone_mask
+
+        s = self.settings
+        onset_u, best_l, p_on_l, picks_l, off_l, ok = self.latents[b][1][0].tolist(), best.tolist(), p_on.tolist(), picks.tolist(), off_key.tolist(), self.ok.tolist()
+        bar = np.zeros((STEPS_PER_BAR, BAR_WIDTH), np.float32)
+        held = self.held
+        for t in range(STEPS_PER_BAR):
+            changed = best_l[t] != best_l[t - 1] if t else held == REST
+            if onset_u[t] < p_on_l[t] or changed or (s.scale_mask and not ok[held]):
+                held = picks_l[t]
+                self.scale_changes += off_l[t]
+                bar[t, ONSET] = float(held != REST)
+            bar[t, held] = 1
+        chord = self.request.chords[b]
+        if b in self.cadences:
+            tones = chord_tone_mask(chord, LOW_PITCH, N_PITCHES) & (self.allowed if s.scale_mask else True)
+            self.cadence_moves += _end_on_chord_tone(bar, tones, hold=self.cadences[b] == "full")
+            held = int(bar[-1, : REST + 1].argmax())
+        self.held = held
+        self.history.append(bar)
+
+    def uniforms(self, b: int) -> np.ndarray:
+        """Bar `b`'s pitch uniforms, one per step."""
+        return self.latents[b][1][1]
+
+    def result(self) -> tuple[np.ndarray, dict[str, int]]:
+        rolls = np.stack(self.history) if self.history else np.zeros((0, STEPS_PER_BAR, BAR_WIDTH), np.float32)
+        return rolls, {"scale": self.scale_changes, "cadence": self.cadence_moves}
+
+
+def _step_choices(lg: np.ndarray, songs: Sequence[_Draft], b: int, settings: DecodeSettings) -> tuple[np.ndarray, ...]:
+    """Per song and step of one bar, from the (n, 16, BAR_WIDTH) scores, all songs at once: the most
+    likely pitch (after the scale mask), the onset probability, the pitch drawn with the step's
+    uniform, and whether the unmasked draw would have left the key (the scale mask's count)."""
+    n = len(songs)
+    raw = lg[..., : REST + 1] / settings.temperature
+    masked = raw
+    u = np.stack([d.uniforms(b) for d in songs]).reshape(-1)
+    if settings.scale_mask:
+        ok = np.stack([d.ok for d in songs])
+        masked = np.where(ok[:, None, :], raw, -np.inf)
+    best = masked.argmax(2)
+    p_on = 1 / (1 + np.exp(-lg[..., ONSET]))
+    picks = _draw_rows(masked.reshape(-1, REST + 1), u, settings.top_p).reshape(n, STEPS_PER_BAR)
+    off_key = np.zeros((n, STEPS_PER_BAR), bool)
+    if settings.scale_mask:
+        unmasked = _draw_rows(raw.reshape(-1, REST + 1), u, settings.top_p).reshape(n, STEPS_PER_BAR)
+        off_key = (unmasked != REST) & ~np.take_along_axis(ok, unmasked, 1)
+    return best, p_on, picks, off_key
+
+
+def _follow_chord(bar: np.ndarray, chord_from: int, chord_to: int, key: int) -> np.ndarray:
+    """The bar a restatement starts from, moved along the key's scale by the step between the two
+    chords' roots (the nearer way), so a motif over I comes back over IV as a sequence, in key.
+    Same root, no chord, or a root outside the scale: the bar as it is."""
+    from .chords import NO_CHORD, scale_pitch_classes
+
+    scale = list(scale_pitch_classes(key))
+    if NO_CHORD in (chord_from, chord_to) or chord_from % 12 == chord_to % 12:
+        return bar
+    if chord_from % 12 not in scale or chord_to % 12 not in scale:
+        return bar
+    k = (scale.index(chord_to % 12) - scale.index(chord_from % 12)) % 7
+    k = k - 7 if k > 3 else k
+    out = bar.copy()
+    pitch = bar[:, : REST + 1].argmax(1)
+    for t, c in enumerate(pitch):
+        if c == REST:
+            continue
+        p = int(c) + LOW_PITCH
+        if p % 12 in scale:
+            d = scale.index(p % 12)
+            octave, deg = divmod(d + k, 7)
+            moved = p - scale[d] + scale[deg] + 12 * octave
+        else:
+            moved = p + (chord_to - chord_from) % 12
+        while moved < LOW_PITCH:
+            moved += 12
+        while moved >= LOW_PITCH + N_PITCHES:
+            moved -= 12
+        out[t, : REST + 1] = 0
+        out[t, moved - LOW_PITCH] = 1
+    return out
+
+
+def _draw_rows(scores: np.ndarray, u: np.ndarray, top_p: float = 1.0) -> np.ndarray:
+    """One inverse-CDF draw per row from softmax(row), each with its own uniform: seeded and
+    engine-independent.
+
+    With `top_p` < 1 only the most likely choices that together hold that much probability are
+    kept (nucleus sampling): the long tail of unlikely far-away pitches, which makes a melody leap
+    about, is cut, and the network's own ranking decides the rest.
+    """
+    p = np.exp(scores - scores.max(1, keepdims=True))
+    p = p / p.sum(1, keepdims=True)
+    if top_p < 1.0:
+        order = np.argsort(-p, axis=1, kind="stable")
+        ranked = np.take_along_axis(p, order, 1)
+        n_keep = (np.cumsum(ranked, 1) < top_p).sum(1) + 1
+        keep = np.arange(p.shape[1])[None, :] < n_keep[:, None]
+        cut = np.zeros_like(p)
+        np.put_along_axis(cut, order, np.where(keep, ranked, 0.0), 1)
+        p = cut / cut.sum(1, keepdims=True)
+    c = np.cumsum(p, 1)
+    return np.minimum((c <= (u * c[:, -1])[:, None]).sum(1), p.shape[1] - 1)
+
+
+def _end_on_chord_tone(bar: np.ndarray, tones: np.ndarray, hold: bool) -> int:
+    """A cadence: the bar's last note moves to the nearest tone of its chord (returns 1 if it moved);
+    a final cadence holds it to the end of the bar, and an empty final bar gets one."""
+    pitch = bar[:, : REST + 1].argmax(1)
+    sounding = np.flatnonzero(pitch != REST)
+    candidates = np.flatnonzero(tones)
+    if len(candidates) == 0:
+        return 0
+    if len(sounding) == 0:
+        if not hold:
+            return 0
+        start, p = 0, int(candidates[np.argmin(np.abs(candidates - N_PITCHES // 2))])
+        moved = 1
+    else:
+        start = int(sounding[-1])
+        while start > 0 and bar[start, ONSET] == 0 and pitch[start - 1] == pitch[start]:
+            start -= 1
+        old = int(pitch[start])
+        p = int(candidates[np.argmin(np.abs(candidates - old))])
+        moved = int(p != old)
+    end = STEPS_PER_BAR if hold else int(sounding[-1]) + 1
+    bar[start:end, : REST + 1] = 0
+    bar[start:end, p] = 1
+    bar[start:end, ONSET] = 0
+    bar[start, ONSET] = 1
+    return moved
+
+
+@lru_cache(maxsize=8)
+def load_generator(path: str | Path | None = None, engine: str = "auto") -> MelodyGenerator:
+    """The generator at `path` (the shipped default when None), loaded once per process.
+
+    engine "auto": the numpy export beside the checkpoint (same name, `.npz`) while it matches the
+    checkpoint, else the torch module; "numpy" or "torch" insist. A path to an `.npz` loads it as is.
+    """
+    from .generator_numpy import load_numpy_generator
+
+    path = Path(path) if path else DEFAULT_GENERATOR
+    if engine not in ("auto", "numpy", "torch"):
+        raise FacetuneError(f"unknown generator engine {engine!r} (auto, numpy or torch)")
+    export = path if path.suffix == ".npz" else path.with_suffix(".npz")
+    if engine != "torch" and export.is_file():
+        try:
+            ng = load_numpy_generator(export, None if export == path else path)
+            return MelodyGenerator(ng, ng.dims, ng.info, str(path), "numpy")
+        except CheckpointError:
+            if engine == "numpy" or export == path:
+                raise
+    elif engine == "numpy":
+        raise CheckpointError(f"{path}: no numpy export beside it ({export.name}); write one with `facetune export-generator {path}`")
+    return _load_torch(path)
+
+
+def _load_torch(path: Path) -> MelodyGenerator:
+    """The torch module, for checkpoints without a matching numpy export (and for tests and training)."""
+    from ..checkpoints import load_checkpoint
+    from ..errors import need_training_package
+
+    need_training_package("torch", f"{path} has no numpy export beside it, so running it")
+    from .gan import Generator, dims_from_dict
+
+    if not path.is_file():
+        raise CheckpointError(f"{path}: checkpoint not found")
+    payload = load_checkpoint(path, "generator")
+    try:
+        dims = dims_from_dict(payload["dims"])
+        model = Generator(dims)
+        model.load_state_dict(payload["state_dict"])
+    except (KeyError, RuntimeError, TypeError) as exc:
+        raise CheckpointError(f"{path}: generator checkpoint does not match its declared dimensions ({str(exc).splitlines()[0][:100]})") from None
+    info = {k: v for k, v in payload.items() if k != "state_dict"}
+    return MelodyGenerator(_TorchScores(model), dims, info, str(path), "torch")

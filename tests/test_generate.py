@@ -1,0 +1,134 @@
+"""The generator network → melody rolls: engines, batching, decoding and the seed rules."""
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from facetune.errors import CheckpointError
+from facetune.music.composer import compose_emotion, compose_emotions
+from facetune.music.generate import DecodeSettings, _draw_rows, load_generator
+from facetune.music.pianoroll import BAR_WIDTH, STEPS_PER_BAR
+
+EMOTIONS = ("happy", "sad", "angry", "calm")
+
+
+@pytest.fixture(scope="module")
+def gen(tiny_generator):
+    return load_generator(str(tiny_generator))
+
+
+def _scalar_draw(scores: np.ndarray, u: float, top_p: float = 1.0) -> int:
+    """The one-row draw the batched one must reproduce: inverse CDF of softmax(scores), nucleus-cut."""
+    p = np.exp(scores - scores.max())
+    p = p / p.sum()
+    if top_p < 1.0:
+        order = np.argsort(-p, kind="stable")
+        keep = order[: int(np.searchsorted(np.cumsum(p[order]), top_p)) + 1]
+        cut = np.zeros_like(p)
+        cut[keep] = p[keep]
+        p = cut / cut.sum()
+    c = np.cumsum(p)
+    return int(min(np.searchsorted(c, u * c[-1], side="right"), len(c) - 1))
+
+
+@pytest.mark.parametrize("top_p", [1.0, 0.9, 0.5])
+def test_row_draws_match_one_draw_per_row(top_p):
+    rng = np.random.default_rng(0)
+    scores = rng.normal(0, 3, (200, 51))
+    scores[rng.random(scores.shape) < 0.3] = -np.inf  # a scale mask
+    u = rng.random(200)
+    assert _draw_rows(scores, u, top_p).tolist() == [_scalar_draw(s, x, top_p) for s, x in zip(scores, u)]
+
+
+def test_the_shipped_generator_runs_in_numpy_by_default():
+    gen = load_generator()
+    assert gen.engine == "numpy"
+    assert load_generator(engine="torch").engine == "torch"
+
+
+def test_a_batch_gives_each_song_byte_identical_to_composing_it_alone(gen):
+    songs = [(EMOTIONS[i % 4], 100 + i) for i in range(9)]
+    batch = compose_emotions(songs, gen)
+    for (emotion, seed), comp in zip(songs, batch):
+        assert comp.midi_bytes() == compose_emotion(emotion, gen, seed=seed).midi_bytes()
+
+
+def test_numpy_and_torch_engines_write_the_same_songs(tiny_generator):
+    numpy_gen = load_generator(str(tiny_generator), engine="numpy")
+    torch_gen = load_generator(str(tiny_generator), engine="torch")
+    songs = [(e, s) for e in EMOTIONS for s in range(3)]
+    guided = DecodeSettings(guidance=1.5, top_p=0.9)
+    for settings in (None, guided):
+        a = compose_emotions(songs, numpy_gen, settings=settings)
+        b = compose_emotions(songs, torch_gen, settings=settings)
+        assert [c.midi_bytes() for c in a] == [c.midi_bytes() for c in b]
+
+
+@pytest.mark.slow
+def test_shipped_engines_agree_on_many_songs():
+    songs = [(e, s) for e in EMOTIONS for s in range(25)]
+    a = compose_emotions(songs, load_generator(engine="numpy"))
+    b = compose_emotions(songs, load_generator(engine="torch"))
+    assert [c.midi_bytes() for c in a] == [c.midi_bytes() for c in b]
+
+
+def test_songs_of_different_lengths_share_a_batch(gen):
+    long, short = compose_emotions([("sad", 1)], gen, bars=8)[0], compose_emotions([("sad", 1)], gen, bars=3)[0]
+    assert long.rolls.shape == (8, STEPS_PER_BAR, BAR_WIDTH) and short.rolls.shape == (3, STEPS_PER_BAR, BAR_WIDTH)
+    from facetune.music.generate import SongRequest
+
+    # without cadences (which depend on where a song ends), a song's first bars do not depend on how long it goes on
+    a, b = gen.generate_many([SongRequest("Q3", [0] * 8, 12, 5), SongRequest("Q3", [0] * 3, 12, 5)], DecodeSettings(cadences=False))
+    assert a[0].shape[0] == 8 and b[0].shape[0] == 3
+    np.testing.assert_array_equal(a[0][:3], b[0])
+
+
+def test_a_stale_export_is_ignored_and_torch_used(tiny_generator, tmp_path):
+    pt = tmp_path / "g.pt"
+    shutil.copy(tiny_generator, pt)
+    shutil.copy(tiny_generator.with_suffix(".npz"), tmp_path / "g.npz")
+    assert load_generator(str(pt)).engine == "numpy"
+    pt.write_bytes(pt.read_bytes() + b"\0")  # the checkpoint changed after the export
+    with pytest.raises(CheckpointError, match="g.npz"):
+        load_generator(str(pt), engine="numpy")
+
+
+def test_numpy_engine_needs_an_export(tiny_generator, tmp_path):
+    pt = tmp_path / "alone.pt"
+    shutil.copy(tiny_generator, pt)
+    with pytest.raises(CheckpointError, match="export-generator"):
+        load_generator(str(pt), engine="numpy")
+    assert load_generator(str(pt)).engine == "torch"
+
+
+@pytest.mark.slow
+def test_composing_imports_no_torch(tmp_path):
+    code = (
+        "import sys\n"
+        "from facetune.music.composer import compose_emotion, write_midi\n"
+        f"write_midi(compose_emotion('sad', seed=4), {str(tmp_path / 'x.mid')!r})\n"
+        "assert 'torch' not in sys.modules, 'torch was imported'\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=120)
+
+
+def test_a_restated_bar_follows_its_new_chord_along_the_scale():
+    import numpy as np
+
+    from facetune.music.generate import _follow_chord
+    from facetune.music.chords import chord_index, key_index
+    from facetune.music.pianoroll import LOW_PITCH, REST
+
+    bar = np.zeros((STEPS_PER_BAR, BAR_WIDTH), np.float32)
+    for t, p in enumerate([60, 64, 67, 72] * 4):
+        bar[t, p - LOW_PITCH] = 1
+    c_major = key_index(0, "major")
+    over_f = _follow_chord(bar, chord_index(0, "maj"), chord_index(5, "maj"), c_major)
+    assert [int(c) + LOW_PITCH for c in over_f[:4, : REST + 1].argmax(1)] == [65, 69, 72, 77]  # a sequence up a fourth
+    over_g = _follow_chord(bar, chord_index(0, "maj"), chord_index(7, "maj"), c_major)
+    assert [int(c) + LOW_PITCH for c in over_g[:4, : REST + 1].argmax(1)] == [55, 59, 62, 67]  # the nearer way: down
+    assert _follow_chord(bar, chord_index(0, "maj"), chord_index(0, "min"), c_major) is bar
