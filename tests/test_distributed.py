@@ -66,6 +66,6 @@ def test_gan_trains_under_torchrun(music_cache, tmp_path):
     cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29733", "-m", "facetune", "train", "gan", "--data", str(music_cache), "--out", str(out), "--tiny", "--epochs", "1", "--steps-per-epoch", "3", "--batch-size", "8"]
     r = subprocess.run(cmd, env=ENV, capture_output=True, text=True, timeout=600)
     assert r.returncode == 0, r.stderr[-2000:]
-    assert sorted(p.name for p in out.iterdir()) == ["generator.pt", "last.pt"]
+    assert sorted(p.name for p in out.iterdir()) == ["generator.npz", "generator.pt", "last.pt"]
     assert r.stderr.count("epoch 1/1") == 1
     assert load_checkpoint(out / "generator.pt", "generator")["provenance"]["world_size"] == 2
