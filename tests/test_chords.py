@@ -63,3 +63,37 @@ def test_masks():
     key = C.key_index(9, "minor")
     assert C.allowed_pitch_mask(key, 60, 12).tolist() == [pc in (9, 11, 0, 2, 4, 5, 7) for pc in range(12)]
     assert C.chord_tone_mask(C.parse_chord("E"), 60, 12).tolist() == [pc in (4, 8, 11) for pc in range(12)]
+
+
+def _progression_chords(key: int) -> set[int]:
+    """Every chord a song in `key` can have: its quadrants' progressions and the cadence chords."""
+    root = key % 12
+    quadrants = ("Q1", "Q4") if key < 12 else ("Q2", "Q3")
+    out = {C.chord_index(root + r, q) for quad in quadrants for prog in C.PROGRESSIONS[quad] for r, q in prog}
+    return out | {C.chord_index(root + 7, "maj"), C.chord_index(root, "maj" if key < 12 else "min")}
+
+
+@pytest.mark.parametrize("key", range(24))
+def test_chords_are_spelled_in_their_key(key):
+    sig = C.key_signature(key)
+    scale_names = {pc: C.spell_root(pc, key) for pc in C.scale_pitch_classes(key)}
+    assert len({n[0] for n in scale_names.values()}) == 7  # one letter per scale degree
+    for chord in _progression_chords(key):
+        name = C.chord_name(chord, key)
+        root = name[:-1] if name.endswith("m") else name
+        assert C.parse_chord(name) == chord
+        if chord % 12 in scale_names:
+            assert root == scale_names[chord % 12]
+        # no accidental against the signature: no flat in a sharp key, no sharp in a flat key
+        assert not (sig > 0 and "b" in root) and not (sig < 0 and "#" in root), (C.KEY_NAMES[key], name)
+
+
+def test_the_misspellings_users_saw_are_gone():
+    names = lambda key_name, *chords: [C.chord_name(C.parse_chord(c), C.KEY_NAMES.index(key_name)) for c in chords]  # noqa: E731
+    assert names("F# major", "Abm", "D#m") == ["G#m", "D#m"]
+    assert names("Ab major", "C#") == ["Db"]
+    assert names("B major", "Abm", "Ebm") == ["G#m", "D#m"]
+    assert names("Eb minor", "B") == ["Cb"]
+    assert names("G# minor", "F#", "E") == ["F#", "E"]  # the key a musician writes for Ab minor
+    assert "C# major" not in C.KEY_NAMES and "Db major" in C.KEY_NAMES and "Ab minor" not in C.KEY_NAMES
+    assert [C.key_signature(C.KEY_NAMES.index(k)) for k in ("Db major", "F# major", "Eb minor", "G# minor", "A minor")] == [-5, 6, -6, 5, 0]

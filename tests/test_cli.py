@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import csv
+import io
 import json
 import re
 from pathlib import Path
@@ -249,3 +251,104 @@ def test_training_commands_on_the_light_install_say_how_to_get_the_training_pack
     assert r.exit_code == 1
     assert "needs torch, one of the training packages: pip install 'facetune[train]'" in r.output
     assert "Traceback" not in r.output and len(r.output.strip().splitlines()) == 1
+
+
+# --- what a new user trips over (issue 18) ------------------------------------------------------
+
+
+def test_empty_inputs_are_nothing_to_do_and_exit_1(run, tiny_classifier, tiny_generator, tmp_path):
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    r = run("compose", empty, "--out-dir", tmp_path / "out", "--generator", tiny_generator, "--classifier", tiny_classifier)
+    assert r.exit_code == 1 and "no images found in" in r.output and "nothing to do" in r.output
+    texts = tmp_path / "texts"
+    texts.mkdir()
+    (texts / "notes.txt").write_text("not a photo")
+    r = run("classify", texts, "--classifier", tiny_classifier)
+    assert r.exit_code == 1 and f"no images found in {texts}" in r.output
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("args, hint", [
+    (["compose", "--emotion", "hapy", "-o", "x.mid"], "did you mean 'happy'"),
+    (["compose", "--emotion", "joyful", "-o", "x.mid"], "unknown emotion 'joyful'"),
+    (["classify", "x.png", "--classes", "happy,sadd"], "did you mean 'sad'"),
+    (["compose", "x.png", "-o", "x.mid", "--classes", "happy,angri"], "did you mean 'angry'"),
+    (["evaluate", "classifier", "data", "--classes", "hapy,sad"], "did you mean 'happy'"),
+])
+def test_unknown_emotion_or_class_names_are_usage_errors(run, tmp_path, args, hint):
+    r = run(*args)
+    assert r.exit_code == 2 and hint in r.output
+
+
+def test_single_compose_record_has_status_and_the_music(run, tiny_generator, tmp_path):
+    r = run("compose", "--emotion", "sad", "-o", tmp_path / "s.mid", "--seed", "3", "--format", "json", "--generator", tiny_generator)
+    rec = json.loads(r.stdout)
+    assert rec["status"] == "done" and rec["emotion"] == "sad" and rec["quadrant"] == "Q3"
+    assert rec["key"].endswith("minor") and len(rec["chords"]) == rec["bars"] == 16 and rec["tempo"] > 0 and rec["form"]
+    r = run("compose", "--emotion", "sad", "-o", tmp_path / "t.mid", "--seed", "3", "--format", "csv", "--generator", tiny_generator)
+    [row] = list(csv.DictReader(io.StringIO(r.stdout)))
+    assert row["status"] == "done" and row["key"] == rec["key"] and row["chords"].split(" | ") == rec["chords"] and row["form"] == rec["form"]
+
+
+def test_batch_text_and_csv_put_every_result_on_stdout(run, crops, tiny_classifier, tiny_generator, tmp_path):
+    base = ["compose", crops, "--classifier", tiny_classifier, "--generator", tiny_generator]
+    r = run(*base, "--out-dir", tmp_path / "a")
+    lines = r.stdout.splitlines()
+    assert r.exit_code == 1 and len(lines) == 20
+    assert sum(" → " in x and ("minor" in x or "major" in x) for x in lines) == 17 and sum("failed:" in x for x in lines) == 3
+    r = run(*base, "--out-dir", tmp_path / "b", "--format", "csv")
+    rows = list(csv.DictReader(io.StringIO(r.stdout)))
+    assert len(rows) == 20 and r.stdout.count("input,status,") == 1
+    done = [x for x in rows if x["status"] == "done"]
+    assert len(done) == 17 and all(x["key"] and len(x["chords"].split(" | ")) == 16 and x["form"] for x in done)
+    assert {x["status"] for x in rows} == {"done", "failed"}
+
+
+def test_png_says_it_was_written(run, tiny_generator, tmp_path):
+    r = run("compose", "--emotion", "calm", "-o", tmp_path / "c.mid", "--png", "--bars", "4", "--generator", tiny_generator)
+    assert r.exit_code == 0 and f"wrote {tmp_path / 'c.png'}" in r.output
+
+
+@pytest.mark.slow
+def test_binary_midi_is_not_written_to_a_terminal(tiny_generator):
+    import os
+    import pty
+    import subprocess
+    import sys
+
+    leader, follower = pty.openpty()
+    try:
+        p = subprocess.run([sys.executable, "-m", "facetune", "compose", "--emotion", "sad", "-o", "-", "--generator", str(tiny_generator)], stdout=follower, stderr=subprocess.PIPE, timeout=120)
+    finally:
+        os.close(follower)
+        os.close(leader)
+    assert p.returncode == 2 and b"refusing to write binary MIDI to a terminal" in p.stderr
+
+
+def test_paths_in_tables_never_wrap_mid_name_off_a_terminal(run, tiny_classifier, tmp_path):
+    deep = tmp_path / "a_folder_with_a_long_name" / "and_another_long_folder_name"
+    deep.mkdir(parents=True)
+    img = deep / "IMG_20240101_123456_a_rather_long_photo_name.png"
+    Image.fromarray(face_image(0, np.random.default_rng(0))).save(img)
+    r = run("classify", img, "--classifier", tiny_classifier)
+    assert r.exit_code == 0 and str(img) in r.stdout
+    r = run("models")
+    assert all(m["path"] in r.stdout for m in json.loads(run("models", "--format", "json").stdout))
+
+
+def test_musicxml_lead_sheet_beside_the_midi_or_as_the_output(run, tiny_generator, tmp_path):
+    music21 = pytest.importorskip("music21")
+    r = run("compose", "--emotion", "happy", "-o", tmp_path / "h.mid", "--musicxml", "--seed", "2", "--generator", tiny_generator, "--format", "json")
+    assert r.exit_code == 0 and f"wrote {tmp_path / 'h.musicxml'}" in r.output
+    rec = json.loads(r.stdout)
+    score = music21.converter.parse(str(tmp_path / "h.musicxml"))
+    symbols = [h.figure for h in score.recurse().getElementsByClass("ChordSymbol")]
+    assert len(symbols) == 16 and [s.replace("-", "b") for s in symbols] == rec["chords"]
+    midi = pretty_midi.PrettyMIDI(str(tmp_path / "h.mid"))
+    notes = [n for n in score.stripTies(matchByPitch=False).recurse().notes if not n.isChord]
+    assert [n.pitch.midi for n in notes] == [n.pitch for n in midi.instruments[0].notes]
+    r = run("compose", "--emotion", "sad", "-o", tmp_path / "s.musicxml", "--generator", tiny_generator)
+    assert r.exit_code == 0 and (tmp_path / "s.musicxml").is_file() and not (tmp_path / "s.mid").exists()
+    r = run("compose", "--emotion", "sad", "-o", tmp_path / "s.musicxml", "--generator", tiny_generator)
+    assert r.exit_code == 1 and "already exists" in r.output

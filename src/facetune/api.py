@@ -18,7 +18,7 @@ from typing import Any, Iterator, Sequence
 import numpy as np
 
 from .emotions import quadrant_of
-from .errors import FacetuneError, InputError, NoFaceError
+from .errors import FacetuneError, InputError, NoFaceError, refuse_overwrite
 
 
 @dataclass
@@ -267,6 +267,8 @@ class ComposeSettings:
     chords: bool = True
     png: bool = False
     wav: bool = False
+    musicxml: bool = False
+    soundfont: str | None = None
     force: bool = False
     classifier: str | None = None
     generator: str | None = None
@@ -277,17 +279,44 @@ class ComposeSettings:
     workers: int = 0
 
 
+#: The fields of a compose record, in the order JSON and CSV give them.
+RECORD_FIELDS = ("input", "status", "face", "emotion", "probabilities", "quadrant", "key", "chords", "tempo", "bars", "form", "seed", "output", "error")
+
+
 def compose_record(res: ComposeResult | None = None, **fields: Any) -> dict[str, Any]:
-    """The JSON/CSV record of one compose input: every key always present, `fields` override."""
-    rec = {"input": None, "face": None, "emotion": None, "probabilities": {}, "quadrant": None, "seed": None, "form": None, "output": None, "error": None}
+    """The JSON/CSV record of one compose input: every field always present (`RECORD_FIELDS`), the
+    music included (key, chords, tempo, bars, form), `fields` override."""
+    rec: dict[str, Any] = dict.fromkeys(RECORD_FIELDS) | {"probabilities": {}}
     if res is not None:
-        rec |= {"input": res.input, "face": res.face, "emotion": res.emotion, "probabilities": res.probabilities, "quadrant": res.quadrant, "seed": res.seed, "form": res.form, "output": res.output}
+        rec |= {"input": res.input, "status": "done", "face": res.face, "emotion": res.emotion, "probabilities": res.probabilities, "quadrant": res.quadrant, "key": res.key, "chords": list(res.chords), "tempo": res.tempo, "bars": res.bars, "form": res.form, "seed": res.seed, "output": res.output}
     return rec | fields
 
 
-def extra_outputs(midi: Path, png: bool, wav: bool) -> list[Path]:
-    """The picture and audio files that go beside a MIDI file."""
-    return ([midi.with_suffix(".png")] if png else []) + ([midi.with_suffix(".wav")] if wav else [])
+def compose_song(image: Any, output: Path | None, settings: ComposeSettings, *, emotion: str | None = None) -> ComposeResult:
+    """One song and its extras (`settings.png`, `.wav`, `.musicxml`) beside `output` (None: not
+    written), refusing to overwrite any of them without `settings.force` before anything is
+    composed. An `output` ending in `.musicxml` is the lead sheet instead of a MIDI file."""
+    extras = extra_outputs(output, settings) if output is not None else []
+    score = output is not None and output.suffix == ".musicxml"
+    for extra in extras + ([output] if score else []):
+        refuse_overwrite(extra, settings.force)
+    res = compose(
+        image, None if score else output, emotion=emotion, seed=settings.seed, bars=settings.bars, tempo=settings.tempo, form=settings.form, chords=settings.chords,
+        classifier=settings.classifier, generator=settings.generator, classes=settings.classes, detect=settings.detect, device=settings.device, force=settings.force,
+    )
+    if score:
+        from .music.musicxml import write_musicxml
+
+        res.output = str(write_musicxml(res.composition, output, force=settings.force))
+    write_song(res.composition, None, settings, extras)
+    return res
+
+
+def extra_outputs(song: Path, settings: ComposeSettings) -> list[Path]:
+    """The picture, audio and score files that go beside a song (its MIDI, or its MusicXML when
+    `-o` names a `.musicxml` file)."""
+    wanted = [(".png", settings.png), (".wav", settings.wav), (".musicxml", settings.musicxml)]
+    return [song.with_suffix(suffix) for suffix, on in wanted if on and song.suffix != suffix]
 
 
 def write_song(comp: Any, target: Path | None, settings: ComposeSettings, extras: Sequence[Path] = ()) -> None:
@@ -298,7 +327,7 @@ def write_song(comp: Any, target: Path | None, settings: ComposeSettings, extras
     if target is not None:
         target.parent.mkdir(parents=True, exist_ok=True)
         write_midi(comp, target, chords=settings.chords, force=settings.force)
-    write_extras(comp, list(extras), settings.chords)
+    write_extras(comp, list(extras), settings.chords, soundfont=settings.soundfont, force=settings.force)
 
 
 #: Songs generated together: bar *t* of all of them is one forward pass of the network.
@@ -351,11 +380,12 @@ def _compose_chunk(chunk: Sequence[tuple[tuple[Any, str, Path, Path], FaceEmotio
             continue
         comp = songs[k]
         try:
-            write_song(comp, target, settings, extra_outputs(target, settings.png, settings.wav))
+            write_song(comp, target, settings, extra_outputs(target, settings))
         except FacetuneError as exc:
             yield compose_record(input=name, seed=seeds[k], error=str(exc), status="failed")
             continue
-        yield compose_record(input=name, face=face.face, emotion=face.emotion, probabilities=face.probabilities, quadrant=comp.quadrant, seed=seeds[k], form=comp.form, output=str(target), status="done")
+        music = {"key": comp.key, "chords": list(comp.chords), "tempo": comp.tempo, "bars": comp.bars, "form": comp.form}
+        yield compose_record(input=name, face=face.face, emotion=face.emotion, probabilities=face.probabilities, quadrant=comp.quadrant, seed=seeds[k], output=str(target), status="done", **music)
 
 
 def _chunks(stream: Iterator[Any], size: int) -> Iterator[list[Any]]:

@@ -16,6 +16,11 @@ from rich.markup import escape
 _state = {"quiet": False, "verbose": False}
 out = Console(soft_wrap=True)
 err = Console(stderr=True, soft_wrap=True)
+#: Off a terminal (a pipe, a file, CI's log) Rich would fit tables into 80 columns and fold a long
+#: path mid-name; there, tables take their natural width instead ($COLUMNS still wins).
+for _console in (out, err):
+    if not _console.is_terminal and "COLUMNS" not in os.environ:
+        _console.width = 100_000
 
 
 def set_verbosity(quiet: bool = False, verbose: bool = False) -> None:
@@ -155,21 +160,22 @@ def records_text(records: list[dict[str, Any]], fmt: str, classes: list[str]) ->
 
 
 def classify_table(records: list[dict[str, Any]], classes: list[str]) -> Any:
-    """Classification records as a Rich table, for people."""
+    """Classification records as a Rich table, for people (off a terminal at its natural width, see `out`)."""
     from rich.table import Table
 
     table = Table()
     table.add_column("input", overflow="fold")
-    table.add_column("face [x y w h]")
+    table.add_column("face \\[x y w h]")
     table.add_column("emotion")
     for c in classes:
         table.add_column(c, justify="right")
     for r in records:
+        name = escape(r["input"])
         if r["error"]:
-            table.add_row(escape(r["input"]), "", "[red]failed[/red]")
+            table.add_row(name, "", "[red]failed[/red]")
             continue
         face = " ".join(map(str, r["face"])) if r["face"] else "whole image"
-        table.add_row(escape(r["input"]), face, f"[bold]{r['emotion']}[/bold]", *(f"{r['probabilities'][c]:.2f}" for c in classes))
+        table.add_row(name, face, f"[bold]{r['emotion']}[/bold]", *(f"{r['probabilities'][c]:.2f}" for c in classes))
     return table
 
 
@@ -223,6 +229,35 @@ def compose_summary(res: Any) -> Any:
     table.add_row("tempo", f"{res.tempo:g} BPM, {res.bars} bars of 4/4, seed {res.seed}")
     table.add_row("output", escape(res.output or "stdout"))
     return table
+
+
+def compose_csv(records: list[dict[str, Any]], header: bool = True) -> str:
+    """Compose records (`api.compose_record`, all with the same fields) as CSV for scripts: the
+    fields in order, the face as `x y w h`,
+    one `p_<class>` column per class in the records, and the chords as one `|`-separated field."""
+    import csv
+    import io
+
+    classes = sorted({c for r in records for c in (r.get("probabilities") or {})})
+    columns = [f for f in records[0] if f != "probabilities"] if records else []
+    buf = io.StringIO()
+    w = csv.writer(buf, lineterminator="\n")
+    if header:
+        w.writerow(columns[:5] + [f"p_{c}" for c in classes] + columns[5:])
+    for r in records:
+        cells = {f: r.get(f) for f in columns} | {"face": " ".join(map(str, r["face"])) if r.get("face") else None, "chords": " | ".join(r["chords"]) if r.get("chords") else None}
+        row = [cells[f] for f in columns]
+        w.writerow(["" if v is None else v for v in row[:5] + [(r.get("probabilities") or {}).get(c) for c in classes] + row[5:]])
+    return buf.getvalue()
+
+
+def compose_line(rec: dict[str, Any]) -> str:
+    """One batch compose record as a line for people (stdout): what became of the input."""
+    if rec["status"] == "done":
+        return f"{rec['input']} → {rec['output']}  {rec['emotion']} ({rec['quadrant']}), {rec['key']}, {rec['form']}"
+    if rec["status"] == "skipped":
+        return f"{rec['input']} → {rec['output']}  skipped (exists; --force remakes it)"
+    return f"{rec['input']}  failed: {rec['error']}"
 
 
 def batch_table(out_dir: Any, counts: dict[str, int], emotions: dict[str, int]) -> Any:
@@ -307,12 +342,18 @@ def music_csv(result: dict[str, Any]) -> str:
 
 
 def models_table(found: list[dict[str, Any]]) -> Any:
-    """`facetune models` for people."""
+    """`facetune models` for people: one block per model, so a path is never folded mid-name."""
     from rich.table import Table
+    from rich.text import Text
 
-    table = Table(title="models")
-    for col in ("kind", "name", "classes / conditions", "figures", "path"):
-        table.add_column(col, overflow="fold")
-    for m in found:
-        table.add_row(m["kind"], m["name"], m["describes"], m["figures"], escape(m["path"]))
+    table = Table(title="models", show_header=False, box=None, pad_edge=False)
+    table.add_column(style="bold", no_wrap=True)
+    table.add_column()
+    for k, m in enumerate(found):
+        if k:
+            table.add_row("", "")
+        table.add_row(m["kind"], Text(m["name"], style="bold"))
+        table.add_row("  describes", m["describes"])
+        table.add_row("  figures", m["figures"] or "–")
+        table.add_row("  path", Text(m["path"], no_wrap=True, overflow="ignore"))
     return table

@@ -46,6 +46,14 @@ EMOTION_QUADRANT: dict[str, str] = {
 QUADRANT_EMOTION: dict[str, str] = {"Q1": "happy", "Q2": "angry", "Q3": "sad", "Q4": "calm"}
 
 
+def did_you_mean(name: str, known: list[str] | tuple[str, ...]) -> str:
+    """' (did you mean 'happy'?)' for a near miss, else ''."""
+    import difflib
+
+    close = difflib.get_close_matches(name.strip().lower(), [k.lower() for k in known], n=1, cutoff=0.6)
+    return f" (did you mean {close[0]!r}?)" if close else ""
+
+
 def normalize_emotion(name: str) -> str:
     """Canonical lower-case emotion or upper-case quadrant name; raises ValueError if unknown."""
     key = name.strip()
@@ -53,8 +61,8 @@ def normalize_emotion(name: str) -> str:
         return key.upper()
     key = key.lower()
     if key not in EMOTION_QUADRANT:
-        known = ", ".join(sorted(EMOTION_QUADRANT) + list(QUADRANTS))
-        raise ValueError(f"unknown emotion {name!r} (known: {known})")
+        known = sorted(EMOTION_QUADRANT) + list(QUADRANTS)
+        raise ValueError(f"unknown emotion {name!r}{did_you_mean(name, known)}; known: {', '.join(known)}")
     return key
 
 
@@ -73,7 +81,7 @@ def parse_classes(spec: str | None) -> tuple[str, ...]:
     names = tuple(s.strip().lower() for s in spec.split(",") if s.strip())
     unknown = [n for n in names if n not in FER_CLASSES]
     if unknown:
-        raise ValueError(f"unknown class {unknown[0]!r}; FER2013 classes are {', '.join(FER_CLASSES)}")
+        raise ValueError(f"unknown class {unknown[0]!r}{did_you_mean(unknown[0], FER_CLASSES)}; FER2013 classes are {', '.join(FER_CLASSES)}")
     if len(set(names)) != len(names) or len(names) < 2:
         raise ValueError("--classes needs at least two distinct classes")
     return names

@@ -93,6 +93,31 @@ def _terminate(signum: int, frame: Any) -> None:
     raise KeyboardInterrupt
 
 
+def check_classes(ctx: click.Context, param: click.Parameter, value: str | None) -> tuple[str, ...] | None:
+    """--classes as FER class names; an unknown name is a usage error (exit 2) with a suggestion."""
+    if value is None:
+        return None
+    from ..emotions import parse_classes
+
+    try:
+        return parse_classes(value)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc)) from None
+
+
+def check_emotion(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
+    """--emotion as a known emotion or quadrant; anything else is a usage error (exit 2) with a suggestion."""
+    if value is None:
+        return None
+    from ..emotions import normalize_emotion
+
+    try:
+        normalize_emotion(value)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc)) from None
+    return value
+
+
 def write_text(path: Path | None, text: str, force: bool) -> None:
     """Results to stdout, or atomically to a file that is not silently overwritten."""
     from ..checkpoints import atomic_write_bytes
@@ -106,7 +131,7 @@ def write_text(path: Path | None, text: str, force: bool) -> None:
 
 def expand_inputs(paths: tuple[str, ...]) -> list[tuple[Any, str, Path]]:
     """Expand CLI inputs: files, folders, globs and '-' (an image on stdin) → (source, name, relative path)."""
-    from ..faces.photos import iter_image_files
+    from ..faces.photos import IMAGE_SUFFIXES, iter_image_files
 
     out: list[tuple[Any, str, Path]] = []
     for path, rel in iter_image_files(list(paths)):
@@ -114,4 +139,7 @@ def expand_inputs(paths: tuple[str, ...]) -> list[tuple[Any, str, Path]]:
             out.append((sys.stdin.buffer.read(), "-", Path("stdin")))
         else:
             out.append((path, str(path), rel))
+    if not out:
+        looked = ", ".join(sorted(IMAGE_SUFFIXES))
+        raise FacetuneError(f"no images found in {', '.join(paths)} (looked for {looked}); nothing to do")
     return out

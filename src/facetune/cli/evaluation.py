@@ -11,6 +11,7 @@ from .common import (
     CLASSIFIER_OPTION,
     DEVICE_OPTION,
     ENGINE_OPTION,
+    check_classes,
     EXIT_FAILED,
     GENERATOR_OPTION,
     handle_errors,
@@ -26,14 +27,14 @@ def evaluate() -> None:
 @evaluate.command("classifier")
 @click.argument("data", type=click.Path(path_type=Path))
 @click.option("--split", default="test", show_default=True, type=click.Choice(["train", "val", "test"]), help="Split of a prepared cache.")
-@click.option("--classes", help="Classes to score (default: the classifier's default set, present in the data).")
+@click.option("--classes", callback=check_classes, help="Classes to score (comma-separated FER classes, or 'all'; default: the classifier's default set, present in the data).")
 @CLASSIFIER_OPTION
 @click.option("--no-tta", is_flag=True, help="No horizontal-flip test-time augmentation.")
 @click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True)
 @DEVICE_OPTION
 @ENGINE_OPTION
 @handle_errors
-def evaluate_classifier_cmd(data: Path, split: str, classes: str | None, classifier: Path | None, no_tta: bool, fmt: str, device: str, engine: str) -> None:
+def evaluate_classifier_cmd(data: Path, split: str, classes: tuple[str, ...] | None, classifier: Path | None, no_tta: bool, fmt: str, device: str, engine: str) -> None:
     """Accuracy, per-class precision/recall/F1 and the confusion matrix.
 
     DATA is a prepared faces cache (its --split) or an image-folder tree with one folder per class
@@ -46,7 +47,7 @@ def evaluate_classifier_cmd(data: Path, split: str, classes: str | None, classif
 
     clf = load_classifier(str(classifier) if classifier else None, device, engine)
     console.debug(f"classifier {clf.path}: {clf.engine} engine, {len(clf.input_sizes)} network(s)")
-    result = evaluate_classifier(clf, data, split=split, classes=[c.strip() for c in classes.split(",")] if classes else None, tta=not no_tta)
+    result = evaluate_classifier(clf, data, split=split, classes=list(classes) if classes else None, tta=not no_tta)
     if fmt == "json":
         click.echo(json.dumps(result))
         return

@@ -16,6 +16,8 @@ from .common import (
     EXIT_FAILED,
     GENERATOR_OPTION,
     OVERWRITE_OPTION,
+    check_classes,
+    check_emotion,
     expand_inputs,
     handle_errors,
     main,
@@ -29,7 +31,7 @@ from .common import (
 @click.option("-o", "--output", type=click.Path(path_type=Path), help="Write the results to this file instead of stdout (JSON Lines, or CSV with --format csv).")
 @click.option("--all-faces", is_flag=True, help="Report every face, not just the largest.")
 @click.option("--no-detect", is_flag=True, help="The images are already face crops: use them whole.")
-@click.option("--classes", help="Restrict to these classes (comma-separated; default: the model's default set).")
+@click.option("--classes", callback=check_classes, help="Restrict to these classes (comma-separated FER classes, or 'all'; default: the model's default set).")
 @CLASSIFIER_OPTION
 @click.option("--batch-size", default=128, show_default=True, type=click.IntRange(1))
 @click.option("--workers", default=0, show_default=True, type=click.IntRange(0), help="Processes decoding images.")
@@ -37,7 +39,7 @@ from .common import (
 @ENGINE_OPTION
 @OVERWRITE_OPTION
 @handle_errors
-def classify_cmd(inputs: tuple[str, ...], fmt: str, output: Path | None, all_faces: bool, no_detect: bool, classes: str | None, classifier: Path | None, batch_size: int, workers: int, device: str, engine: str, force: bool) -> None:
+def classify_cmd(inputs: tuple[str, ...], fmt: str, output: Path | None, all_faces: bool, no_detect: bool, classes: tuple[str, ...] | None, classifier: Path | None, batch_size: int, workers: int, device: str, engine: str, force: bool) -> None:
     """Photo → face → emotion, with probabilities. INPUTS are files, folders (recursive) or globs.
 
     Exit code 0 if every input was classified, 1 if any failed.
@@ -47,7 +49,7 @@ def classify_cmd(inputs: tuple[str, ...], fmt: str, output: Path | None, all_fac
     if output is not None and str(output) != "-":
         refuse_overwrite(output, force)
     items = expand_inputs(inputs)
-    class_list = [c.strip() for c in classes.split(",")] if classes else None
+    class_list = list(classes) if classes else None
     clf = load_classifier(str(classifier) if classifier else None, device, engine)
     console.debug(f"classifier {clf.path}: {clf.engine} engine, {len(clf.input_sizes)} network(s)")
     active = clf.active(class_list)
@@ -90,28 +92,30 @@ def _check_form(ctx: click.Context, param: click.Parameter, value: str | None) -
 
 @main.command("compose")
 @click.argument("inputs", nargs=-1)
-@click.option("-o", "--output", type=click.Path(path_type=Path), help="MIDI file to write for one input ('-' for stdout).")
+@click.option("-o", "--output", type=click.Path(path_type=Path), help="MIDI file to write for one input ('-' for stdout; a .musicxml name writes the lead sheet instead).")
 @click.option("--out-dir", type=click.Path(path_type=Path), help="Folder for many inputs: OUT_DIR/<relative path>/<stem>.mid.")
-@click.option("--emotion", help="Skip the photo: happy, sad, angry, calm, any FER class, or Q1-Q4.")
+@click.option("--emotion", callback=check_emotion, help="Skip the photo: happy, sad, angry, calm, any FER class, or Q1-Q4.")
 @click.option("--seed", default=0, show_default=True, help="Base seed; the same seed gives byte-identical MIDI.")
 @click.option("--bars", default=16, show_default=True, type=click.IntRange(1, 256), help="Length in bars of 4/4.")
 @click.option("--tempo", type=click.FloatRange(20, 400), help="Beats per minute (default: set by the emotion).")
 @click.option("--no-chords", is_flag=True, help="Leave out the chord accompaniment track.")
 @click.option("--form", callback=_check_form, help="Phrase form of the song, one letter per 4-bar phrase: AABA, AA'BA, ABAB', AABB ... (default: chosen by the seed).")
-@click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True, help="json: one JSON Lines record per input on stdout.")
+@click.option("--format", "fmt", type=click.Choice(["text", "json", "csv"]), default="text", show_default=True, help="text for people; json (one JSON Lines record per input) or csv for scripts, on stdout.")
 @click.option("--no-detect", is_flag=True, help="The images are already face crops: use them whole.")
-@click.option("--classes", help="Emotions the classifier may answer (comma-separated; default: the model's default set).")
+@click.option("--classes", callback=check_classes, help="Emotions the classifier may answer (comma-separated FER classes, or 'all'; default: the model's default set).")
 @CLASSIFIER_OPTION
 @GENERATOR_OPTION
 @click.option("--batch-size", default=128, show_default=True, type=click.IntRange(1))
 @click.option("--workers", default=0, show_default=True, type=click.IntRange(0), help="Processes decoding images.")
 @DEVICE_OPTION
 @click.option("--png", is_flag=True, help="Also save a piano-roll picture beside each MIDI file (.png).")
-@click.option("--wav", is_flag=True, help="Also render audio beside each MIDI file (.wav).")
+@click.option("--wav", is_flag=True, help="Also render audio beside each MIDI file (.wav): FluidSynth with a General MIDI SoundFont, else a built-in piano-like synth.")
+@click.option("--soundfont", type=click.Path(path_type=Path), help="SoundFont (.sf2) for --wav (default: $FACETUNE_SOUNDFONT, then the usual system places).")
+@click.option("--musicxml", is_flag=True, help="Also write a lead sheet beside each MIDI file (.musicxml: melody, chord symbols, key, tempo); or give -o a .musicxml name.")
 @click.option("--preview", is_flag=True, help="Show the piano roll in the terminal (one input).")
 @OVERWRITE_OPTION
 @handle_errors
-def compose_cmd(inputs: tuple[str, ...], output: Path | None, out_dir: Path | None, emotion: str | None, seed: int, bars: int, tempo: float | None, no_chords: bool, form: str | None, fmt: str, no_detect: bool, classes: str | None, classifier: Path | None, generator: Path | None, batch_size: int, workers: int, device: str, png: bool, wav: bool, preview: bool, force: bool) -> None:
+def compose_cmd(inputs: tuple[str, ...], output: Path | None, out_dir: Path | None, emotion: str | None, seed: int, bars: int, tempo: float | None, no_chords: bool, form: str | None, fmt: str, no_detect: bool, classes: tuple[str, ...] | None, classifier: Path | None, generator: Path | None, batch_size: int, workers: int, device: str, png: bool, wav: bool, soundfont: Path | None, musicxml: bool, preview: bool, force: bool) -> None:
     """Photo → emotion → a new melody over chords, as MIDI.
 
     \b
@@ -121,13 +125,7 @@ def compose_cmd(inputs: tuple[str, ...], output: Path | None, out_dir: Path | No
 
     Exit code 0 if every input was composed (or skipped as done), 1 if any failed.
     """
-    from ..api import (
-        ComposeSettings,
-        compose,
-        compose_record,
-        extra_outputs,
-        write_song,
-    )
+    from ..api import ComposeSettings, compose_record, compose_song
 
     if emotion and inputs:
         raise click.UsageError("give photos or --emotion, not both")
@@ -136,39 +134,24 @@ def compose_cmd(inputs: tuple[str, ...], output: Path | None, out_dir: Path | No
     if output and out_dir:
         raise click.UsageError("use -o for one input or --out-dir for many, not both")
     settings = ComposeSettings(
-        seed=seed, bars=bars, tempo=tempo, form=form, chords=not no_chords, png=png, wav=wav, force=force,
+        seed=seed, bars=bars, tempo=tempo, form=form, chords=not no_chords, png=png, wav=wav, musicxml=musicxml, soundfont=str(soundfont) if soundfont else None, force=force,
         classifier=str(classifier) if classifier else None, generator=str(generator) if generator else None,
-        classes=tuple(c.strip() for c in classes.split(",")) if classes else None, detect=False if no_detect else None,
-        device=device, batch_size=batch_size, workers=workers,
+        classes=classes, detect=False if no_detect else None, device=device, batch_size=batch_size, workers=workers,
     )
     if emotion or (len(inputs) == 1 and output is not None and (inputs[0] == "-" or (not Path(inputs[0]).is_dir() and not any(c in inputs[0] for c in "*?[")))):
         if output is None:
             raise click.UsageError("say where to write the MIDI: -o FILE (or -o - for stdout)")
-        image: Any = None if emotion else (sys.stdin.buffer.read() if inputs[0] == "-" else inputs[0])
         to_stdout = str(output) == "-"
-        if to_stdout and (png or wav):
-            raise click.UsageError("--png and --wav need -o FILE, not stdout")
-        extras = extra_outputs(output, png, wav) if not to_stdout else []
-        for extra in extras:
-            refuse_overwrite(extra, force)
-        res = compose(
-            image, None if to_stdout else output, emotion=emotion, seed=seed, bars=bars, tempo=tempo, form=form, chords=settings.chords,
-            classifier=settings.classifier, generator=settings.generator, classes=settings.classes, detect=settings.detect, device=device, force=force,
-        )
+        if to_stdout and (png or wav or musicxml):
+            raise click.UsageError("--png, --wav and --musicxml need -o FILE, not stdout")
+        if to_stdout and sys.stdout.isatty():
+            raise click.UsageError("refusing to write binary MIDI to a terminal; redirect it: -o - > song.mid (or pipe it on)")
+        image: Any = None if emotion else (sys.stdin.buffer.read() if inputs[0] == "-" else inputs[0])
+        res = compose_song(image, None if to_stdout else output, settings, emotion=emotion)
         if to_stdout:
             sys.stdout.buffer.write(res.composition.midi_bytes(settings.chords))
             sys.stdout.buffer.flush()
-        write_song(res.composition, None, settings, extras)
-        if preview:
-            from ..music.render import terminal_preview
-
-            (console.err if to_stdout else console.out).print(terminal_preview(res.composition, chords=settings.chords))
-        if fmt == "json":
-            import json
-
-            (console.err if to_stdout else console.out).print(json.dumps(compose_record(res)), highlight=False, soft_wrap=True)
-        else:
-            (console.err if to_stdout else console.out).print(console.compose_summary(res))
+        _report_song(res, compose_record(res), fmt, preview, settings.chords, to_stdout)
         return
     if out_dir is None:
         raise click.UsageError("several inputs (or a folder) need --out-dir DIR")
@@ -177,8 +160,26 @@ def compose_cmd(inputs: tuple[str, ...], output: Path | None, out_dir: Path | No
     _compose_batch(inputs, out_dir, settings, fmt)
 
 
+def _report_song(res: Any, record: dict[str, Any], fmt: str, preview: bool, chords: bool, to_stderr: bool) -> None:
+    """One song's preview and record or summary, on stdout (stderr when the MIDI itself went to stdout)."""
+    import json
+
+    where = console.err if to_stderr else console.out
+    if preview:
+        from ..music.render import terminal_preview
+
+        where.print(terminal_preview(res.composition, chords=chords))
+    if fmt == "json":
+        where.print(json.dumps(record), highlight=False, soft_wrap=True)
+    elif fmt == "csv":
+        where.print(console.compose_csv([record]), highlight=False, soft_wrap=True, end="")
+    else:
+        where.print(console.compose_summary(res))
+
+
 def _compose_batch(inputs: tuple[str, ...], out_dir: Path, settings: Any, fmt: str) -> None:
-    """Many photos → OUT_DIR/<relative path>.mid: print each record as it comes, then a summary."""
+    """Many photos → OUT_DIR/<relative path>.mid: each record on stdout as it comes (a line, a JSON
+    record or a CSV row), failures also on stderr, then a summary on stderr."""
     import json
     from collections import Counter
 
@@ -192,9 +193,13 @@ def _compose_batch(inputs: tuple[str, ...], out_dir: Path, settings: Any, fmt: s
             emotions[rec["emotion"]] += 1
         if fmt == "json":
             click.echo(json.dumps(rec))
-        elif rec["status"] == "failed":
-            console.error(rec["error"])
-    if fmt != "json" and not console.is_quiet():
+        elif fmt == "csv":
+            click.echo(console.compose_csv([rec], header=sum(counts.values()) == 1), nl=False)
+        else:
+            click.echo(console.compose_line(rec))
+            if rec["status"] == "failed":
+                console.error(rec["error"])
+    if fmt == "text" and not console.is_quiet():
         console.err.print(console.batch_table(out_dir, counts, emotions))
     if counts["failed"]:
         sys.exit(EXIT_FAILED)

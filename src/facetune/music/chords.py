@@ -3,6 +3,10 @@
 Chord indices: 0–11 major triads on roots C..B, 12–23 minor triads, 24 = no chord.
 Key indices follow pretty_midi's key numbers: 0–11 major, 12–23 minor.
 
+Names are spelled as a musician reads them: each key by its usual signature (Db major, not C#
+major; G# minor, not Ab minor), and each chord in a key by that key's scale, so F# major has
+G#m and Eb minor has Cb (`chord_name(chord, key)`, `spell_root`).
+
 Progressions per quadrant (Roman numerals relative to the tonic; each phrase letter of the
 song's form takes one, the middle of the song ends on V and the end on the tonic):
 
@@ -20,10 +24,18 @@ from __future__ import annotations
 
 import numpy as np
 
+#: A pitch class's name where no key says otherwise.
 PITCH_CLASSES = ("C", "C#", "D", "Eb", "E", "F", "F#", "G", "Ab", "A", "Bb", "B")
 N_CHORDS = 25
 NO_CHORD = 24
-KEY_NAMES = tuple(f"{p} major" for p in PITCH_CLASSES) + tuple(f"{p} minor" for p in PITCH_CLASSES)
+#: Each key's tonic as it is written, by pitch class: the spelling with the fewer accidentals
+#: (F# major and Eb minor, six either way, as they are most often written).
+MAJOR_TONICS = ("C", "Db", "D", "Eb", "E", "F", "F#", "G", "Ab", "A", "Bb", "B")
+MINOR_TONICS = ("C", "C#", "D", "Eb", "E", "F", "F#", "G", "G#", "A", "Bb", "B")
+KEY_NAMES = tuple(f"{p} major" for p in MAJOR_TONICS) + tuple(f"{p} minor" for p in MINOR_TONICS)
+LETTERS = "CDEFGAB"
+NATURAL_PITCH_CLASS = {"C": 0, "D": 2, "E": 4, "F": 5, "G": 7, "A": 9, "B": 11}
+ACCIDENTALS = {0: "", 1: "#", 2: "##", 11: "b", 10: "bb"}
 MAJOR_SCALE = (0, 2, 4, 5, 7, 9, 11)
 #: Natural minor: melodies stay in it; only the accompaniment's V chord raises the 7th.
 MINOR_SCALE = (0, 2, 3, 5, 7, 8, 10)
@@ -70,21 +82,66 @@ def chord_index(root: int, quality: str) -> int:
     return root % 12 + (12 if quality == _m else 0)
 
 
-def chord_name(i: int) -> str:
+def key_signature(key: int) -> int:
+    """Sharps (> 0) or flats (< 0) in the key's signature, as written by `KEY_NAMES`."""
+    name = KEY_NAMES[key].split()[0]
+    major_tonic = (pitch_class(name) + (3 if key >= 12 else 0)) % 12
+    fifths = (major_tonic * 7) % 12
+    fifths = fifths - 12 if fifths > 6 else fifths
+    if fifths == 6 and ("b" in name or key >= 12 and name == "Eb"):
+        return -6
+    return fifths
+
+
+def pitch_class(name: str) -> int:
+    """'C#' → 1, 'Cb' → 11, 'Fb' → 4, 'E#' → 5: a letter and any accidentals."""
+    if not name or name[0] not in NATURAL_PITCH_CLASS or set(name[1:]) - {"#", "b"}:
+        raise ValueError(f"unknown pitch name {name!r}")
+    return (NATURAL_PITCH_CLASS[name[0]] + name.count("#") - name.count("b")) % 12
+
+
+def _spelled(pc: int, letter: str) -> str:
+    return letter + ACCIDENTALS[(pc - NATURAL_PITCH_CLASS[letter]) % 12]
+
+
+def spell_root(pc: int, key: int) -> str:
+    """A chord root named in a key, as its Roman numeral reads: a scale degree by the scale's
+    letter (Cb in Eb minor, G# in E major); a chromatic root as the lowered degree above it (the
+    Neapolitan bII is Db in C minor, not C#), except the raised 4th and, in minor, the raised
+    6th and 7th, which are the degree below raised (F# in C major, G# in A minor); never a double
+    accidental where a single one will do."""
+    tonic = KEY_NAMES[key].split()[0]
+    first = LETTERS.index(tonic[0])
+    scale = scale_pitch_classes(key)
+    pc %= 12
+    if pc in scale:
+        return _spelled(pc, LETTERS[(first + scale.index(pc)) % 7])
+    offset = (pc - key) % 12
+    raised = _spelled(pc, LETTERS[(first + scale.index((pc - 1) % 12)) % 7])
+    lowered = _spelled(pc, LETTERS[(first + scale.index((pc + 1) % 12)) % 7])
+    preferred, other = (raised, lowered) if offset == 6 or (key >= 12 and offset in (9, 11)) else (lowered, raised)
+    return other if len(preferred) > 2 and len(other) <= 2 else preferred
+
+
+def chord_name(i: int, key: int | None = None) -> str:
+    """'Am', 'F#', 'N.C.'; with a key, the root is spelled in that key ('G#m' in E major, 'Cb' in Eb minor)."""
     if i == NO_CHORD:
         return "N.C."
-    return PITCH_CLASSES[i % 12] + ("m" if i >= 12 else "")
+    root = PITCH_CLASSES[i % 12] if key is None else spell_root(i % 12, key)
+    return root + ("m" if i >= 12 else "")
 
 
 def parse_chord(name: str) -> int:
+    """The inverse of `chord_name`, for any spelling ('G#m', 'Abm', 'Cb')."""
     name = name.strip()
     if name.upper() in ("N.C.", "N", "NC"):
         return NO_CHORD
     minor = name.endswith("m")
-    root = name[:-1] if minor else name
-    if root not in PITCH_CLASSES:
-        raise ValueError(f"unknown chord {name!r}")
-    return chord_index(PITCH_CLASSES.index(root), _m if minor else _M)
+    try:
+        root = pitch_class(name[:-1] if minor else name)
+    except ValueError:
+        raise ValueError(f"unknown chord {name!r}") from None
+    return chord_index(root, _m if minor else _M)
 
 
 def chord_pitch_classes(i: int) -> tuple[int, ...]:

@@ -198,7 +198,7 @@ def compose_emotions(songs: Sequence[tuple[str, int]], generator: MelodyGenerato
             emotion=p.name,
             quadrant=p.quadrant,
             key=KEY_NAMES[p.key],
-            chords=[chord_name(c) for c in p.chords],
+            chords=[chord_name(c, p.key) for c in p.chords],
             tempo=p.tempo,
             seed=p.seed,
             bars=bars,

@@ -134,14 +134,19 @@ def render_wav(comp: Any, path: str | Path, *, chords: bool = True, sample_rate:
     return used
 
 
-def write_extras(comp: Any, extras: list[Path], chords: bool = True) -> None:
-    """The `--png` picture and `--wav` audio beside a song, each by its suffix."""
+def write_extras(comp: Any, extras: list[Path], chords: bool = True, *, soundfont: str | None = None, force: bool = False) -> None:
+    """The `--png` picture, `--wav` audio and `--musicxml` lead sheet beside a song, each by its suffix."""
     from .. import console
 
     for extra in extras:
         if extra.suffix == ".png":
             piano_roll_png(comp, extra, chords=chords)
-            console.debug(f"wrote {extra}")
+            console.info(f"wrote {extra}")
+        elif extra.suffix == ".musicxml":
+            from .musicxml import write_musicxml
+
+            write_musicxml(comp, extra, force=force)
+            console.info(f"wrote {extra} (lead sheet: melody, chord symbols, key, tempo)")
         else:
             used = render_wav(comp, extra, chords=chords)
             console.info(f"wrote {extra} ({used})")
