@@ -93,29 +93,44 @@ def _terminate(signum: int, frame: Any) -> None:
     raise KeyboardInterrupt
 
 
-def check_classes(ctx: click.Context, param: click.Parameter, value: str | None) -> tuple[str, ...] | None:
-    """--classes as FER class names; an unknown name is a usage error (exit 2) with a suggestion."""
-    if value is None:
-        return None
+def usage_check(parse: Callable[[str], Any], *, keep_text: bool = False) -> Callable[[click.Context, click.Parameter, str | None], Any]:
+    """A click callback that parses an option with `parse` before any model loads, so a bad value is
+    a usage error (exit 2) with the parser's message; `keep_text` passes the text on unchanged."""
+
+    def callback(ctx: click.Context, param: click.Parameter, value: str | None) -> Any:
+        if value is None:
+            return None
+        try:
+            parsed = parse(value)
+        except ValueError as exc:
+            raise click.BadParameter(str(exc)) from None
+        return value if keep_text else parsed
+
+    return callback
+
+
+def _parse_classes(value: str) -> tuple[str, ...]:
     from ..emotions import parse_classes
 
-    try:
-        return parse_classes(value)
-    except ValueError as exc:
-        raise click.BadParameter(str(exc)) from None
+    return parse_classes(value)
 
 
-def check_emotion(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
-    """--emotion as a known emotion or quadrant; anything else is a usage error (exit 2) with a suggestion."""
-    if value is None:
-        return None
+def _parse_emotion(value: str) -> str:
     from ..emotions import normalize_emotion
 
-    try:
-        normalize_emotion(value)
-    except ValueError as exc:
-        raise click.BadParameter(str(exc)) from None
-    return value
+    return normalize_emotion(value)
+
+
+def _parse_form(value: str) -> Any:
+    from ..music.form import parse_form
+
+    return parse_form(value)
+
+
+#: --classes as FER class names, --emotion as a known emotion or quadrant, --form as a song form.
+check_classes = usage_check(_parse_classes)
+check_emotion = usage_check(_parse_emotion, keep_text=True)
+check_form = usage_check(_parse_form, keep_text=True)
 
 
 def write_text(path: Path | None, text: str, force: bool) -> None:

@@ -18,6 +18,7 @@ from .common import (
     OVERWRITE_OPTION,
     check_classes,
     check_emotion,
+    check_form,
     expand_inputs,
     handle_errors,
     main,
@@ -77,19 +78,6 @@ def classify_cmd(inputs: tuple[str, ...], fmt: str, output: Path | None, all_fac
         sys.exit(EXIT_FAILED)
 
 
-def _check_form(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
-    """A malformed --form is a usage error (exit 2), caught before any model loads."""
-    if value is None:
-        return None
-    from ..music.form import parse_form
-
-    try:
-        parse_form(value)
-    except ValueError as exc:
-        raise click.BadParameter(str(exc)) from None
-    return value
-
-
 @main.command("compose")
 @click.argument("inputs", nargs=-1)
 @click.option("-o", "--output", type=click.Path(path_type=Path), help="MIDI file to write for one input ('-' for stdout; a .musicxml name writes the lead sheet instead).")
@@ -99,7 +87,7 @@ def _check_form(ctx: click.Context, param: click.Parameter, value: str | None) -
 @click.option("--bars", default=16, show_default=True, type=click.IntRange(1, 256), help="Length in bars of 4/4.")
 @click.option("--tempo", type=click.FloatRange(20, 400), help="Beats per minute (default: set by the emotion).")
 @click.option("--no-chords", is_flag=True, help="Leave out the chord accompaniment track.")
-@click.option("--form", callback=_check_form, help="Phrase form of the song, one letter per 4-bar phrase: AABA, AA'BA, ABAB', AABB ... (default: chosen by the seed).")
+@click.option("--form", callback=check_form, help="Phrase form of the song, one letter per 4-bar phrase: AABA, AA'BA, ABAB', AABB ... (default: chosen by the seed).")
 @click.option("--format", "fmt", type=click.Choice(["text", "json", "csv"]), default="text", show_default=True, help="text for people; json (one JSON Lines record per input) or csv for scripts, on stdout.")
 @click.option("--no-detect", is_flag=True, help="The images are already face crops: use them whole.")
 @click.option("--classes", callback=check_classes, help="Emotions the classifier may answer (comma-separated FER classes, or 'all'; default: the model's default set).")

@@ -241,3 +241,19 @@ def dims_from_dict(raw: dict[str, Any]) -> GanDims:
     """Rebuild dimensions from a checkpoint; fields it predates take their old meaning, not today's default."""
     fields = GanDims.__dataclass_fields__
     return GanDims(**(_LEGACY | {k: v for k, v in raw.items() if k in fields}))
+
+
+def load_generator_module(path: Any) -> tuple[Generator, GanDims, dict[str, Any]]:
+    """The eval-mode `Generator` of a checkpoint, its dimensions (rebuilt from the file, as whisper's
+    `load_model` does) and the checkpoint's payload."""
+    from ..checkpoints import load_checkpoint
+    from ..errors import CheckpointError
+
+    payload = load_checkpoint(path, "generator")
+    try:
+        dims = dims_from_dict(payload["dims"])
+        model = Generator(dims)
+        model.load_state_dict(payload["state_dict"])
+    except (KeyError, RuntimeError, TypeError) as exc:
+        raise CheckpointError(f"{path}: generator checkpoint does not match its declared dimensions ({str(exc).splitlines()[0][:100]})") from None
+    return model.eval(), dims, payload

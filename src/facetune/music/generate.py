@@ -339,20 +339,11 @@ def load_generator(path: str | Path | None = None, engine: str = "auto") -> Melo
 
 def _load_torch(path: Path) -> MelodyGenerator:
     """The torch module, for checkpoints without a matching numpy export (and for tests and training)."""
-    from ..checkpoints import load_checkpoint
     from ..errors import need_training_package
 
     need_training_package("torch", f"{path} has no numpy export beside it, so running it")
-    from .gan import Generator, dims_from_dict
+    from .gan import load_generator_module
 
-    if not path.is_file():
-        raise CheckpointError(f"{path}: checkpoint not found")
-    payload = load_checkpoint(path, "generator")
-    try:
-        dims = dims_from_dict(payload["dims"])
-        model = Generator(dims)
-        model.load_state_dict(payload["state_dict"])
-    except (KeyError, RuntimeError, TypeError) as exc:
-        raise CheckpointError(f"{path}: generator checkpoint does not match its declared dimensions ({str(exc).splitlines()[0][:100]})") from None
+    model, dims, payload = load_generator_module(path)
     info = {k: v for k, v in payload.items() if k != "state_dict"}
     return MelodyGenerator(_TorchScores(model), dims, info, str(path), "torch")

@@ -229,9 +229,11 @@ def _sha256(path: Path) -> str:
 
 def export_generator(checkpoint_path: str | Path, out_path: str | Path) -> Path:
     """Fold the torch generator checkpoint into numpy matrices and write them atomically to `out_path` (.npz)."""
+    from .gan import load_generator_module
+
     checkpoint_path, out_path = Path(checkpoint_path), Path(out_path)
     sha = _sha256(checkpoint_path)
-    model, dims, payload = _load_torch_generator(checkpoint_path)
+    model, dims, payload = load_generator_module(checkpoint_path)
     info = _jsonable({k: v for k, v in payload.items() if k != "state_dict"})
     meta = {"format_version": NPZ_FORMAT_VERSION, "dims": asdict(dims), "info": info, "checkpoint_sha256": sha}
     arrays = _folded_arrays(model)
@@ -239,21 +241,6 @@ def export_generator(checkpoint_path: str | Path, out_path: str | Path) -> Path:
     np.savez(buf, meta=np.array(json.dumps(meta)), **arrays)
     atomic_write_bytes(out_path, buf.getvalue())
     return out_path
-
-
-def _load_torch_generator(path: Path) -> tuple[Any, Any, dict[str, Any]]:
-    """The eval-mode torch `Generator`, its `GanDims` and the checkpoint payload (torch is needed here only)."""
-    from ..checkpoints import load_checkpoint
-    from .gan import Generator, dims_from_dict
-
-    payload = load_checkpoint(path, "generator")
-    try:
-        dims = dims_from_dict(payload["dims"])
-        model = Generator(dims)
-        model.load_state_dict(payload["state_dict"])
-    except (KeyError, RuntimeError, TypeError) as exc:
-        raise CheckpointError(f"{path}: generator checkpoint does not match its declared dimensions ({str(exc).splitlines()[0][:100]})") from None
-    return model.eval(), dims, payload
 
 
 def _folded_arrays(model: Any) -> dict[str, np.ndarray]:
