@@ -147,3 +147,42 @@ def random_bars(rng, n_bars: int, low: int = 60) -> list:
             notes.append(Note(int(rng.integers(low, low + 12)), 16 * b + t, 16 * b + t + d))
             t += d
     return notes
+
+
+# Inverses of what the package writes, used as test oracles (the package itself never needs them).
+
+from facetune.music.chords import NO_CHORD, chord_index, pitch_class  # noqa: E402
+from facetune.music.pianoroll import BAR_WIDTH, LOW_PITCH, ONSET, REST, STEPS_PER_BAR, fold_pitch  # noqa: E402
+
+
+def notes_to_rolls(notes, n_bars: int) -> np.ndarray:
+    """The inverse of `pianoroll.rolls_to_notes`: monophonic notes → (n_bars, 16, BAR_WIDTH) uint8 rolls. Later notes cut earlier ones."""
+    steps = n_bars * STEPS_PER_BAR
+    pitch = np.full(steps, -1, dtype=np.int64)
+    onset = np.zeros(steps, dtype=np.uint8)
+    for n in sorted(notes, key=lambda n: (n.start, n.pitch)):
+        s, e = max(0, n.start), min(steps, n.end)
+        if s >= steps or e <= s:
+            continue
+        p = fold_pitch(n.pitch) - LOW_PITCH
+        pitch[s:e] = p
+        onset[s] = 1
+    roll = np.zeros((steps, BAR_WIDTH), dtype=np.uint8)
+    sounding = pitch >= 0
+    roll[np.flatnonzero(sounding), pitch[sounding]] = 1
+    roll[~sounding, REST] = 1
+    roll[:, ONSET] = onset & sounding
+    return roll.reshape(n_bars, STEPS_PER_BAR, BAR_WIDTH)
+
+
+def parse_chord(name: str) -> int:
+    """The inverse of `chord_name`, for any spelling ('G#m', 'Abm', 'Cb')."""
+    name = name.strip()
+    if name.upper() in ("N.C.", "N", "NC"):
+        return NO_CHORD
+    minor = name.endswith("m")
+    try:
+        root = pitch_class(name[:-1] if minor else name)
+    except ValueError:
+        raise ValueError(f"unknown chord {name!r}") from None
+    return chord_index(root, "min" if minor else "maj")

@@ -6,7 +6,9 @@ import pytest
 
 from facetune.music.composer import compose_emotion, load_generator, write_midi
 from facetune.errors import FacetuneError
-from facetune.music.chords import chord_pitch_classes, parse_chord, scale_pitch_classes, KEY_NAMES
+from facetune.music.chords import chord_pitch_classes, scale_pitch_classes, KEY_NAMES
+
+from conftest import parse_chord
 from facetune.music.pianoroll import BAR_WIDTH, STEPS_PER_BAR
 
 

@@ -14,7 +14,9 @@ from click.testing import CliRunner
 
 from facetune.music import evaluate as E
 from facetune.cli import main
-from facetune.music.pianoroll import ONSET, REST, Note, notes_to_rolls
+from facetune.music.pianoroll import ONSET, REST, Note
+
+from conftest import notes_to_rolls
 from conftest import random_bars
 
 BAR = [Note(72, 0, 4), Note(76, 4, 6), Note(79, 8, 12), Note(77, 12, 16)]

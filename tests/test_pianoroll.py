@@ -6,7 +6,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from facetune.music.metrics import midi_to_notes
-from facetune.music.pianoroll import BAR_WIDTH, HIGH_PITCH, LOW_PITCH, ONSET, REST, STEPS_PER_BAR, Note, fold_pitch, notes_to_rolls, rolls_to_notes
+from facetune.music.pianoroll import BAR_WIDTH, HIGH_PITCH, LOW_PITCH, ONSET, REST, STEPS_PER_BAR, Note, fold_pitch, rolls_to_notes
+
+from conftest import notes_to_rolls
 
 
 def test_roll_shape_and_one_hot():

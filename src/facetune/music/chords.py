@@ -131,19 +131,6 @@ def chord_name(i: int, key: int | None = None) -> str:
     return root + ("m" if i >= 12 else "")
 
 
-def parse_chord(name: str) -> int:
-    """The inverse of `chord_name`, for any spelling ('G#m', 'Abm', 'Cb')."""
-    name = name.strip()
-    if name.upper() in ("N.C.", "N", "NC"):
-        return NO_CHORD
-    minor = name.endswith("m")
-    try:
-        root = pitch_class(name[:-1] if minor else name)
-    except ValueError:
-        raise ValueError(f"unknown chord {name!r}") from None
-    return chord_index(root, _m if minor else _M)
-
-
 def chord_pitch_classes(i: int) -> tuple[int, ...]:
     if i == NO_CHORD:
         return ()

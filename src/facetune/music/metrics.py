@@ -213,7 +213,7 @@ def evaluate_files(paths: Sequence[Path], *, melody_track: int | None = 0, group
 #
 # Computed on a monophonic melody over a window of at most WINDOW_BARS bars that starts at the
 # first bar holding a note. Each step of the window is a pitch (−1 = rest) and an onset flag;
-# overlapping notes are cut as in `pianoroll.notes_to_rolls` (a later note cuts an earlier one).
+# overlapping notes are cut as on the melody grid (a later note cuts an earlier one).
 
 WINDOW_BARS = 16
 PHRASE_BARS = 4

@@ -8,7 +8,6 @@ starts, so repeated notes and held notes stay different (rhythm matters for arou
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Iterable
 
 import numpy as np
 
@@ -40,26 +39,6 @@ def fold_pitch(pitch: int, low: int = LOW_PITCH, high: int = HIGH_PITCH) -> int:
     while pitch > high:
         pitch -= 12
     return pitch
-
-
-def notes_to_rolls(notes: Iterable[Note], n_bars: int) -> np.ndarray:
-    """Monophonic notes → (n_bars, 16, BAR_WIDTH) uint8 rolls. Later notes cut earlier ones."""
-    steps = n_bars * STEPS_PER_BAR
-    pitch = np.full(steps, -1, dtype=np.int64)
-    onset = np.zeros(steps, dtype=np.uint8)
-    for n in sorted(notes, key=lambda n: (n.start, n.pitch)):
-        s, e = max(0, n.start), min(steps, n.end)
-        if s >= steps or e <= s:
-            continue
-        p = fold_pitch(n.pitch) - LOW_PITCH
-        pitch[s:e] = p
-        onset[s] = 1
-    roll = np.zeros((steps, BAR_WIDTH), dtype=np.uint8)
-    sounding = pitch >= 0
-    roll[np.flatnonzero(sounding), pitch[sounding]] = 1
-    roll[~sounding, REST] = 1
-    roll[:, ONSET] = onset & sounding
-    return roll.reshape(n_bars, STEPS_PER_BAR, BAR_WIDTH)
 
 
 def rolls_to_notes(rolls: np.ndarray, velocity: int = 96) -> list[Note]:
