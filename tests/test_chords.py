@@ -99,3 +99,11 @@ def test_the_misspellings_users_saw_are_gone():
     assert names("G# minor", "F#", "E") == ["F#", "E"]  # the key a musician writes for Ab minor
     assert "C# major" not in C.KEY_NAMES and "Db major" in C.KEY_NAMES and "Ab minor" not in C.KEY_NAMES
     assert [C.key_signature(C.KEY_NAMES.index(k)) for k in ("Db major", "F# major", "Eb minor", "G# minor", "A minor")] == [-5, 6, -6, 5, 0]
+
+
+def test_the_midi_key_signature_is_the_key_as_named():
+    from facetune.music.midi_file import KEY_SIGNATURES, midi_bytes, read_back
+
+    for key, name in enumerate(C.KEY_NAMES):
+        assert KEY_SIGNATURES[key] == (C.key_signature(key), int(name.endswith("minor"))), name
+        assert read_back(midi_bytes([("Melody", [])], tempo=100, key_number=key)).key_number == key

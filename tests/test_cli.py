@@ -352,3 +352,16 @@ def test_musicxml_lead_sheet_beside_the_midi_or_as_the_output(run, tiny_generato
     assert r.exit_code == 0 and (tmp_path / "s.musicxml").is_file() and not (tmp_path / "s.mid").exists()
     r = run("compose", "--emotion", "sad", "-o", tmp_path / "s.musicxml", "--generator", tiny_generator)
     assert r.exit_code == 1 and "already exists" in r.output
+
+
+def test_wav_uses_the_soundfont_given(run, tiny_generator, tmp_path):
+    from facetune.music import audio
+
+    font = audio.find_soundfont()
+    if font is None or audio.shutil.which("fluidsynth") is None:
+        pytest.skip("FluidSynth and a SoundFont are not installed (CI installs them)")
+    r = run("compose", "--emotion", "calm", "-o", tmp_path / "c.mid", "--wav", "--soundfont", font, "--bars", "4", "--generator", tiny_generator)
+    assert r.exit_code == 0 and f"FluidSynth with {font.name}" in r.output
+    r = run("compose", "--emotion", "calm", "-o", tmp_path / "d.mid", "--wav", "--soundfont", tmp_path / "missing.sf2", "--generator", tiny_generator)
+    assert r.exit_code == 1 and "missing.sf2" in r.output and len(r.output.strip().splitlines()) == 1
+    assert not (tmp_path / "d.mid").exists()  # checked before anything was written

@@ -1,7 +1,6 @@
 """Look and listen: piano-roll PNG, terminal preview and WAV of a composition."""
 from __future__ import annotations
 
-import wave
 
 import numpy as np
 import pytest
@@ -36,11 +35,13 @@ def test_terminal_preview_has_a_title_and_one_row_per_pitch(comp):
     assert "█" in text and all(line.count("│") == comp.bars for line in lines[1:])
 
 
-def test_render_wav_writes_normalised_mono_audio(comp, tmp_path):
-    used = render_wav(comp, tmp_path / "a.wav", sample_rate=8000)
-    assert used
-    with wave.open(str(tmp_path / "a.wav")) as w:
-        assert (w.getnchannels(), w.getsampwidth(), w.getframerate()) == (1, 2, 8000)
-        pcm = np.frombuffer(w.readframes(w.getnframes()), "<i2")
-    assert len(pcm) >= 8000 * comp.bars * 4 * 60 / comp.tempo * 0.9
-    assert 0.85 * 32767 <= np.abs(pcm).max() <= 32767
+def test_render_wav_falls_back_to_the_piano_like_synth_and_says_how_to_get_fluidsynth(comp, tmp_path, monkeypatch, capsys):
+    from facetune.music import audio
+
+    monkeypatch.setattr(audio.shutil, "which", lambda name: None)
+    used = render_wav(comp, tmp_path / "a.wav")
+    assert used.startswith(audio.FALLBACK_NAME)
+    assert "fluidsynth" in capsys.readouterr().err
+    samples, rate = audio.read_wav(tmp_path / "a.wav")
+    assert rate == 44100 and len(samples) == pytest.approx((audio.midi_end_seconds(audio.audio_midi(comp)) + audio.TAIL_SECONDS) * rate, abs=rate * 0.05)
+    assert np.abs(samples).max() > 0.5

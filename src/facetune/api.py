@@ -296,6 +296,7 @@ def compose_song(image: Any, output: Path | None, settings: ComposeSettings, *, 
     """One song and its extras (`settings.png`, `.wav`, `.musicxml`) beside `output` (None: not
     written), refusing to overwrite any of them without `settings.force` before anything is
     composed. An `output` ending in `.musicxml` is the lead sheet instead of a MIDI file."""
+    _check_soundfont(settings)
     extras = extra_outputs(output, settings) if output is not None else []
     score = output is not None and output.suffix == ".musicxml"
     for extra in extras + ([output] if score else []):
@@ -310,6 +311,14 @@ def compose_song(image: Any, output: Path | None, settings: ComposeSettings, *, 
         res.output = str(write_musicxml(res.composition, output, force=settings.force))
     write_song(res.composition, None, settings, extras)
     return res
+
+
+def _check_soundfont(settings: ComposeSettings) -> None:
+    """A --soundfont that is not there fails before anything is composed or written."""
+    if settings.wav and settings.soundfont:
+        from .music.audio import find_soundfont
+
+        find_soundfont(settings.soundfont)
 
 
 def extra_outputs(song: Path, settings: ComposeSettings) -> list[Path]:
@@ -346,6 +355,7 @@ def compose_many(items: Sequence[tuple[Any, str, Path]], out_dir: str | Path, se
     """
     from . import console
 
+    _check_soundfont(settings)
     out_dir = Path(out_dir)
     todo = []
     for src, name, rel in items:

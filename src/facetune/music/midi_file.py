@@ -21,10 +21,11 @@ from .pianoroll import STEPS_PER_BEAT, Note
 __all__ = ["KEY_SIGNATURES", "MidiSummary", "midi_bytes", "read_back"]
 
 #: key_number (pretty_midi's convention: 0..11 C..B major, 12..23 C..B minor) →
-#: (sharps > 0 / flats < 0, minor). The same spelling pretty_midi's writer asks mido for.
+#: (sharps > 0 / flats < 0, minor), spelled as `chords.KEY_NAMES` names the keys (a test checks
+#: they agree): pretty_midi's spelling but for Eb minor, six flats where pretty_midi writes D# minor.
 KEY_SIGNATURES: tuple[tuple[int, int], ...] = tuple(
     [(sf, 0) for sf in (0, -5, 2, -3, 4, -1, 6, 1, -4, 3, -2, 5)]
-    + [(sf, 1) for sf in (-3, 4, -1, 6, 1, -4, 3, -2, 5, 0, -5, 2)]
+    + [(sf, 1) for sf in (-3, 4, -1, -6, 1, -4, 3, -2, 5, 0, -5, 2)]
 )
 
 _NOTE_ON = 0x90
@@ -139,12 +140,14 @@ def _track(name: str, notes: Sequence[Note], channel: int, program: int, ticks_p
     return _chunk(b"MTrk", body)
 
 
-def midi_bytes(tracks: list[tuple[str, list[Note]]], *, tempo: float, key_number: int, ticks_per_beat: int = 480, program: int = 0) -> bytes:
+def midi_bytes(tracks: list[tuple[str, list[Note]]], *, tempo: float, key_number: int, ticks_per_beat: int = 480, program: int = 0, programs: Sequence[int] | None = None) -> bytes:
     """A type-1 Standard MIDI File: a tempo/4-4/key track, then one track per (name, notes).
 
     Notes are on the sixteenth-note grid (`Note.start`/`end` in steps), so every
     tick is exact. Channels follow pretty_midi (0, 1, ..., skipping the drum
-    channel 9). The same input always gives the same bytes.
+    channel 9). `programs` gives each track its own General MIDI program (audio
+    renders the chords on a softer instrument than the melody); without it every
+    track gets `program`. The same input always gives the same bytes.
     """
     try:
         bpm = float(tempo)
@@ -160,6 +163,12 @@ def midi_bytes(tracks: list[tuple[str, list[Note]]], *, tempo: float, key_number
         raise ValueError(f"ticks_per_beat {ticks_per_beat} is not a multiple of {STEPS_PER_BEAT}")
     sf, minor = KEY_SIGNATURES[_int_in(key_number, 0, 23, "key_number")]
     program = _int_in(program, 0, 127, "program")
+    if programs is None:
+        per_track = [program] * len(tracks)
+    elif len(programs) != len(tracks):
+        raise ValueError(f"{len(programs)} programs for {len(tracks)} tracks")
+    else:
+        per_track = [_int_in(p, 0, 127, "program") for p in programs]
     if len(tracks) > 0xFFFE:
         raise ValueError("too many tracks")
     conductor = (
@@ -171,7 +180,7 @@ def midi_bytes(tracks: list[tuple[str, list[Note]]], *, tempo: float, key_number
     out = [_chunk(b"MThd", struct.pack(">HHH", 1, len(tracks) + 1, ticks_per_beat)), _chunk(b"MTrk", conductor)]
     ticks_per_step = ticks_per_beat // STEPS_PER_BEAT
     for n, (name, notes) in enumerate(tracks):
-        out.append(_track(name, list(notes), _CHANNELS[n % len(_CHANNELS)], program, ticks_per_step))
+        out.append(_track(name, list(notes), _CHANNELS[n % len(_CHANNELS)], per_track[n], ticks_per_step))
     return b"".join(out)
 
 

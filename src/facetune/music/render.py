@@ -2,24 +2,14 @@
 from __future__ import annotations
 
 import io
-import shutil
-import wave
 from pathlib import Path
 from typing import Any
-
-import numpy as np
 
 from ..checkpoints import atomic_write_bytes
 from .pianoroll import STEPS_PER_BAR
 
 MELODY_RGB = (230, 90, 60)
 CHORD_RGB = (70, 120, 200)
-SOUNDFONTS = (
-    "/usr/share/sounds/sf2/FluidR3_GM.sf2",
-    "/usr/share/sounds/sf2/default-GM.sf2",
-    "/usr/share/soundfonts/FluidR3_GM.sf2",
-    "/usr/share/soundfonts/default.sf2",
-)
 
 
 #: Fill colours of the phrase-form band, one per letter (A, B, C, ...).
@@ -108,29 +98,17 @@ def terminal_preview(comp: Any, *, chords: bool = True) -> Any:
     return text
 
 
-def render_wav(comp: Any, path: str | Path, *, chords: bool = True, sample_rate: int = 22050) -> str:
-    """Render audio: FluidSynth with a General MIDI soundfont when both are installed, else pretty_midi's
-    own sine synthesis. Returns which renderer was used."""
-    pm = comp.to_midi(chords)
-    audio, used = None, "pretty_midi synthesis (sine waves; install pyfluidsynth and fluid-soundfont-gm for piano)"
-    soundfont = next((f for f in SOUNDFONTS if Path(f).is_file()), None)
-    if soundfont and shutil.which("fluidsynth") is not None:
-        try:
-            audio = pm.fluidsynth(fs=sample_rate, sf2_path=soundfont)
-            used = f"FluidSynth with {soundfont}"
-        except Exception:
-            audio = None
-    if audio is None:
-        audio = pm.synthesize(fs=sample_rate)
-    peak = float(np.max(np.abs(audio))) if len(audio) else 0.0
-    pcm = (audio / peak * 0.9 * 32767).astype("<i2") if peak > 0 else np.zeros(len(audio), "<i2")
-    buf = io.BytesIO()
-    with wave.open(buf, "wb") as w:
-        w.setnchannels(1)
-        w.setsampwidth(2)
-        w.setframerate(sample_rate)
-        w.writeframes(pcm.tobytes())
-    atomic_write_bytes(Path(path), buf.getvalue(), durable=False)
+def render_wav(comp: Any, path: str | Path, *, chords: bool = True, soundfont: str | None = None) -> str:
+    """Render a song to audio (`music.audio`): FluidSynth with a General MIDI SoundFont when both
+    are there, the melody on piano and the chords on a softer electric piano; else a built-in
+    piano-like synth, after one line that says how to install FluidSynth. Returns the renderer used."""
+    from .. import console
+    from .audio import FALLBACK_NAME, audio_midi, fallback_notice
+    from .audio import render_wav as render
+
+    used = render(audio_midi(comp, chords), path, soundfont=soundfont)
+    if used.startswith(FALLBACK_NAME):
+        console.warn(fallback_notice())
     return used
 
 
@@ -148,5 +126,5 @@ def write_extras(comp: Any, extras: list[Path], chords: bool = True, *, soundfon
             write_musicxml(comp, extra, force=force)
             console.info(f"wrote {extra} (lead sheet: melody, chord symbols, key, tempo)")
         else:
-            used = render_wav(comp, extra, chords=chords)
+            used = render_wav(comp, extra, chords=chords, soundfont=soundfont)
             console.info(f"wrote {extra} ({used})")
