@@ -20,7 +20,7 @@ from facetune.music import generator_numpy as gn
 from facetune.music.pianoroll import BAR_WIDTH, ONSET, REST, STEPS_PER_BAR
 from facetune.music.train import GanConfig, generator_payload
 
-SHIPPED = Path(__file__).resolve().parents[1] / "src" / "facetune" / "weights" / "generator.pt"
+SHIPPED = Path(gn.__file__).resolve().parents[1] / "weights" / "generator.pt"  # where the package is installed
 
 DIMS = {
     "signed": gan.tiny_dims(),

@@ -22,8 +22,14 @@ pytestmark = pytest.mark.slow  # every test here starts facetune in subprocesses
 ENV = {**os.environ, "FACETUNE_NO_PROGRESS": "1", "OMP_NUM_THREADS": "1"}
 
 
+def _default_sigint() -> None:
+    # a shell's background job (`cmd &`) starts with SIGINT ignored, and Python keeps it so; the
+    # child gets the default, as a foreground command would, so Ctrl-C can be tested anywhere
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+
+
 def facetune(*args: object, **kw) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-m", "facetune", *map(str, args)], env=ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE, **kw)
+    return subprocess.Popen([sys.executable, "-m", "facetune", *map(str, args)], env=ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE, preexec_fn=_default_sigint, **kw)
 
 
 def wait_for(cond, timeout: float = 120.0) -> None:
