@@ -296,7 +296,7 @@ def test_batch_text_and_csv_put_every_result_on_stdout(run, crops, tiny_classifi
     r = run(*base, "--out-dir", tmp_path / "a")
     lines = r.stdout.splitlines()
     assert r.exit_code == 1 and len(lines) == 20
-    assert sum(" → " in x and ("minor" in x or "major" in x) for x in lines) == 17 and sum("failed:" in x for x in lines) == 3
+    assert sum(" → " in x and ("minor" in x or "major" in x) for x in lines) == 17 and sum("failed (the reason is on stderr)" in x for x in lines) == 3
     r = run(*base, "--out-dir", tmp_path / "b", "--format", "csv")
     rows = list(csv.DictReader(io.StringIO(r.stdout)))
     assert len(rows) == 20 and r.stdout.count("input,status,") == 1

@@ -252,12 +252,13 @@ def compose_csv(records: list[dict[str, Any]], header: bool = True) -> str:
 
 
 def compose_line(rec: dict[str, Any]) -> str:
-    """One batch compose record as a line for people (stdout): what became of the input."""
+    """One batch compose record as a line for people (stdout): what became of the input. A failure's
+    reason goes to stderr as an error line, so it is not said twice on a terminal."""
     if rec["status"] == "done":
         return f"{rec['input']} → {rec['output']}  {rec['emotion']} ({rec['quadrant']}), {rec['key']}, {rec['form']}"
     if rec["status"] == "skipped":
         return f"{rec['input']} → {rec['output']}  skipped (exists; --force remakes it)"
-    return f"{rec['input']}  failed: {rec['error']}"
+    return f"{rec['input']}  failed (the reason is on stderr)"
 
 
 def batch_table(out_dir: Any, counts: dict[str, int], emotions: dict[str, int]) -> Any:
