@@ -72,12 +72,16 @@ def load_classifier(path: str | None = None, device: str = "cpu", engine: str = 
     return _load(resolve_model(path, "classifier"), device, engine)
 
 
-def load_generator(path: str | None = None) -> Any:
-    """The melody generator at `path` (default: the shipped weights), loaded once per process."""
-    from .music.composer import load_generator as _load
+def load_generator(path: str | None = None, engine: str = "auto") -> Any:
+    """The melody generator at `path` (default: the shipped weights), loaded once per process.
+
+    engine: "auto" runs the numpy export beside the checkpoint when it matches it (no torch),
+    else PyTorch; "numpy" or "torch" insist.
+    """
+    from .music.generate import load_generator as _load
     from .registry import resolve_model
 
-    return _load(resolve_model(path, "generator"))
+    return _load(resolve_model(path, "generator"), engine)
 
 
 def _source_name(src: Any) -> str:
