@@ -21,21 +21,22 @@ from typing import Any
 
 from ..checkpoints import atomic_write_bytes
 from ..errors import FacetuneError, refuse_overwrite
+from .chords import LETTERS, MAJOR_SCALE, MINOR_SCALE
+from .chords import NATURAL_PITCH_CLASS as NATURAL_PC
+from .pianoroll import STEPS_PER_BAR
 
 __all__ = ["KeySpelling", "check_musicxml", "musicxml_bytes", "parse_chord_symbol", "split_duration", "write_musicxml"]
 
 DIVISIONS = 4
-BAR = 16
+BAR = STEPS_PER_BAR
 HEADER = (
     '<?xml version="1.0" encoding="UTF-8" standalone="no"?>\n'
     '<!DOCTYPE score-partwise PUBLIC "-//Recordare//DTD MusicXML 4.0 Partwise//EN" '
     '"http://www.musicxml.org/dtds/partwise.dtd">\n'
 )
-LETTERS = "CDEFGAB"
-NATURAL_PC = {"C": 0, "D": 2, "E": 4, "F": 5, "G": 7, "A": 9, "B": 11}
 #: Fifths of the major key on each natural letter; a sharp adds 7, a flat takes 7 away.
 LETTER_FIFTHS = {"F": -1, "C": 0, "G": 1, "D": 2, "A": 3, "E": 4, "B": 5}
-SCALES = {"major": (0, 2, 4, 5, 7, 9, 11), "minor": (0, 2, 3, 5, 7, 8, 10)}
+SCALES = {"major": MAJOR_SCALE, "minor": MINOR_SCALE}
 #: Sixteenths → (MusicXML type, dotted): every length one note can show in 4/4 without tuplets.
 NOTE_TYPES = {16: ("whole", False), 12: ("half", True), 8: ("half", False), 6: ("quarter", True), 4: ("quarter", False), 3: ("eighth", True), 2: ("eighth", False), 1: ("16th", False)}
 ACCIDENTALS = {-2: "flat-flat", -1: "flat", 0: "natural", 1: "sharp", 2: "double-sharp"}
