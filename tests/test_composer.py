@@ -125,3 +125,32 @@ def test_raw_network_without_scale_mask_reports_no_changes(gen):
     assert comp.mask_changes == 0
     masked = compose_emotion("angry", gen, seed=2)
     assert masked.mask_changes >= 0
+
+
+@pytest.mark.parametrize("emotion", ["happy", "sad", "angry", "calm"])
+def test_the_melody_is_the_top_voice(gen, emotion):
+    comp = compose_emotion(emotion, gen, seed=4)
+    for n in comp.melody:
+        under = [a.pitch for a in comp.accompaniment if a.start <= n.start < a.end]
+        assert all(p < n.pitch for p in under), (n, under)
+
+
+def test_voicing_stays_under_a_low_melody():
+    from facetune.music.composer import LOWEST_CHORD_TONE, _voicing
+
+    assert _voicing(0) == (52, 55, 60)  # C major nearest the centre (A3) when the melody is high
+    low = _voicing(0, ceiling=55)
+    assert max(low) < 55 and min(low) >= LOWEST_CHORD_TONE and sorted(p % 12 for p in low) == [0, 4, 7]
+    assert all(p < 44 for p in _voicing(0, ceiling=44))  # no triad fits: only the tones below the melody
+
+
+def test_the_network_is_asked_for_the_emotion_register_and_density(gen):
+    from facetune.music.composer import CONTROL_JITTER, STYLES, _plan_song
+
+    for emotion, q in (("happy", "Q1"), ("sad", "Q3")):
+        plan = _plan_song(emotion, bars=16, seed=3, tempo=None, form=None, network_emotion=None)
+        assert abs(plan.controls[0] - STYLES[q].register) <= CONTROL_JITTER[0]
+        assert abs(plan.controls[1] - STYLES[q].density) <= CONTROL_JITTER[1]
+    told = _plan_song("sad", bars=16, seed=3, tempo=None, form=None, network_emotion="happy")
+    assert abs(told.controls[0] - STYLES["Q1"].register) <= CONTROL_JITTER[0]  # the ablation tells the network another emotion
+    assert STYLES["Q3"].register <= STYLES["Q1"].register - 3

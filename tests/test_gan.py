@@ -70,6 +70,21 @@ def test_condition_joins_emotion_chord_key_and_form():
     y = condition(torch.tensor([4, 0]), torch.tensor([24, 3]), d, torch.tensor([23, 0]), form)
     assert y.shape == (2, d.y_dim) and y.sum(1).tolist() == [6.0, 3.0]
     assert y[0, 4] == 1 and y[0, d.n_emotions + 24] == 1 and y[0, d.n_emotions + d.n_chords + 23] == 1
+    assert (y[:, -d.n_controls :] == 0).all()  # no controls given: the data's centre
+
+
+def test_song_controls_are_the_last_columns_of_y_in_both_engines():
+    import numpy as np
+
+    from facetune.music.generator_numpy import condition_np, form_features_np, song_controls
+
+    d = tiny_dims()
+    ctrl = song_controls([76.0, 64.0], [7.5, 3.5])
+    assert np.allclose(ctrl, [[1.0, 1.0], [-1.0, -1.0]])  # 70 ± 6 semitones, 5.5 ± 2 onsets per bar
+    form = form_features_np(np.array([0, 3]), np.array([0, 1]), np.array([0, 0]))
+    y_np = condition_np([0, 2], [3, 4], d, [0, 12], form, ctrl)
+    y_t = condition(torch.tensor([0, 2]), torch.tensor([3, 4]), d, torch.tensor([0, 12]), torch.from_numpy(form), torch.from_numpy(ctrl))
+    assert np.array_equal(y_np, y_t.numpy()) and y_np[:, -2:].tolist() == ctrl.tolist()
 
 
 def test_copy_path_makes_the_reference_bar_win():
@@ -91,4 +106,4 @@ def test_old_checkpoints_keep_their_meaning():
     d = dims_from_dict({"z_dim": 8, "prev_bars": 2})
     assert (d.n_emotions, d.n_keys, d.n_form, d.reference, d.copy_mode) == (4, 0, 0, False, "plain")
     assert dims_from_dict({"reference": True}).copy_mode == "plain"  # the first form-aware networks
-    assert d.y_dim == 4 + 25 and d.cond_inputs == 2
+    assert d.y_dim == 4 + 25 and d.cond_inputs == 2 and d.n_controls == 0

@@ -132,3 +132,32 @@ def test_a_restated_bar_follows_its_new_chord_along_the_scale():
     over_g = _follow_chord(bar, chord_index(0, "maj"), chord_index(7, "maj"), c_major)
     assert [int(c) + LOW_PITCH for c in over_g[:4, : REST + 1].argmax(1)] == [55, 59, 62, 67]  # the nearer way: down
     assert _follow_chord(bar, chord_index(0, "maj"), chord_index(0, "min"), c_major) is bar
+
+
+def test_follow_chord_keeps_the_octave_where_the_scale_wraps_past_c():
+    import numpy as np
+
+    from facetune.music.chords import chord_index, key_index
+    from facetune.music.generate import _follow_chord
+    from facetune.music.pianoroll import BAR_WIDTH, LOW_PITCH, REST
+
+    g_major = key_index(7, "major")
+    bar = np.zeros((16, BAR_WIDTH), np.float32)
+    bar[:8, 71 - LOW_PITCH] = 1  # B4 over G, then a rest
+    bar[8:, REST] = 1
+    moved = _follow_chord(bar, chord_index(7, "maj"), chord_index(9, "min"), g_major)  # I → ii: one step up
+    assert moved[0, : REST + 1].argmax() + LOW_PITCH == 72  # C5, not C4 an octave below
+
+
+def test_an_empty_final_bar_ends_near_the_last_note():
+    import numpy as np
+
+    from facetune.music.generate import _end_on_chord_tone
+    from facetune.music.pianoroll import BAR_WIDTH, N_PITCHES, REST
+
+    bar = np.zeros((16, BAR_WIDTH), np.float32)
+    bar[:, REST] = 1
+    tones = np.zeros(N_PITCHES, bool)
+    tones[[0, 12, 24, 36]] = True  # the Cs of the register
+    assert _end_on_chord_tone(bar, tones, hold=True, near=10) == 1
+    assert bar[0, : REST + 1].argmax() == 12 and (bar[:, 12] == 1).all()

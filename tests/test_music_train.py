@@ -72,3 +72,40 @@ def test_data_nll_is_low_where_the_scores_predict_the_bar():
     sure[..., ONSET] = torch.where(real[..., ONSET] > 0, 20.0, -20.0)
     assert data_nll(sure, real) < 1e-3
     assert data_nll(torch.zeros_like(real), real) > 1.0
+
+
+def test_interval_stats_measure_the_line_across_the_bar_line():
+    from facetune.music.pianoroll import REST
+    from facetune.music.train import interval_stats
+
+    before = _bars([[12] * 16], [[1] + [0] * 15])  # C4 (MIDI 60) held
+    # D4, E4, then a leap up to A5 (+17), each on an onset, then rests: intervals 2, 2, 17
+    bar = _bars([[14] * 4 + [16] * 4 + [33] * 4 + [REST] * 4], [[1, 0, 0, 0, 1, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0]])
+    mean_octaves, steps, leaps, octave_leaps = interval_stats(bar, before[:, 0])[0].tolist()
+    assert abs(mean_octaves - 21 / 3 / 12) < 1e-6 and abs(steps - 2 / 3) < 1e-6
+    assert abs(leaps - 1 / 3) < 1e-6 and abs(octave_leaps - 1 / 3) < 1e-6
+
+
+def test_song_controls_and_mode_pace_labels_from_the_cache():
+    import numpy as np
+
+    from facetune.music.dataset import UNKNOWN
+    from facetune.music.generator_numpy import song_controls
+    from facetune.music.train import add_song_controls, label_by_mode_and_pace
+
+    # two songs of two bars: a busy one in C major at 120 BPM, a sparse one in A minor at 60 BPM
+    pitch = np.full((4, 16), -1, np.int8)
+    onset = np.zeros((4, 16), np.uint8)
+    pitch[0:2, :] = 24  # MIDI 72, eight notes a bar
+    onset[0:2, ::2] = 1
+    pitch[2:4, :4] = 12  # MIDI 60, one note a bar
+    onset[2:4, 0] = 1
+    arrays = {
+        "pitch": pitch, "onset": onset, "prev": np.array([-1, 0, -1, 2]), "pos": np.full(4, -1, np.int8),
+        "quadrant": np.full(4, UNKNOWN, np.int8), "transpose": np.zeros(4, np.int8), "clip": np.array([0, 0, 1, 1]),
+        "key": np.array([0, 0, 21, 21], np.int8),
+    }
+    counts = label_by_mode_and_pace(arrays, {"clips": [{"bpm": 120}, {"bpm": 60}]})
+    assert arrays["quadrant"].tolist() == [0, 0, 2, 2] and counts == {"Q1": 1, "Q2": 0, "Q3": 1, "Q4": 0}
+    add_song_controls(arrays)
+    assert np.allclose(arrays["controls"][:2], song_controls(72.0, 8.0)) and np.allclose(arrays["controls"][2:], song_controls(60.0, 1.0))

@@ -30,11 +30,14 @@ from .pianoroll import STEPS_PER_BAR, Note, rolls_to_notes
 
 @dataclass(frozen=True)
 class Style:
-    """How an emotion is performed beyond its notes: tempo (BPM), loudness and accompaniment pattern."""
+    """How an emotion is performed: tempo (BPM), loudness and accompaniment pattern, and the
+    register (mean melody pitch) and density (melody onsets per bar) the network is asked for."""
 
     tempo: int
     velocity: int
     accompaniment: str
+    register: float
+    density: float
 
 
 #: Russell's quadrants as performance choices: arousal sets tempo, loudness and
@@ -44,12 +47,20 @@ class Style:
 #: Happy's "bounce" (bass on the beats, chords on the off-beat eighths) replaced a quarter-note
 #: chord pulse, under which the forest judge heard 17 of 50 happy songs as calm: their
 #: inter-onset gaps sat at a quarter note, as calm music's do (EMOPIA Q1 median gap 0.23 s).
+#: Register and density follow the listener studies' cues (Juslin & Laukka 2003; Gabrielsson &
+#: Lindström 2010): happy high and busy, angry dense, sad low and sparse, calm mid-low and
+#: sparse; every value lies inside POP909's own spread of songs (mean melody pitch 63–79 and
+#: 3.3–8.9 onsets per bar from the 5th to the 95th percentile).
 STYLES: dict[str, Style] = {
-    "Q1": Style(tempo=126, velocity=92, accompaniment="bounce"),
-    "Q2": Style(tempo=144, velocity=108, accompaniment="drive"),
-    "Q3": Style(tempo=66, velocity=56, accompaniment="sustain"),
-    "Q4": Style(tempo=76, velocity=60, accompaniment="arpeggio"),
+    "Q1": Style(tempo=126, velocity=92, accompaniment="bounce", register=74.0, density=6.5),
+    "Q2": Style(tempo=144, velocity=108, accompaniment="drive", register=72.0, density=7.5),
+    "Q3": Style(tempo=66, velocity=56, accompaniment="sustain", register=66.0, density=4.0),
+    "Q4": Style(tempo=76, velocity=60, accompaniment="arpeggio", register=68.0, density=4.5),
 }
+#: How far a song's register (semitones) and density (onsets per bar) stray from its emotion's, seeded.
+CONTROL_JITTER = (1.5, 0.75)
+#: The lowest note a chord tone may be voiced on when the melody dips low.
+LOWEST_CHORD_TONE = 40
 
 
 @dataclass
@@ -86,36 +97,55 @@ class Composition:
 
 
 @lru_cache(maxsize=None)
-def _voicing(chord: int, center: int = 57) -> tuple[int, ...]:
-    """The chord's triad in the inversion nearest `center`, plus nothing else: clear, close voicing."""
+def _voicing(chord: int, center: int = 57, ceiling: int = 128) -> tuple[int, ...]:
+    """The chord's close triad in the inversion and octave nearest `center` whose top stays below
+    `ceiling` (the melody's lowest note in the bar), so the tune is always the top voice; where
+    the melody dips so low that no triad fits above LOWEST_CHORD_TONE, the tones that would reach
+    it are left out."""
     from .chords import chord_pitch_classes
 
     pcs = chord_pitch_classes(chord)
     best: list[int] = []
     for inversion in range(len(pcs)):
         order = pcs[inversion:] + pcs[:inversion]
-        notes = [center - 7 + (order[0] - (center - 7)) % 12]
-        for pc in order[1:]:
-            notes.append(notes[-1] + 1 + (pc - notes[-1] - 1) % 12)
-        if not best or abs(sum(notes) / len(notes) - center) < abs(sum(best) / len(best) - center):
-            best = notes
-    return tuple(best)
+        for shift in (-12, 0):
+            notes = [center - 7 + shift + (order[0] - (center - 7)) % 12]
+            for pc in order[1:]:
+                notes.append(notes[-1] + 1 + (pc - notes[-1] - 1) % 12)
+            fits = notes[-1] < ceiling and notes[0] >= LOWEST_CHORD_TONE
+            best_fits = bool(best) and best[-1] < ceiling and best[0] >= LOWEST_CHORD_TONE
+            nearer = abs(sum(notes) / len(notes) - center) < abs(sum(best) / len(best) - center) if best else True
+            if (fits and not best_fits) or (fits == best_fits and nearer):
+                best = notes
+    return tuple(p for p in best if p < ceiling)
 
 
-def accompaniment(chords: list[int], style: Style) -> list[Note]:
-    """A simple left-hand part per bar: bass root plus the triad, in the emotion's pattern."""
+def _bar_ceilings(melody: Sequence[Note], n_bars: int) -> list[int]:
+    """Per bar, the lowest melody pitch sounding in it (128 where the melody rests)."""
+    low = [128] * n_bars
+    for n in melody:
+        for b in range(max(0, n.start // STEPS_PER_BAR), min(n_bars, (n.end - 1) // STEPS_PER_BAR + 1)):
+            low[b] = min(low[b], n.pitch)
+    return low
+
+
+def accompaniment(chords: list[int], style: Style, melody: Sequence[Note] = ()) -> list[Note]:
+    """A simple left-hand part per bar: bass root plus the triad, in the emotion's pattern, voiced
+    under the melody's lowest note in the bar."""
     from .chords import NO_CHORD, chord_pitch_classes
 
     v = max(30, style.velocity - 22)
     out: list[Note] = []
+    ceilings = _bar_ceilings(melody, len(chords))
     for b, chord in enumerate(chords):
         if chord == NO_CHORD:
             continue
         o = b * STEPS_PER_BAR
         bass = 36 + chord_pitch_classes(chord)[0]
-        triad = _voicing(chord)
+        triad = _voicing(chord, ceiling=ceilings[b])
         if style.accompaniment == "bounce":
-            out += [Note(bass if s % 8 == 0 else bass + 12, o + s, o + s + 2, v + 6 if s % 8 == 0 else v) for s in (0, 4, 8, 12)]
+            high = bass + 12 if bass + 12 < ceilings[b] else bass
+            out += [Note(bass if s % 8 == 0 else high, o + s, o + s + 2, v + 6 if s % 8 == 0 else v) for s in (0, 4, 8, 12)]
             out += [Note(p, o + s, o + s + 2, v - 4) for s in (2, 6, 10, 14) for p in triad]
         elif style.accompaniment == "drive":
             out += [Note(bass, o + s, o + s + 2, v + (8 if s % 4 == 0 else 0)) for s in range(0, 16, 2)]
@@ -123,7 +153,7 @@ def accompaniment(chords: list[int], style: Style) -> list[Note]:
         elif style.accompaniment == "sustain":
             out += [Note(bass, o, o + 16, v)] + [Note(p, o, o + 16, v - 6) for p in triad]
         else:
-            order = [triad[0], triad[2], triad[1], triad[2]]
+            order = [triad[0], triad[-1], triad[len(triad) // 2], triad[-1]] if triad else []
             out += [Note(bass, o, o + 16, v)] + [Note(p, o + 4 * i, o + 4 * i + 4, v - 4) for i, p in enumerate(order)]
     return out
 
@@ -152,6 +182,7 @@ class _SongPlan:
     rng: np.random.Generator
     tempo: float
     seed: int
+    controls: tuple[float, float]
 
 
 def _plan_song(emotion: str, *, bars: int, seed: int, tempo: float | None, form: str | None, network_emotion: str | None) -> _SongPlan:
@@ -179,7 +210,10 @@ def _plan_song(emotion: str, *, bars: int, seed: int, tempo: float | None, form:
         raise FacetuneError(str(exc)) from None
     chords = progression(quadrant, root, [p.letter for p in phrases], bars, rng, cadence_bars(bars))
     heard = quadrant_of(network_emotion) if network_emotion else quadrant
-    return _SongPlan(name, quadrant, heard, key, chords, phrases, style, rng, float(tempo or style.tempo), int(seed))
+    told = STYLES[heard]
+    jitter = rng.uniform(-1.0, 1.0, 2) * CONTROL_JITTER
+    controls = (told.register + float(jitter[0]), told.density + float(jitter[1]))
+    return _SongPlan(name, quadrant, heard, key, chords, phrases, style, rng, float(tempo or style.tempo), int(seed), controls)
 
 
 def compose_emotions(songs: Sequence[tuple[str, int]], generator: MelodyGenerator | None = None, *, bars: int = 16, tempo: float | None = None, form: str | None = None, settings: DecodeSettings | None = None, network_emotion: str | None = None) -> list[Composition]:
@@ -191,9 +225,10 @@ def compose_emotions(songs: Sequence[tuple[str, int]], generator: MelodyGenerato
     gen = generator or load_generator()
     settings = settings or gen.default_settings()
     plans = [_plan_song(e, bars=bars, seed=s, tempo=tempo, form=form, network_emotion=network_emotion) for e, s in songs]
-    requests = [SongRequest(p.heard, p.chords, p.key, p.seed, plan_bars(p.phrases, bars, settings.motif_reference)) for p in plans]
+    requests = [SongRequest(p.heard, p.chords, p.key, p.seed, plan_bars(p.phrases, bars, settings.motif_reference), p.controls) for p in plans]
     out = []
     for p, (rolls, changed) in zip(plans, gen.generate_many(requests, settings)):
+        melody = rolls_to_notes(rolls)
         out.append(Composition(
             emotion=p.name,
             quadrant=p.quadrant,
@@ -202,8 +237,8 @@ def compose_emotions(songs: Sequence[tuple[str, int]], generator: MelodyGenerato
             tempo=p.tempo,
             seed=p.seed,
             bars=bars,
-            melody=_velocities(rolls_to_notes(rolls), p.style, p.rng),
-            accompaniment=accompaniment(p.chords, p.style),
+            melody=_velocities(melody, p.style, p.rng),
+            accompaniment=accompaniment(p.chords, p.style, melody),
             rolls=rolls,
             form=form_name(p.phrases),
             mask_changes=changed["scale"],

@@ -4,8 +4,9 @@ A 16-bar song is four 4-bar phrases labelled like a lead sheet: `AABA`, `AA'BA`,
 `AABB`. A letter seen before restates the most recent phrase with that letter: each of its bars
 is written by the generator again, conditioned on the bar it restates (the network learned from
 POP909's human phrase labels how real songs restate a phrase) and started from the same noise,
-mixed with fresh noise by the phrase's variation, and with the same uniforms for its onset and
-pitch draws, so what differs comes from the network; where the chord differs, the bar it
+mixed with fresh noise by the phrase's variation, with the same uniforms for its onset draws
+(the rhythm comes back) and fresh ones for its pitch draws, so the pitches change in the places
+where the network itself is unsure, as a singer varies a verse; where the chord differs, the bar it
 restates is first moved along the scale to the new chord (see `composer`). A primed letter,
 `A'`, writes its second half anew, from fresh draws and without a bar to restate, the way a
 restated phrase often changes its ending. A new

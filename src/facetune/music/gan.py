@@ -5,7 +5,9 @@ Shapes: a bar is (1, 16 steps, BAR_WIDTH columns) — see `pianoroll`. The condi
 condition dropout), the bar's chord (one-hot, 25: 24 triads and no-chord), the key
 (one-hot, 24), and the bar's place in the song form: its position in a 4-bar phrase
 (one-hot, 4), whether it ends a phrase (a cadence), and whether it restates a bar of an
-earlier phrase. The conditioner CNN reads the previous `prev_bars` bars and, when the bar
+earlier phrase, and two song-level controls, the melody's register and its density (see
+`generator_numpy.song_controls`), through which the composer asks for an emotion's register and
+pace. The conditioner CNN reads the previous `prev_bars` bars and, when the bar
 restates one, the bar it restates (the "reference"), and hands the generator its features
 at 2, 4, 8 and 16 steps, as in MIDINet (Yang, Chou & Yang, ISMIR 2017). A learned copy path
 adds the reference bar to the output scores, so a restated phrase can follow its model note
@@ -36,6 +38,8 @@ N_CHORDS = 25
 N_KEYS = 24
 #: Form features: phrase position one-hot (4), phrase end, restatement.
 N_FORM = 6
+#: Song-level controls: register (mean melody pitch) and density (onsets per bar), normalised.
+N_CONTROLS = 2
 PHRASE_BARS = 4
 COPY_SCALE = 5.0
 COPY_INIT = 2.0
@@ -52,6 +56,7 @@ class GanDims:
     n_chords: int = N_CHORDS
     n_keys: int = N_KEYS
     n_form: int = N_FORM
+    n_controls: int = N_CONTROLS
     reference: bool = True
     #: "signed": the reference's onsets push the onset score up where it has one and down where it
     #: holds a note, the weights are learned at COPY_SCALE times the learning rate and start at
@@ -67,7 +72,7 @@ class GanDims:
 
     @property
     def y_dim(self) -> int:
-        return self.n_emotions + self.n_chords + self.n_keys + self.n_form
+        return self.n_emotions + self.n_chords + self.n_keys + self.n_form + self.n_controls
 
     @property
     def cond_inputs(self) -> int:
@@ -212,13 +217,15 @@ def init_weights(module: nn.Module) -> None:
             nn.init.zeros_(m.bias)
 
 
-def condition(emotion: torch.Tensor, chord: torch.Tensor, d: GanDims, key: torch.Tensor | None = None, form: torch.Tensor | None = None) -> torch.Tensor:
-    """Emotion, chord and key indices (one-hot) and the (B, N_FORM) form features joined into y."""
+def condition(emotion: torch.Tensor, chord: torch.Tensor, d: GanDims, key: torch.Tensor | None = None, form: torch.Tensor | None = None, controls: torch.Tensor | None = None) -> torch.Tensor:
+    """Emotion, chord and key indices (one-hot), the (B, N_FORM) form features and the (B, N_CONTROLS) song controls joined into y."""
     parts = [F.one_hot(emotion, d.n_emotions), F.one_hot(chord, d.n_chords)]
     if d.n_keys:
         parts.append(F.one_hot(key if key is not None else torch.zeros_like(chord), d.n_keys))
     if d.n_form:
         parts.append(form if form is not None else torch.zeros(len(chord), d.n_form))
+    if d.n_controls:
+        parts.append(controls if controls is not None else torch.zeros(len(chord), d.n_controls))
     return torch.cat([p.float() for p in parts], 1)
 
 
@@ -234,7 +241,7 @@ def tiny_dims() -> GanDims:
 
 
 #: What a checkpoint written before the form-aware network means by a missing field.
-_LEGACY = {"n_emotions": 4, "n_keys": 0, "n_form": 0, "reference": False, "copy_mode": "plain"}
+_LEGACY = {"n_emotions": 4, "n_keys": 0, "n_form": 0, "n_controls": 0, "reference": False, "copy_mode": "plain"}
 
 
 def dims_from_dict(raw: dict[str, Any]) -> GanDims:

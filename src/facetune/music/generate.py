@@ -33,36 +33,38 @@ class DecodeSettings:
     """How the network's per-step distribution becomes notes.
 
     `guidance` scales the difference between the emotion's and the unknown emotion's scores
-    (1.0: the conditional network as trained); `temperature` divides the pitch scores; `top_p`
-    keeps only the most likely pitches holding that much probability (nucleus sampling);
-    `scale_mask` keeps notes in the key's scale (off, the raw network is heard); `cadences` moves
-    a phrase's last note to a tone of its chord; `motif_reference` has bar 3 of a new phrase
-    restate bar 1 (see `music.form.plan_bars`). `phrase_position` tells the network each bar's
-    place in its phrase and the phrase ends; off by default, because only POP909's bars carry
-    those features in training, so they pull every emotion toward POP909's sparse sung phrasing
-    (empty-beat rate 0.13–0.15 with them against 0.00–0.06 without, on 12 seeds per emotion);
-    the restatement flag and the reference bar are given either way.
+    (1.0: the conditional network as trained); `temperature` divides the pitch scores (1.0: the
+    distribution the network was trained to sample from); `top_p` keeps only the most likely
+    pitches holding that much probability (nucleus sampling: the long tail of unlikely far-away
+    pitches is what makes a line leap about); `scale_mask` keeps notes in the key's scale (off,
+    the raw network is heard); `cadences` moves a phrase's last note to a tone of its chord;
+    `motif_reference` has bar 3 of a new phrase restate bar 1 (see `music.form.plan_bars`);
+    `phrase_position` tells the network each bar's place in its phrase and the phrase ends, which
+    it learned from POP909's human phrase labels (so phrases breathe and end on long notes).
     """
 
     guidance: float = 1.0
-    temperature: float = 0.7
-    top_p: float = 1.0
+    temperature: float = 1.0
+    top_p: float = 0.9
     scale_mask: bool = True
     cadences: bool = True
     motif_reference: bool = True
-    phrase_position: bool = False
+    phrase_position: bool = True
 
 
 @dataclass(frozen=True)
 class SongRequest:
     """One song for the network: the emotion it is told, the chords (one per bar), the key, the
-    seed of its noise and uniforms, and the form plan (`music.form.plan_bars`; None: no form)."""
+    seed of its noise and uniforms, the form plan (`music.form.plan_bars`; None: no form) and the
+    song controls, mean melody pitch and onsets per bar (`generator_numpy.song_controls`; None:
+    the data's centre)."""
 
     quadrant: str
     chords: Sequence[int]
     key: int
     seed: int
     plans: Sequence[Any] | None = None
+    controls: tuple[float, float] | None = None
 
 
 class _TorchScores:
@@ -94,7 +96,7 @@ class MelodyGenerator:
 
     def _bar_scores(self, songs: Sequence["_Draft"], inputs: Sequence[tuple[np.ndarray, np.ndarray]], b: int, settings: DecodeSettings) -> np.ndarray:
         """The network's (n, 16, BAR_WIDTH) scores for bar `b` of `songs`, in one pass, with guidance."""
-        from .generator_numpy import UNKNOWN_EMOTION, condition_np, form_features_np
+        from .generator_numpy import DENSITY_CENTER, REGISTER_CENTER, UNKNOWN_EMOTION, condition_np, form_features_np, song_controls
 
         d = self.dims
         guided = settings.guidance != 1.0 and d.n_emotions > UNKNOWN_EMOTION
@@ -105,11 +107,13 @@ class MelodyGenerator:
         pos = np.array([p.pos if settings.phrase_position else -1 for p in plans])
         end = np.array([int(p.phrase_end) if settings.phrase_position else 0 for p in plans])
         form = form_features_np(pos, end, np.array([int(p.ref >= 0) for p in plans])) if d.n_form else None
-        y = condition_np(emotion, chord, d, key, form)
+        wanted = np.array([s.request.controls or (REGISTER_CENTER, DENSITY_CENTER) for s in songs], np.float64)
+        controls = song_controls(wanted[:, 0], wanted[:, 1]) if getattr(d, "n_controls", 0) else None
+        y = condition_np(emotion, chord, d, key, form, controls)
         z = np.stack([i[0] for i in inputs]).astype(np.float64)
         prev = np.stack([i[1] for i in inputs]).astype(np.float64)
         if guided:
-            y = np.concatenate([y, condition_np(np.full(len(songs), UNKNOWN_EMOTION), chord, d, key, form)])
+            y = np.concatenate([y, condition_np(np.full(len(songs), UNKNOWN_EMOTION), chord, d, key, form, controls)])
             z, prev = np.concatenate([z, z]), np.concatenate([prev, prev])
         lg = self.scores.logits(z, y, prev)[:, 0]
         if guided:
@@ -130,14 +134,15 @@ class MelodyGenerator:
                 d.write_bar(b, *choice)
         return [d.result() for d in drafts]
 
-    def generate(self, quadrant: str, chords: Sequence[int], key: int, seed: int, plans: Sequence[Any] | None = None, settings: DecodeSettings = DecodeSettings()) -> tuple[np.ndarray, dict[str, int]]:
+    def generate(self, quadrant: str, chords: Sequence[int], key: int, seed: int, plans: Sequence[Any] | None = None, settings: DecodeSettings = DecodeSettings(), controls: tuple[float, float] | None = None) -> tuple[np.ndarray, dict[str, int]]:
         """One song; the same as that song in any batch of `generate_many`."""
-        return self.generate_many([SongRequest(quadrant, chords, key, seed, plans)], settings)[0]
+        return self.generate_many([SongRequest(quadrant, chords, key, seed, plans, controls)], settings)[0]
 
 
 class _Draft:
-    """One song being written: its noise and uniforms per bar (drawn from the seed, or mixed from
-    the bar a restatement starts from), the bars written so far, and the safety nets' counts."""
+    """One song being written: its noise and uniforms per bar (drawn from the seed, or, for a bar
+    that restates another, its noise mixed from that bar's and its onset uniforms taken from it,
+    with fresh pitch uniforms), the bars written so far, and the safety nets' counts."""
 
     def __init__(self, dims: Any, request: SongRequest, settings: DecodeSettings) -> None:
         from .chords import allowed_pitch_mask
@@ -164,7 +169,7 @@ class _Draft:
             z0, u0 = self.latents[plan.latent_from]
             v = plan.variation
             z = (np.sqrt(1 - v * v) * z0 + v * z).astype(np.float32)
-            u = u if plan.fresh_draws else u0
+            u = u if plan.fresh_draws else np.stack([u0[0], u[1]])
         self.latents.append((z, u))
         empty = np.zeros((STEPS_PER_BAR, BAR_WIDTH), np.float32)
         prev = [self.history[-1 - i] if i < len(self.history) else empty for i in range(self.dims.prev_bars)]
@@ -193,10 +198,19 @@ class _Draft:
         chord = self.request.chords[b]
         if b in self.cadences:
             tones = chord_tone_mask(chord, LOW_PITCH, N_PITCHES) & (self.allowed if s.scale_mask else True)
-            self.cadence_moves += _end_on_chord_tone(bar, tones, hold=self.cadences[b] == "full")
+            self.cadence_moves += _end_on_chord_tone(bar, tones, hold=self.cadences[b] == "full", near=self._last_pitch())
             held = int(bar[-1, : REST + 1].argmax())
         self.held = held
         self.history.append(bar)
+
+    def _last_pitch(self) -> int:
+        """The last pitch column the melody sounded in the bars written so far (the register's middle before any)."""
+        for bar in reversed(self.history):
+            cols = bar[:, : REST + 1].argmax(1)
+            sounding = cols[cols != REST]
+            if len(sounding):
+                return int(sounding[-1])
+        return N_PITCHES // 2
 
     def uniforms(self, b: int) -> np.ndarray:
         """Bar `b`'s pitch uniforms, one per step."""
@@ -241,6 +255,8 @@ def _follow_chord(bar: np.ndarray, chord_from: int, chord_to: int, key: int) -> 
         return bar
     k = (scale.index(chord_to % 12) - scale.index(chord_from % 12)) % 7
     k = k - 7 if k > 3 else k
+    tonic = scale[0]
+    above_tonic = [(pc - tonic) % 12 for pc in scale]
     out = bar.copy()
     pitch = bar[:, : REST + 1].argmax(1)
     for t, c in enumerate(pitch):
@@ -250,7 +266,7 @@ def _follow_chord(bar: np.ndarray, chord_from: int, chord_to: int, key: int) -> 
         if p % 12 in scale:
             d = scale.index(p % 12)
             octave, deg = divmod(d + k, 7)
-            moved = p - scale[d] + scale[deg] + 12 * octave
+            moved = p - above_tonic[d] + above_tonic[deg] + 12 * octave
         else:
             moved = p + (chord_to - chord_from) % 12
         while moved < LOW_PITCH:
@@ -284,9 +300,10 @@ def _draw_rows(scores: np.ndarray, u: np.ndarray, top_p: float = 1.0) -> np.ndar
     return np.minimum((c <= (u * c[:, -1])[:, None]).sum(1), p.shape[1] - 1)
 
 
-def _end_on_chord_tone(bar: np.ndarray, tones: np.ndarray, hold: bool) -> int:
+def _end_on_chord_tone(bar: np.ndarray, tones: np.ndarray, hold: bool, near: int = N_PITCHES // 2) -> int:
     """A cadence: the bar's last note moves to the nearest tone of its chord (returns 1 if it moved);
-    a final cadence holds it to the end of the bar, and an empty final bar gets one."""
+    a final cadence holds it to the end of the bar, and an empty final bar gets the chord tone
+    nearest `near` (the melody's last pitch column), so the ending does not leap."""
     pitch = bar[:, : REST + 1].argmax(1)
     sounding = np.flatnonzero(pitch != REST)
     candidates = np.flatnonzero(tones)
@@ -295,7 +312,7 @@ def _end_on_chord_tone(bar: np.ndarray, tones: np.ndarray, hold: bool) -> int:
     if len(sounding) == 0:
         if not hold:
             return 0
-        start, p = 0, int(candidates[np.argmin(np.abs(candidates - N_PITCHES // 2))])
+        start, p = 0, int(candidates[np.argmin(np.abs(candidates - near))])
         moved = 1
     else:
         start = int(sounding[-1])

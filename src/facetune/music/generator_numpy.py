@@ -49,6 +49,7 @@ class NumpyDims:
     n_chords: int
     n_keys: int
     n_form: int
+    n_controls: int
     reference: bool
     copy_mode: str
     prev_bars: int
@@ -61,7 +62,7 @@ class NumpyDims:
 
     @property
     def y_dim(self) -> int:
-        return self.n_emotions + self.n_chords + self.n_keys + self.n_form
+        return self.n_emotions + self.n_chords + self.n_keys + self.n_form + self.n_controls
 
     @property
     def cond_inputs(self) -> int:
@@ -77,15 +78,33 @@ def _one_hot(index: Any, n: int) -> np.ndarray:
     return np.eye(n, dtype=np.float32)[idx]
 
 
-def condition_np(emotion: Any, chord: Any, dims: Any, key: Any = None, form: Any = None) -> np.ndarray:
-    """`gan.condition` in numpy: emotion, chord and key one-hots and the (B, n_form) form features joined into y."""
+def condition_np(emotion: Any, chord: Any, dims: Any, key: Any = None, form: Any = None, controls: Any = None) -> np.ndarray:
+    """`gan.condition` in numpy: emotion, chord and key one-hots, the (B, n_form) form features and
+    the (B, n_controls) song controls joined into y."""
     chord = np.asarray(chord, dtype=np.int64)
     parts = [_one_hot(emotion, dims.n_emotions), _one_hot(chord, dims.n_chords)]
     if dims.n_keys:
         parts.append(_one_hot(key if key is not None else np.zeros_like(chord), dims.n_keys))
     if dims.n_form:
         parts.append(np.asarray(form, dtype=np.float32) if form is not None else np.zeros((len(chord), dims.n_form), np.float32))
+    if getattr(dims, "n_controls", 0):
+        parts.append(np.asarray(controls, dtype=np.float32) if controls is not None else np.zeros((len(chord), dims.n_controls), np.float32))
     return np.concatenate(parts, 1).astype(np.float32)
+
+
+#: Centres and scales of the song controls (`song_controls`): about POP909's median and spread.
+REGISTER_CENTER, REGISTER_SCALE = 70.0, 6.0
+DENSITY_CENTER, DENSITY_SCALE = 5.5, 2.0
+
+
+def song_controls(mean_pitch: Any, onsets_per_bar: Any) -> np.ndarray:
+    """(B, 2) controls the network is conditioned on: the song's mean melody pitch (MIDI) and its
+    onsets per bar, centred and scaled. Training reads them off each song; the composer sets
+    them from the emotion (sad low and sparse, happy high and busy), so the tune itself carries
+    register and pace instead of leaving them to the accompaniment."""
+    register = (np.asarray(mean_pitch, dtype=np.float64) - REGISTER_CENTER) / REGISTER_SCALE
+    density = (np.asarray(onsets_per_bar, dtype=np.float64) - DENSITY_CENTER) / DENSITY_SCALE
+    return np.stack([register, density], -1).astype(np.float32)
 
 
 def form_features_np(pos: Any, phrase_end: Any, restate: Any) -> np.ndarray:
@@ -210,6 +229,7 @@ def _check_source(npz_path: Path, checkpoint_path: Path, expected: str | None) -
 def _dims(npz_path: Path, raw: dict[str, Any]) -> NumpyDims:
     """Dimensions from the metadata; a field this code does not know means weights it cannot run."""
     names = {f.name for f in fields(NumpyDims)}
+    raw = {"n_controls": 0} | dict(raw)  # exports made before the song controls have none
     if set(raw) != names:
         raise CheckpointError(f"{npz_path}: dimensions {sorted(set(raw) ^ names)} do not match this facetune; re-export it")
     return NumpyDims(**raw)

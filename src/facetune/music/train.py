@@ -13,6 +13,14 @@ and onsets average what the real bars of that emotion do and the emotion conditi
 melody instead of leaving it to the key and chords; and a small weight of the data's likelihood
 under the generator's scores (`data_nll`), without which the network learned the key slowly.
 
+The emotion reaches the network twice: as its quadrant, and as two song-level controls, register
+and density (`song_controls`), read off every training song. POP909's songs carry no emotion
+label; with `label_rule="mode-pace"` each gets the quadrant its mode and pace put it in (major or
+minor key for valence; melody onsets per second above or below the songs' median for arousal),
+the two cues listeners weigh most (Juslin & Laukka 2003; Gabrielsson & Lindström 2010). The
+statistics term also matches the melody's intervals (mean size, steps, leaps, octave leaps,
+across the bar line too), so the line moves as sung lines do.
+
 Each epoch's shuffling and noise are seeded from (seed, epoch), so a run resumed
 from `last.pt` ends exactly where an uninterrupted one would on the CPU.
 """
@@ -49,6 +57,8 @@ class GanConfig:
     emotion_dropout: float = 0.1
     stats_weight: float = 10.0
     nll_weight: float = 0.5
+    #: How songs without an emotion label get one: "mode-pace" (see the module docstring) or "none" (they stay unknown).
+    label_rule: str = "mode-pace"
     seed: int = 0
     tiny: bool = False
 
@@ -87,7 +97,7 @@ def prev_tensor(rows: np.ndarray, arrays: dict[str, np.ndarray], n_prev: int, re
 
 
 def batch_condition(rows: np.ndarray, arrays: dict[str, np.ndarray], dims: Any, emotion: np.ndarray | None = None) -> Any:
-    """The condition vector y of cache rows: emotion (or the given override), chord, key and form."""
+    """The condition vector y of cache rows: emotion (or the given override), chord, key, form and song controls."""
     import torch
 
     from .gan import condition, form_features
@@ -95,7 +105,60 @@ def batch_condition(rows: np.ndarray, arrays: dict[str, np.ndarray], dims: Any, 
     t = lambda a: torch.from_numpy(np.asarray(a).astype(np.int64))  # noqa: E731
     form = form_features(t(arrays["pos"][rows]), t(arrays["phrase_end"][rows]), t(arrays["ref"][rows] >= 0))
     q = arrays["quadrant"][rows] if emotion is None else emotion
-    return condition(t(q), t(arrays["chord"][rows]), dims, t(arrays["key"][rows]), form)
+    controls = torch.from_numpy(arrays["controls"][rows]) if dims.n_controls else None
+    return condition(t(q), t(arrays["chord"][rows]), dims, t(arrays["key"][rows]), form, controls)
+
+
+def song_groups(arrays: dict[str, np.ndarray]) -> np.ndarray:
+    """Per row, the index of its song-in-one-transposition (rows of one run from prev == -1 on)."""
+    return np.cumsum(arrays["prev"] == -1) - 1
+
+
+def add_song_controls(arrays: dict[str, np.ndarray]) -> None:
+    """`arrays["controls"]`: each row's song controls (`generator_numpy.song_controls`), from the
+    mean pitch of the song's melody notes and its onsets per bar, over its melodic bars (all bars
+    where no phrase labels are known), in that transposition."""
+    from .generator_numpy import song_controls
+
+    g = song_groups(arrays)
+    melodic = arrays["pos"] >= 0
+    melodic |= ~np.isin(g, np.unique(g[melodic]))
+    on = (arrays["onset"] * (arrays["pitch"] >= 0)) * melodic[:, None]
+    n_on = np.bincount(g, weights=on.sum(1))
+    pitch_sum = np.bincount(g, weights=(on * (arrays["pitch"].astype(np.float64) + LOW_PITCH)).sum(1))
+    bars = np.bincount(g, weights=melodic.astype(np.float64))
+    mean_pitch = np.where(n_on > 0, pitch_sum / np.maximum(n_on, 1), 70.0)
+    density = n_on / np.maximum(bars, 1)
+    arrays["controls"] = song_controls(mean_pitch, density)[g]
+
+
+def label_by_mode_and_pace(arrays: dict[str, np.ndarray], manifest: dict[str, Any]) -> dict[str, int]:
+    """Give every song whose quadrant is unknown the one its mode and pace put it in: valence from
+    the key (major +), arousal from melody onsets per second above the unknown songs' median.
+    Returns the songs per quadrant."""
+    from .dataset import UNKNOWN
+
+    clips = manifest.get("clips", [])
+    base = (arrays["transpose"] == 0) & (arrays["quadrant"] == UNKNOWN)
+    ids = np.unique(arrays["clip"][base])
+    if len(ids) == 0:
+        return {}
+    pace = np.zeros(len(ids))
+    minor = np.zeros(len(ids), bool)
+    for i, c in enumerate(ids):
+        here = np.flatnonzero(base & (arrays["clip"] == c))
+        melodic = here[arrays["pos"][here] >= 0] if (arrays["pos"][here] >= 0).any() else here
+        onsets = float((arrays["onset"][melodic] * (arrays["pitch"][melodic] >= 0)).sum(1).mean())
+        bpm = float(clips[c].get("bpm") or 100.0) if c < len(clips) else 100.0
+        pace[i] = onsets * bpm / 240.0
+        minor[i] = arrays["key"][here[0]] >= 12
+    aroused = pace >= np.median(pace)
+    quadrant = np.where(aroused, np.where(minor, 1, 0), np.where(minor, 2, 3)).astype(np.int8)
+    lookup = np.full(int(arrays["clip"].max()) + 1, -1, np.int16)
+    lookup[ids] = quadrant
+    unknown = arrays["quadrant"] == UNKNOWN
+    arrays["quadrant"] = np.where(unknown & (lookup[arrays["clip"]] >= 0), lookup[arrays["clip"]], arrays["quadrant"]).astype(np.int8)
+    return {QUADRANTS[q]: int((quadrant == q).sum()) for q in range(4)}
 
 
 def training_rows(arrays: dict[str, np.ndarray], manifest: dict[str, Any], split: int) -> np.ndarray:
@@ -109,10 +172,33 @@ def training_rows(arrays: dict[str, np.ndarray], manifest: dict[str, Any], split
     return np.flatnonzero(keep)
 
 
-def bar_stats(bars: Any, key: Any) -> Any:
+def interval_stats(bars: Any, before: Any) -> Any:
+    """How the line moves, per bar and differentiably: over the notes that start right after a
+    sounding step (the step before the bar is `before`'s last), the mean interval in octaves and
+    the shares of steps (≤ 2 semitones), leaps (≥ 5) and leaps wider than an octave. (B, 4).
+
+    The bars are straight-through one-hots, so `p_t · D · p_t+1` is the exact interval forward and
+    still passes gradients to the scores."""
+    import torch
+
+    x = torch.cat([before[:, -1:], bars[:, 0]], 1)
+    pitch = x[..., :REST]
+    idx = torch.arange(N_PITCHES, device=x.device, dtype=x.dtype)
+    dist = (idx[:, None] - idx[None, :]).abs()
+    size = torch.einsum("bti,ij,btj->bt", pitch[:, :-1], dist, pitch[:, 1:])
+    pair = x[:, 1:, ONSET] * pitch[:, :-1].sum(-1) * pitch[:, 1:].sum(-1)
+    n = pair.sum(1).clamp(min=1.0)
+    shares = [(pair * size).sum(1) / n / 12.0]
+    for mask in (dist <= 2, dist >= 5, dist > 12):
+        shares.append((pair * torch.einsum("bti,ij,btj->bt", pitch[:, :-1], mask.to(x.dtype), pitch[:, 1:])).sum(1) / n)
+    return torch.stack(shares, 1)
+
+
+def bar_stats(bars: Any, key: Any, before: Any | None = None) -> Any:
     """What a listener hears as a melody's character, per bar and differentiably: the pitch-class
     histogram relative to the key's tonic (mode and tonal emphasis), the mean pitch (register),
-    the share of rests (articulation) and the onsets per step (density). (B, 15)."""
+    the share of rests (articulation), the onsets per step (density) and, given the bar before,
+    the intervals (`interval_stats`). (B, 15) or (B, 19)."""
     import torch
 
     x = bars[:, 0]
@@ -122,16 +208,19 @@ def bar_stats(bars: Any, key: Any) -> Any:
     idx = (torch.arange(12, device=x.device)[None, :] + (key % 12)[:, None]) % 12
     rel = pcs.gather(1, idx)
     register = (pitch.sum(1) * torch.arange(N_PITCHES, device=x.device, dtype=x.dtype)).sum(1) / sounding / N_PITCHES
-    return torch.cat([rel, register[:, None], x[..., REST].mean(1, keepdim=True), x[..., ONSET].mean(1, keepdim=True)], 1)
+    parts = [rel, register[:, None], x[..., REST].mean(1, keepdim=True), x[..., ONSET].mean(1, keepdim=True)]
+    if before is not None:
+        parts.append(interval_stats(bars, before))
+    return torch.cat(parts, 1)
 
 
-def conditional_stats_loss(fake: Any, real: Any, key: Any, emotion: Any) -> Any:
+def conditional_stats_loss(fake: Any, real: Any, key: Any, emotion: Any, before: Any | None = None) -> Any:
     """Per (emotion, mode) group of the batch, the squared distance between the mean bar statistics of
     the generated and the real bars (see `bar_stats`): the network must give each emotion the register,
     density, articulation and tonal emphasis that emotion has in the data, not only fool the discriminator."""
     import torch
 
-    sf, sr = bar_stats(fake, key), bar_stats(real, key)
+    sf, sr = bar_stats(fake, key, before), bar_stats(real, key, before)
     group = emotion * 2 + (key >= 12).long()
     loss = torch.zeros((), device=fake.device)
     for g in torch.unique(group):
@@ -278,7 +367,7 @@ def _gan_step(nets: _GanNets, rows: np.ndarray, rng: np.random.Generator) -> tup
             F.binary_cross_entropy_with_logits(d_out, torch.ones_like(d_out))
             + cfg.fm_weight * 0.5 * (fm_fake.mean(0) - fm_target).pow(2).sum()
             + cfg.mean_weight * 0.5 * (fake.mean(0) - mean_target).pow(2).sum()
-            + (cfg.stats_weight * conditional_stats_loss(fake, x, key_t, emo_t) if cfg.stats_weight else 0.0)
+            + (cfg.stats_weight * conditional_stats_loss(fake, x, key_t, emo_t, prev[:, 0]) if cfg.stats_weight else 0.0)
             + (cfg.nll_weight * data_nll(lg, x) if cfg.nll_weight else 0.0)
         )
         opt_g.zero_grad(set_to_none=True)
@@ -311,6 +400,12 @@ def train_gan(cache: str | Path, out_dir: str | Path, cfg: GanConfig = GanConfig
 
     out_dir = Path(out_dir)
     manifest, arrays = load_music_cache(cache)
+    arrays = dict(arrays)
+    if cfg.label_rule == "mode-pace":
+        console.info(f"songs labelled by mode and pace: {label_by_mode_and_pace(arrays, manifest)}")
+    elif cfg.label_rule != "none":
+        raise FacetuneError(f"unknown label rule {cfg.label_rule!r} (mode-pace or none)")
+    add_song_controls(arrays)
     train_rows = training_rows(arrays, manifest, 0)
     val_rows = training_rows(arrays, manifest, 1)
     val_rows = val_rows[arrays["transpose"][val_rows] == 0]
