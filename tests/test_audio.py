@@ -130,11 +130,25 @@ def test_fallback_is_fast(songs):
 
 
 def test_auto_falls_back_without_fluidsynth(songs, tmp_path, monkeypatch):
-    """No fluidsynth program: the built-in synth plays, and the label says what was missing."""
+    """No fluidsynth program: the built-in synth plays, and the label says what was missing: the
+    program alone where a SoundFont is installed, both where neither is (a fresh machine)."""
     monkeypatch.setattr(audio.shutil, "which", lambda name: None)
     label = render_wav(songs["happy"], tmp_path / "a.wav")
-    assert label.startswith(FALLBACK_NAME) and "fluidsynth not found" in label
+    font = find_soundfont()
+    expected = "fluidsynth not found" if font is not None else "fluidsynth and SoundFont not found"
+    assert label == f"{FALLBACK_NAME} ({expected})"
     assert read_wav(tmp_path / "a.wav")[0].shape[1] == 1
+
+
+@pytest.mark.parametrize("font", [None, "/usr/share/sounds/sf2/TimGM6mb.sf2"])
+def test_auto_fallback_label_names_what_is_missing(songs, tmp_path, monkeypatch, font):
+    """Both machine states, whatever this machine has: with no fluidsynth program the label names
+    the program, and the SoundFont too when that is missing as well."""
+    monkeypatch.setattr(audio.shutil, "which", lambda name: None)
+    monkeypatch.setattr(audio, "find_soundfont", lambda explicit=None: None if font is None else Path(font))
+    label = render_wav(songs["happy"], tmp_path / "a.wav")
+    assert label.startswith(FALLBACK_NAME) and "fluidsynth" in label and "not found" in label
+    assert ("SoundFont" in label) == (font is None)
 
 
 def test_auto_falls_back_without_soundfont(songs, tmp_path, monkeypatch):
