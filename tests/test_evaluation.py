@@ -89,6 +89,7 @@ def stand_in_composer(monkeypatch):
 
     monkeypatch.setattr(composer, "load_generator", lambda path=None: None)
     monkeypatch.setattr(composer, "compose_emotion", compose_emotion)
+    monkeypatch.setattr(composer, "compose_emotions", lambda songs, gen, *, bars=16: [compose_emotion(e, gen, bars=bars, seed=s) for e, s in songs])
     return calls
 
 
@@ -187,3 +188,36 @@ def test_cli_json_csv_and_table(caches, stand_in_composer):
 def test_cli_usage_errors(caches):
     assert invoke("--novelty", caches[0], "--reference", caches[0]).exit_code == 2
     assert invoke().exit_code == 2
+
+
+@pytest.fixture()
+def tiny_pop909(tmp_path) -> Path:
+    """Three songs in POP909's structure layout (melody.txt: pitch and 16th duration per line, 0 = rest)."""
+    for k, rows in enumerate(["0 16\n" + "60 4\n62 4\n64 4\n65 4\n" * 4, "67 8\n79 8\n" * 8, "72 4\n0 4\n72 8\n" * 4]):
+        d = tmp_path / "pop909" / f"{k + 1:03d}"
+        d.mkdir(parents=True)
+        (d / "melody.txt").write_text(rows)
+    return tmp_path / "pop909"
+
+
+def test_melody_line_measures_beside_pop909(stand_in_composer, tiny_pop909):
+    res = E.evaluate_music([], generate=2, emotions=["happy", "sad"], pop909=tiny_pop909)
+    gen = res["groups"]["generated"]
+    assert list(gen) == ["happy (Q1)", "sad (Q3)", "all", "POP909"] and gen["POP909"]["n"] == 3 and gen["all"]["n"] == 4
+    assert {"mean_interval", "spikes", "leaps", "steps", "literal_copies", "offbeat_and", "below_accompaniment", "rhythm_repeat"} <= set(gen["POP909"]["mean"])
+    # 001: four notes up, copied every bar (largest leap 5 back down); 002: octave leaps; 003: one pitch.
+    assert gen["POP909"]["mean"]["octave_leaps"] == 0 and gen["POP909"]["mean"]["largest_leap"] == pytest.approx((5 + 12 + 0) / 3, abs=1e-4)
+    assert gen["POP909"]["mean"]["literal_copies"] == 1.0 and gen["POP909"]["mean"]["polyphony_max"] == 1
+    assert gen["POP909"]["valid"]["below_accompaniment"] == 0  # POP909's structure layout has no accompaniment
+    json.dumps(res, allow_nan=False)
+
+    alone = E.evaluate_music([], pop909=tiny_pop909)
+    assert list(alone["groups"]) == ["POP909 melodies"] and alone["groups"]["POP909 melodies"]["POP909"]["n"] == 3
+
+
+def test_cli_pop909(tiny_pop909):
+    r = invoke("--pop909", tiny_pop909, "--format", "json")
+    assert r.exit_code == 0, r.output
+    assert json.loads(r.stdout)["groups"]["POP909 melodies"]["POP909"]["mean"]["steps"] is not None
+    r = invoke("--pop909", tiny_pop909)
+    assert r.exit_code == 0 and "mean_interval" in r.stdout and "POP909" in r.stdout

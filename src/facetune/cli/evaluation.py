@@ -62,11 +62,12 @@ def evaluate_classifier_cmd(data: Path, split: str, classes: tuple[str, ...] | N
 @click.option("--reference", multiple=True, type=click.Path(path_type=Path), help="A music cache: also score its melodies (per quadrant, untransposed) for comparison. Repeatable; clips without a quadrant are 'unlabelled'.")
 @click.option("--split", "split", type=click.Choice(["train", "val", "test"]), default="test", show_default=True, help="With --reference: which split's melodies.")
 @click.option("--novelty", type=click.Path(path_type=Path), help="With --generate: a music cache; report the share of generated 4-bar phrases found (up to transposition) in its untransposed training melodies.")
+@click.option("--pop909", "pop909", type=click.Path(path_type=Path, file_okay=False), default=None, help="A POP909 folder (structure layout, NNN/melody.txt): also score 200 of its sung melodies (a seeded choice), a column beside the generated ones.")
 @GENERATOR_OPTION
 @click.option("--track", default=0, show_default=True, help="Track to score in MIDI files (0 = the melody); -1 for all tracks.")
 @click.option("--format", "fmt", type=click.Choice(["table", "text", "json", "csv"]), default="table", show_default=True, help="table (text is the same), json, or csv (one row per source, group and metric).")
 @handle_errors
-def evaluate_music_cmd(paths: tuple[Path, ...], generate: int, emotions: str, reference: tuple[Path, ...], split: str, novelty: Path | None, generator: Path | None, track: int, fmt: str) -> None:
+def evaluate_music_cmd(paths: tuple[Path, ...], generate: int, emotions: str, reference: tuple[Path, ...], split: str, novelty: Path | None, pop909: Path | None, generator: Path | None, track: int, fmt: str) -> None:
     """Per quadrant: pitch-class entropy, scale consistency, empty-beat rate, polyphony, groove consistency,
     rhythm and motif repeat, phrase similarity, pitch range, notes per bar, onset density and
     major/minor lean (Krumhansl–Kessler).
@@ -77,13 +78,20 @@ def evaluate_music_cmd(paths: tuple[Path, ...], generate: int, emotions: str, re
     transposition, pitches included; phrase similarity = best step agreement of 4-bar phrases 2-4 with
     an earlier phrase under any transposition. Means leave out pieces where a measure is undefined.
     Unreadable files are reported and the exit code is 1.
+
+    Generated melodies (and --pop909's) also get the melody-line measures of issue 22, on the same
+    window: mean |interval|, shares of steps (<= 2 semitones), leaps (>= 5) and leaps over an octave,
+    spikes (a note a fifth or more from both neighbours, on one side), range, largest leap, leap
+    recovery, onsets on the "and" of a beat, notes-per-bar spread, silent bars, literal copies (bars
+    equal to an earlier bar, untransposed), looped phrases, runs of one pitch, polyphony, and
+    below_accompaniment: the share of melody notes under the chord track's top note.
     """
     import json
 
     from ..music.evaluate import evaluate_music
 
-    if not paths and not generate and not reference:
-        raise click.UsageError("give MIDI files or folders, --generate N, or --reference CACHE")
+    if not paths and not generate and not reference and not pop909:
+        raise click.UsageError("give MIDI files or folders, --generate N, --reference CACHE or --pop909 DIR")
     if novelty and not generate:
         raise click.UsageError("--novelty needs --generate N")
     result = evaluate_music(
@@ -95,6 +103,7 @@ def evaluate_music_cmd(paths: tuple[Path, ...], generate: int, emotions: str, re
         generator=str(generator) if generator else None,
         track=None if track < 0 else track,
         novelty=novelty,
+        pop909=pop909,
     )
     if fmt == "json":
         click.echo(json.dumps(result))

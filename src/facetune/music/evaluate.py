@@ -1,5 +1,9 @@
 """`facetune evaluate music`: the melody metrics per emotion for generated songs, MIDI files and
-training caches, and the novelty of generated phrases, as plain dicts."""
+training caches, and the novelty of generated phrases, as plain dicts.
+
+Generated songs and the POP909 reference melodies (`--pop909`) also get the melody-line measures
+of `melody_line` (issue 22: could a person sing it?), the song's chord track as the accompaniment
+the tune should stay on top of; POP909 is a column beside the emotions, on the same 16-bar window."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -14,17 +18,54 @@ DEFAULT_EMOTIONS = ("happy", "sad", "angry", "calm")
 UNLABELLED = "unlabelled"
 
 
+def generated_songs(emotions: Sequence[str], n: int, generator: str | None = None, bars: int = 16, *, compose_options: dict[str, Any] | None = None) -> list[tuple[str, list[Any], list[Any] | None]]:
+    """Compose seeds 0..n-1 for each emotion in one batch (`compose_emotions`):
+    (label "emotion (Qn)", melody notes, chord-track notes) per piece."""
+    from . import composer
+
+    gen = composer.load_generator(generator)
+    comps = composer.compose_emotions([(e, seed) for e in emotions for seed in range(n)], gen, bars=bars, **(compose_options or {}))
+    return [(f"{c.emotion} ({c.quadrant})", list(c.melody), getattr(c, "accompaniment", None)) for c in comps]
+
+
 def generated_melodies(emotions: Sequence[str], n: int, generator: str | None = None, bars: int = 16, *, compose_options: dict[str, Any] | None = None) -> list[tuple[str, list[Any]]]:
     """Compose seeds 0..n-1 for each emotion: (label "emotion (Qn)", melody notes) per piece."""
-    from .composer import compose_emotion, load_generator
+    return [(label, melody) for label, melody, _ in generated_songs(emotions, n, generator, bars, compose_options=compose_options)]
 
-    gen = load_generator(generator)
-    out = []
-    for emotion in emotions:
-        for seed in range(n):
-            comp = compose_emotion(emotion, gen, bars=bars, seed=seed, **(compose_options or {}))
-            out.append((f"{comp.emotion} ({comp.quadrant})", list(comp.melody)))
-    return out
+
+def song_metrics(notes: list[Any], bars: int, accompaniment: list[Any] | None = None) -> dict[str, Any]:
+    """`metrics.summarize` and the melody-line measures of one melody (the line's `mean_pitch`, over
+    its onsets in the 16-bar window, replaces the whole melody's)."""
+    from .melody_line import melody_line_stats
+    from .metrics import summarize
+
+    return summarize(notes, bars) | melody_line_stats(notes, bars, accompaniment)
+
+
+def window_notes(notes: list[Any], bars: int, max_bars: int = 16) -> list[Any]:
+    """The notes starting in the `max_bars` bars from the first bar with a note, moved to start at bar 0."""
+    from .pianoroll import STEPS_PER_BAR, Note
+
+    notes = [n for n in notes if n.end > n.start]
+    if not notes:
+        return []
+    first = max(0, min(n.start for n in notes)) // STEPS_PER_BAR * STEPS_PER_BAR
+    end = first + max_bars * STEPS_PER_BAR
+    return [Note(n.pitch, n.start - first, min(n.end, end) - first, n.velocity) for n in notes if first <= n.start < end]
+
+
+POP909_LABEL = "POP909"
+
+
+def pop909_metrics(root: str | Path, n: int = 200, seed: int = 0) -> list[tuple[str, dict[str, Any]]]:
+    """The metrics and melody-line measures of n POP909 sung melodies (`melody_line.pop909_reference`),
+    each on its first 16 bars from the first bar with a note."""
+    from .melody_line import pop909_reference
+
+    ref = pop909_reference(root, n, seed)
+    if not ref:
+        raise DataError(f"{root}: no POP909 melodies (NNN/melody.txt of the structure layout)")
+    return [(POP909_LABEL, song_metrics(window_notes(notes, bars), 16)) for _, notes, bars in ref]
 
 
 def generated_metrics(emotions: Sequence[str], n: int, generator: str | None = None, bars: int = 16, *, compose_options: dict[str, Any] | None = None) -> list[tuple[str, dict[str, float]]]:
@@ -113,11 +154,17 @@ def evaluate_music(
     novelty: str | Path | None = None,
     bars: int = 16,
     compose_options: dict[str, Any] | None = None,
+    pop909: str | Path | None = None,
+    pop909_n: int = 200,
 ) -> dict[str, Any]:
     """Music metrics per group for MIDI files, freshly generated melodies and/or the reference melodies
     of one or more caches (each its own source, grouped by quadrant or 'unlabelled'); with `novelty`,
-    how many generated phrases are found in that cache's training melodies."""
-    from .metrics import aggregate, evaluate_files, summarize
+    how many generated phrases are found in that cache's training melodies.
+
+    Generated melodies also get the melody-line measures (`song_metrics`, the chord track as their
+    accompaniment); with `pop909` (a POP909 structure-layout folder) the same measures of `pop909_n`
+    of its sung melodies are a POP909 column beside the emotions (or a source of their own)."""
+    from .metrics import aggregate, evaluate_files
 
     if novelty and not generate:
         raise DataError("phrase novelty needs generated melodies (--generate N)")
@@ -133,9 +180,15 @@ def evaluate_music(
         result["groups"]["files"] = per_file["groups"]
         result["errors"] = per_file.get("errors", [])
     pieces: list[tuple[str, list[Any]]] = []
+    pop = pop909_metrics(pop909, pop909_n) if pop909 else []
     if generate:
-        pieces = generated_melodies(emotions, generate, generator, bars, compose_options=compose_options)
-        result["groups"]["generated"] = aggregate([(label, summarize(notes, bars)) for label, notes in pieces])
+        songs = generated_songs(emotions, generate, generator, bars, compose_options=compose_options)
+        pieces = [(label, notes) for label, notes, _ in songs]
+        result["groups"]["generated"] = aggregate([(label, song_metrics(notes, bars, acc)) for label, notes, acc in songs])
+        if pop:
+            result["groups"]["generated"][POP909_LABEL] = aggregate(pop)[POP909_LABEL]
+    elif pop:
+        result["groups"][f"{POP909_LABEL} melodies"] = aggregate(pop)
     refs = [reference] if isinstance(reference, (str, Path)) else list(reference or [])
     for cache in refs:
         name = reference_name(cache, split, list(result["groups"]))
