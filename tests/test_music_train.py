@@ -106,6 +106,27 @@ def test_song_controls_and_mode_pace_labels_from_the_cache():
         "key": np.array([0, 0, 21, 21], np.int8),
     }
     counts = label_by_mode_and_pace(arrays, {"clips": [{"bpm": 120}, {"bpm": 60}]})
-    assert arrays["quadrant"].tolist() == [0, 0, 2, 2] and counts == {"Q1": 1, "Q2": 0, "Q3": 1, "Q4": 0}
+    assert arrays["quadrant"].tolist() == [0, 0, 2, 2] and counts == {"Q1": 1, "Q2": 0, "Q3": 1, "Q4": 0, "unknown": 0}
     add_song_controls(arrays)
     assert np.allclose(arrays["controls"][:2], song_controls(72.0, 8.0)) and np.allclose(arrays["controls"][2:], song_controls(60.0, 1.0))
+
+
+def test_lean_pace_labels_hear_the_mode_in_the_tune():
+    import numpy as np
+
+    from facetune.music.dataset import UNKNOWN
+    from facetune.music.train import label_by_mode_and_pace
+
+    # an A-minor arpeggio (A C E, MIDI 69 72 76) in a song annotated C major, and a C-major one in A minor
+    pitch = np.full((2, 16), -1, np.int8)
+    onset = np.zeros((2, 16), np.uint8)
+    pitch[0, :] = np.repeat(np.array([69, 72, 76, 69]) - 48, 4)
+    pitch[1, :] = np.repeat(np.array([60, 64, 67, 72]) - 48, 4)
+    onset[:, ::4] = 1
+    arrays = {
+        "pitch": pitch, "onset": onset, "prev": np.array([-1, -1]), "pos": np.full(2, -1, np.int8),
+        "quadrant": np.full(2, UNKNOWN, np.int8), "transpose": np.zeros(2, np.int8), "clip": np.array([0, 1]),
+        "key": np.array([0, 21], np.int8),
+    }
+    label_by_mode_and_pace(arrays, {"clips": [{"bpm": 100}, {"bpm": 100}]}, lean_margin=0.04)
+    assert arrays["quadrant"].tolist() == [1, 0]  # minor tune → negative valence, whatever the key says

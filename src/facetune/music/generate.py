@@ -180,8 +180,10 @@ class _Draft:
 
     def write_bar(self, b: int, best: np.ndarray, p_on: np.ndarray, picks: np.ndarray, off_key: np.ndarray) -> None:
         """Decode bar `b` from its step choices (`_step_choices`): a step starts a note when the onset
-        uniform falls under the onset probability or the most likely pitch changes; the note (or
-        rest) is the step's draw, held until the next one starts."""
+        uniform falls under the onset probability or the most likely pitch changes; the note is the
+        step's draw, held until the next one starts. A rest lasts only while each step's draw is a
+        rest: the onset column is trained only where the melody sounds, so holding a drawn rest
+        until it fires would leave silences the network does not ask for."""
         from .chords import chord_tone_mask
 
         s = self.settings
@@ -190,7 +192,7 @@ class _Draft:
         held = self.held
         for t in range(STEPS_PER_BAR):
             changed = best_l[t] != best_l[t - 1] if t else held == REST
-            if onset_u[t] < p_on_l[t] or changed or (s.scale_mask and not ok[held]):
+            if held == REST or onset_u[t] < p_on_l[t] or changed or (s.scale_mask and not ok[held]):
                 held = picks_l[t]
                 self.scale_changes += off_l[t]
                 bar[t, ONSET] = float(held != REST)

@@ -57,8 +57,11 @@ class GanConfig:
     emotion_dropout: float = 0.1
     stats_weight: float = 10.0
     nll_weight: float = 0.5
-    #: How songs without an emotion label get one: "mode-pace" (see the module docstring) or "none" (they stay unknown).
-    label_rule: str = "mode-pace"
+    #: How songs without an emotion label get one (see `label_by_mode_and_pace`): "lean-pace" (valence
+    #: from the major/minor lean of the melody itself), "mode-pace" (from the key) or "none" (they stay unknown).
+    label_rule: str = "lean-pace"
+    #: With "lean-pace": songs whose melody leans less than this either way stay unknown.
+    lean_margin: float = 0.04
     seed: int = 0
     tiny: bool = False
 
@@ -132,10 +135,14 @@ def add_song_controls(arrays: dict[str, np.ndarray]) -> None:
     arrays["controls"] = song_controls(mean_pitch, density)[g]
 
 
-def label_by_mode_and_pace(arrays: dict[str, np.ndarray], manifest: dict[str, Any]) -> dict[str, int]:
-    """Give every song whose quadrant is unknown the one its mode and pace put it in: valence from
-    the key (major +), arousal from melody onsets per second above the unknown songs' median.
-    Returns the songs per quadrant."""
+def label_by_mode_and_pace(arrays: dict[str, np.ndarray], manifest: dict[str, Any], lean_margin: float | None = None) -> dict[str, int]:
+    """Give every song whose quadrant is unknown the one its mode and pace put it in: arousal from
+    melody onsets per second above the unknown songs' median; valence from the key (major +), or,
+    with `lean_margin`, from the major/minor lean of the melody's own pitch classes (Krumhansl–
+    Kessler, `chords.mode_score`: what a listener hears in the tune; in POP909 it agrees with the
+    annotated key's mode in 80 % of songs), songs leaning less than the margin staying unknown.
+    Returns the songs per quadrant (and "unknown")."""
+    from .chords import mode_score
     from .dataset import UNKNOWN
 
     clips = manifest.get("clips", [])
@@ -144,6 +151,7 @@ def label_by_mode_and_pace(arrays: dict[str, np.ndarray], manifest: dict[str, An
     if len(ids) == 0:
         return {}
     pace = np.zeros(len(ids))
+    lean = np.zeros(len(ids))
     minor = np.zeros(len(ids), bool)
     for i, c in enumerate(ids):
         here = np.flatnonzero(base & (arrays["clip"] == c))
@@ -151,14 +159,21 @@ def label_by_mode_and_pace(arrays: dict[str, np.ndarray], manifest: dict[str, An
         onsets = float((arrays["onset"][melodic] * (arrays["pitch"][melodic] >= 0)).sum(1).mean())
         bpm = float(clips[c].get("bpm") or 100.0) if c < len(clips) else 100.0
         pace[i] = onsets * bpm / 240.0
-        minor[i] = arrays["key"][here[0]] >= 12
+        if lean_margin is None:
+            minor[i] = arrays["key"][here[0]] >= 12
+        else:
+            p = arrays["pitch"][melodic]
+            lean[i] = mode_score(np.bincount((p[p >= 0].astype(np.int64) + LOW_PITCH) % 12, minlength=12).astype(np.float64))
+            minor[i] = lean[i] < 0
     aroused = pace >= np.median(pace)
     quadrant = np.where(aroused, np.where(minor, 1, 0), np.where(minor, 2, 3)).astype(np.int8)
+    if lean_margin is not None:
+        quadrant[np.abs(lean) < lean_margin] = UNKNOWN
     lookup = np.full(int(arrays["clip"].max()) + 1, -1, np.int16)
     lookup[ids] = quadrant
     unknown = arrays["quadrant"] == UNKNOWN
     arrays["quadrant"] = np.where(unknown & (lookup[arrays["clip"]] >= 0), lookup[arrays["clip"]], arrays["quadrant"]).astype(np.int8)
-    return {QUADRANTS[q]: int((quadrant == q).sum()) for q in range(4)}
+    return {(*QUADRANTS, "unknown")[q]: int((quadrant == q).sum()) for q in range(5)}
 
 
 def training_rows(arrays: dict[str, np.ndarray], manifest: dict[str, Any], split: int) -> np.ndarray:
@@ -401,10 +416,11 @@ def train_gan(cache: str | Path, out_dir: str | Path, cfg: GanConfig = GanConfig
     out_dir = Path(out_dir)
     manifest, arrays = load_music_cache(cache)
     arrays = dict(arrays)
-    if cfg.label_rule == "mode-pace":
-        console.info(f"songs labelled by mode and pace: {label_by_mode_and_pace(arrays, manifest)}")
+    if cfg.label_rule in ("mode-pace", "lean-pace"):
+        counts = label_by_mode_and_pace(arrays, manifest, cfg.lean_margin if cfg.label_rule == "lean-pace" else None)
+        console.info(f"songs labelled by {cfg.label_rule}: {counts}")
     elif cfg.label_rule != "none":
-        raise FacetuneError(f"unknown label rule {cfg.label_rule!r} (mode-pace or none)")
+        raise FacetuneError(f"unknown label rule {cfg.label_rule!r} (lean-pace, mode-pace or none)")
     add_song_controls(arrays)
     train_rows = training_rows(arrays, manifest, 0)
     val_rows = training_rows(arrays, manifest, 1)
