@@ -6,7 +6,8 @@ from PIL import Image
 
 import facetune
 import facetune.music.composer  # noqa: F401  (importing the module must not hide facetune.compose)
-from facetune.api import ComposeResult, FaceEmotion, stable_seed
+from facetune.api import ComposeResult, FaceEmotion, content_seed, stable_seed
+from facetune.faces.photos import source_digest
 from facetune.errors import FacetuneError, NoFaceError
 
 from conftest import CHELSEA, face_image
@@ -43,9 +44,40 @@ def test_models_are_cached(tiny_classifier):
     assert facetune.load_classifier(str(tiny_classifier)) is facetune.load_classifier(str(tiny_classifier))
 
 
-def test_stable_seed_depends_on_path_not_order():
+def test_stable_seed_depends_on_key_not_order():
     assert stable_seed(0, "a/b.png") == stable_seed(0, "a/b.png") != stable_seed(0, "a/c.png")
     assert stable_seed(1, "a/b.png") != stable_seed(0, "a/b.png")
+
+
+def test_content_seed_is_the_documented_rule():
+    """seed = first 31 bits of BLAKE2b-32("{base}:{BLAKE2b-128 hex of the file's bytes}")."""
+    import hashlib
+
+    data = b"any photo's bytes"
+    content = hashlib.blake2b(data, digest_size=16).hexdigest()
+    expected = int.from_bytes(hashlib.blake2b(f"7:{content}".encode(), digest_size=4).digest(), "big") & 0x7FFFFFFF
+    assert source_digest(data) == content and content_seed(7, content) == expected
+    assert content_seed(0, content) != expected and 0 <= expected < 2**31
+
+
+def test_same_photo_same_song_as_path_bytes_or_renamed(tmp_path, tiny_classifier, tiny_generator):
+    img = face_image(0, np.random.default_rng(4))
+    Image.fromarray(img).save(tmp_path / "a.png")
+    (tmp_path / "sub").mkdir()
+    (tmp_path / "sub" / "renamed.png").write_bytes((tmp_path / "a.png").read_bytes())
+    kw = dict(classifier=str(tiny_classifier), generator=str(tiny_generator))
+    songs = [facetune.compose(src, **kw) for src in (tmp_path / "a.png", str(tmp_path / "sub" / "renamed.png"), (tmp_path / "a.png").read_bytes())]
+    assert len({s.seed for s in songs}) == 1 and len({s.composition.midi_bytes() for s in songs}) == 1
+    Image.fromarray(face_image(0, np.random.default_rng(5))).save(tmp_path / "b.png")
+    other = facetune.compose(tmp_path / "b.png", **kw)
+    assert other.seed != songs[0].seed and other.composition.midi_bytes() != songs[0].composition.midi_bytes()
+    assert facetune.compose(tmp_path / "a.png", seed=3, **kw).seed == content_seed(3, source_digest((tmp_path / "a.png").read_bytes()))
+
+
+@pytest.mark.parametrize("seed", [-1, 1.5, "3", True])
+def test_a_bad_seed_is_one_facetune_error(tiny_generator, seed):
+    with pytest.raises(FacetuneError, match="seed must be a whole number"):
+        facetune.compose(emotion="sad", seed=seed, generator=str(tiny_generator))
 
 
 def test_compose_many_is_the_single_path_in_a_loop(tmp_path, tiny_classifier, tiny_generator):
@@ -70,7 +102,7 @@ def test_compose_many_is_the_single_path_in_a_loop(tmp_path, tiny_classifier, ti
     assert [Path(r["input"]).name for r in recs] == ["f1.png", "bad.png", "f0.png", "f2.png"]
     assert "bad.png" in recs[1]["error"]
     done = recs[2]
-    assert done["form"] == "AABA" and done["seed"] == stable_seed(5, "f0.png")
+    assert done["form"] == "AABA" and done["seed"] == content_seed(5, source_digest((src / "f0.png").read_bytes()))
     single = compose_emotion(done["emotion"], load_generator(str(tiny_generator)), seed=done["seed"], form="AABA")
     assert (tmp_path / "out" / "f0.mid").read_bytes() == single.midi_bytes()
 

@@ -178,3 +178,52 @@ def test_truncated_and_malicious_checkpoints_via_cli(tmp_path, tiny_classifier):
         pickle.dump({"kind": "classifier", "x": Evil()}, fh)
     r = invoke("classify", ASTRONAUT, "--classifier", tmp_path / "evil.pt")
     assert r.exit_code == 1 and "refused" in r.stderr and not (tmp_path / "PWNED").exists()
+
+
+# --- hostile inputs, alone and in a folder (issue 23) ------------------------------------------
+
+
+def test_hostile_inputs_in_a_folder_each_get_one_record(tmp_path, tiny_classifier, tiny_generator):
+    from test_faces import hostile_entries
+
+    from conftest import face_image
+
+    expected = hostile_entries(tmp_path / "in")
+    Image.fromarray(face_image(0, np.random.default_rng(0))).save(tmp_path / "in" / "good.png")
+    r = invoke("compose", tmp_path / "in", "--out-dir", tmp_path / "out", "--classifier", tiny_classifier, "--generator", tiny_generator, "--format", "json")
+    recs = {Path(x["input"]).name: x for x in map(json.loads, r.stdout.splitlines())}
+    assert r.exit_code == 1 and set(recs) == {"good.png", *expected}
+    assert recs["good.png"]["status"] == "done" and (tmp_path / "out" / "good.mid").is_file()
+    for name, reason in expected.items():
+        assert recs[name]["status"] == "failed" and reason in recs[name]["error"]
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["good.mid"]  # failures are not recorded: unreadable, so retried
+
+
+@pytest.mark.parametrize("name", ["fifo.jpg", "zero.jpg", "sparse.jpg", "dangling.png", "loop_a.png"])
+def test_hostile_input_alone(tmp_path, tiny_classifier, tiny_generator, name):
+    """Given alone, each is one line naming it and the reason (a folder named x.jpg given alone is
+    a folder: with -o that is a usage error, as for any folder)."""
+    from test_faces import hostile_entries
+
+    reason = hostile_entries(tmp_path)[name]
+    r = invoke("compose", tmp_path / name, "-o", tmp_path / "o.mid", "--classifier", tiny_classifier, "--generator", tiny_generator)
+    assert r.exit_code == 1 and r.stderr.startswith(f"error: {tmp_path / name}: ") and reason in r.stderr
+    assert len(r.stderr.strip().splitlines()) == 1 and not (tmp_path / "o.mid").exists()
+    r = invoke("classify", tmp_path / name, "--classifier", tiny_classifier)
+    assert r.exit_code == 1 and reason in r.stderr and "Traceback" not in r.output
+    r = invoke("compose", tmp_path / "folder.jpg", "-o", tmp_path / "o.mid", "--generator", tiny_generator)
+    assert r.exit_code == 2 and "--out-dir" in r.stderr
+
+
+def test_max_bytes_option_and_stdin_cap(tmp_path, tiny_classifier, tiny_generator):
+    from conftest import face_image
+
+    Image.fromarray(face_image(0, np.random.default_rng(0))).save(tmp_path / "f.png")
+    args = ["--classifier", tiny_classifier]
+    r = invoke("classify", tmp_path / "f.png", "--max-bytes", "100", *args)
+    assert r.exit_code == 1 and "over the 100-byte limit per input (--max-bytes raises it)" in r.stderr
+    assert invoke("classify", tmp_path / "f.png", "--max-bytes", "1M", *args).exit_code == 0
+    assert invoke("classify", tmp_path / "f.png", "--max-bytes", "lots", *args).exit_code == 2
+    data = (tmp_path / "f.png").read_bytes()
+    r = CliRunner().invoke(main, ["compose", "-", "-o", str(tmp_path / "s.mid"), "--max-bytes", "100", *map(str, args), "--generator", str(tiny_generator)], input=data)
+    assert r.exit_code == 1 and "stdin holds more than 100 bytes" in r.stderr and not (tmp_path / "s.mid").exists()

@@ -237,3 +237,66 @@ def test_a_second_look_at_a_turned_photo_maps_back():
     x1, y1, x2, y2 = turned_back.box
     assert x1 <= upright.landmarks[:, 0].min() and upright.landmarks[:, 0].max() <= x2
     assert y1 <= upright.landmarks[:, 1].min() and upright.landmarks[:, 1].max() <= y2
+
+
+# --- hostile inputs (issue 23): only regular files, never more than max_bytes, never a hang -------
+
+
+def hostile_entries(d) -> dict[str, str]:
+    """Inputs that must each be one error, made cheaply: name → the reason expected."""
+    import os
+
+    d.mkdir(parents=True, exist_ok=True)
+    os.mkfifo(d / "fifo.jpg")
+    os.symlink("/dev/zero", d / "zero.jpg")
+    (d / "folder.jpg").mkdir()
+    with open(d / "sparse.jpg", "wb") as fh:  # 10 GB on paper, nothing on disk
+        fh.truncate(10 * 1024**3)
+    os.symlink(d / "gone.png", d / "dangling.png")
+    os.symlink(d / "loop_b.png", d / "loop_a.png")
+    os.symlink(d / "loop_a.png", d / "loop_b.png")
+    return {
+        "fifo.jpg": "not a regular file (a FIFO)", "zero.jpg": "not a regular file (a character device)", "folder.jpg": "not a regular file (a folder)",
+        "sparse.jpg": "10,737,418,240 bytes, over the 67,108,864-byte limit", "dangling.png": "dangling symlink", "loop_a.png": "symlink loop", "loop_b.png": "symlink loop",
+    }
+
+
+def test_hostile_inputs_are_refused_quickly_without_reading(tmp_path):
+    import time
+
+    from facetune.faces.photos import DEFAULT_MAX_BYTES, read_image_bytes
+
+    assert DEFAULT_MAX_BYTES == 64 * 1024**2  # the README and --max-bytes's default say 64M
+    for name, reason in hostile_entries(tmp_path).items():
+        start = time.monotonic()
+        with pytest.raises(InputError) as err:
+            load_image(tmp_path / name)
+        assert str(err.value).startswith(f"{tmp_path / name}: ") and reason in str(err.value), str(err.value)
+        with pytest.raises(InputError):
+            read_image_bytes(tmp_path / name)
+        assert time.monotonic() - start < 1.0, name
+
+
+def test_max_bytes_is_a_cap_for_paths_and_bytes(tmp_path):
+    from facetune.faces.photos import read_source
+
+    Image.fromarray(face_image(0, np.random.default_rng(0))).save(tmp_path / "f.png")
+    size = (tmp_path / "f.png").stat().st_size
+    assert load_image(tmp_path / "f.png", max_bytes=size).shape == (48, 48, 3)
+    with pytest.raises(InputError, match="--max-bytes raises it"):
+        load_image(tmp_path / "f.png", max_bytes=size - 1)
+    with pytest.raises(InputError, match="over the 10-byte limit"):
+        read_source(b"x" * 11, 10)
+
+
+def test_a_folder_lists_every_hostile_entry(tmp_path):
+    """Dangling symlinks, loops, FIFOs, devices and folders named like images are listed, so each
+    gets its own error record; a symlinked folder cycle ends; hidden files stay out."""
+    import os
+
+    expected = hostile_entries(tmp_path / "in" / "sub")
+    Image.fromarray(face_image(0, np.random.default_rng(0))).save(tmp_path / "in" / "good.png")
+    (tmp_path / "in" / ".hidden.png").write_bytes(b"x")
+    os.symlink(tmp_path / "in", tmp_path / "in" / "sub" / "cycle")
+    rels = sorted(rel.as_posix() for _, rel in iter_image_files([tmp_path / "in"]))
+    assert rels == sorted(["good.png", *(f"sub/{n}" for n in expected)])

@@ -13,12 +13,13 @@ import hashlib
 from dataclasses import asdict, dataclass, field
 from functools import lru_cache
 from pathlib import Path
-from typing import Any, Iterator, Sequence
+from typing import Any, Callable, Iterator, Sequence
 
 import numpy as np
 
 from .emotions import quadrant_of
 from .errors import FacetuneError, InputError, NoFaceError, refuse_overwrite
+from .faces.photos import DEFAULT_MAX_BYTES
 
 
 @dataclass
@@ -32,11 +33,14 @@ class FaceEmotion:
     quadrant: str | None = None
     error: str | None = None
     no_face: bool = field(default=False, repr=False)
+    content: str | None = field(default=None, repr=False)
 
     def to_dict(self) -> dict[str, Any]:
-        """The JSON record: every field but `no_face`, which only tells `compose` which error to raise."""
+        """The JSON record: every field but `no_face`, which only tells `compose` which error to
+        raise, and `content`, the input's fingerprint (`faces.photos.source_digest`) seeds come from."""
         d = asdict(self)
         d.pop("no_face")
+        d.pop("content")
         return d
 
 
@@ -88,51 +92,61 @@ def _source_name(src: Any) -> str:
     return str(src) if isinstance(src, (str, Path)) else f"<{type(src).__name__}>"
 
 
-def _detect(src: Any, detect: bool | None, all_faces: bool, size: int, margin: float) -> tuple[list[Any], InputError | None]:
-    from .faces.photos import find_faces
+def _detect(src: Any, detect: bool | None, all_faces: bool, size: int, margin: float, max_bytes: int = DEFAULT_MAX_BYTES) -> tuple[list[Any], InputError | None, str | None]:
+    """One input's faces, or why it failed, and the fingerprint of its content (None if unread)."""
+    from .faces.photos import find_faces, read_source, source_digest
 
+    digest = None
     try:
-        return find_faces(src, detect=detect, all_faces=all_faces, size=size, margin=margin), None
+        data, name = read_source(src, max_bytes, _source_name(src) if isinstance(src, (str, Path)) else None)
+        digest = source_digest(data)
+        return find_faces(data, detect=detect, all_faces=all_faces, size=size, margin=margin, max_bytes=max_bytes, name=name), None, digest
     except InputError as exc:
-        return [], exc
+        return [], exc, digest
 
 
 _WORKER_JOB: dict[str, Any] = {}
 
 
-def _init_worker(sources: Sequence[Any], detect: bool | None, all_faces: bool, size: int, margin: float) -> None:
-    """Each decoding process gets the inputs once, not with every task."""
-    _WORKER_JOB.update(sources=sources, args=(detect, all_faces, size, margin))
+def _init_worker(sources: Sequence[Any], detect: bool | None, all_faces: bool, size: int, margin: float, max_bytes: int = DEFAULT_MAX_BYTES) -> None:
+    """Each decoding process gets the inputs once, not with every task; Ctrl-C is the parent's to
+    handle (the terminal sends it to the whole process group), so a worker ignores it."""
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    _WORKER_JOB.update(sources=sources, args=(detect, all_faces, size, margin, max_bytes))
 
 
-def _detect_in_worker(i: int) -> tuple[int, list[Any], InputError | None]:
-    faces, err = _detect(_WORKER_JOB["sources"][i], *_WORKER_JOB["args"])
-    return i, faces, err
+def _detect_in_worker(i: int) -> tuple[int, list[Any], InputError | None, str | None]:
+    return (i, *_detect(_WORKER_JOB["sources"][i], *_WORKER_JOB["args"]))
 
 
-def _iter_faces(sources: Sequence[Any], detect: bool | None, all_faces: bool, size: int, margin: float, workers: int) -> Iterator[tuple[int, list[Any], InputError | None]]:
+def _iter_faces(sources: Sequence[Any], detect: bool | None, all_faces: bool, size: int, margin: float, workers: int, max_bytes: int = DEFAULT_MAX_BYTES) -> Iterator[tuple[int, list[Any], InputError | None, str | None]]:
     """Faces per input, in input order; with workers > 0, decoded and detected in that many processes
     (spawned, not forked: batch compose calls this from a thread, and forking a threaded process
     can copy a held lock into the child)."""
     if workers <= 0:
         for i, src in enumerate(sources):
-            yield (i, *_detect(src, detect, all_faces, size, margin))
+            yield (i, *_detect(src, detect, all_faces, size, margin, max_bytes))
         return
     import multiprocessing
 
-    with multiprocessing.get_context("spawn").Pool(workers, _init_worker, (list(sources), detect, all_faces, size, margin)) as pool:
+    with multiprocessing.get_context("spawn").Pool(workers, _init_worker, (list(sources), detect, all_faces, size, margin, max_bytes)) as pool:
         yield from pool.imap(_detect_in_worker, range(len(sources)), chunksize=8)
 
 
-def _unreadable(src: Any) -> InputError | None:
-    """Why an input cannot be decoded, or None: checked before any model is loaded."""
-    from .faces.photos import load_image
+def _unreadable(src: Any, max_bytes: int = DEFAULT_MAX_BYTES) -> tuple[InputError | None, str | None]:
+    """Why an input cannot be decoded, or None, and its fingerprint: checked before any model is loaded."""
+    from .faces.photos import load_image, read_source, source_digest
 
+    digest = None
     try:
-        load_image(src)
+        data, name = read_source(src, max_bytes, _source_name(src) if isinstance(src, (str, Path)) else None)
+        digest = source_digest(data)
+        load_image(data, max_bytes=max_bytes, name=name)
     except InputError as exc:
-        return exc
-    return None
+        return exc, digest
+    return None, digest
 
 
 def iter_classify(
@@ -147,43 +161,55 @@ def iter_classify(
     device: str = "cpu",
     names: Sequence[str] | None = None,
     engine: str = "auto",
+    max_bytes: int = DEFAULT_MAX_BYTES,
+    on_read: Callable[[int, str | None], None] | None = None,
 ) -> Iterator[tuple[int, list[FaceEmotion]]]:
     """Stream (input index, its records) in input order, classifying crops in batches.
 
-    Memory stays flat: only one batch of crops is held at a time. The classifier is loaded only
-    once an input decodes: leading unreadable inputs are reported without it, so a rerun over
-    broken inputs loads no model (the first readable input is decoded twice).
+    Memory stays flat: only one batch of crops is held at a time, and no input is read beyond
+    `max_bytes` (see `faces.photos.read_image_bytes`). The classifier is loaded only once an input
+    decodes: leading unreadable inputs are reported without it, so a rerun over broken inputs
+    loads no model (the first readable input is decoded twice). `on_read(index, error or None)`
+    is called as each input has been read and its faces found, before its batch is classified:
+    progress that moves from the first input, and failures as they happen.
     """
     labels = list(names) if names is not None else [_source_name(s) for s in sources]
     first = 0
-    while first < len(sources) and (err := _unreadable(sources[first])) is not None:
-        yield first, [FaceEmotion(labels[first], None, None, {}, None, str(err), False)]
+    while first < len(sources):
+        err, digest = _unreadable(sources[first], max_bytes)
+        if err is None:
+            break
+        if on_read is not None:
+            on_read(first, str(err))
+        yield first, [FaceEmotion(labels[first], None, None, {}, None, str(err), False, digest)]
         first += 1
     if first == len(sources):
         return  # nothing readable: no model is loaded (a rerun over broken inputs stays fast)
     clf = load_classifier(classifier, device, engine)
     active = clf.active(list(classes) if classes else None)
-    pending: list[tuple[int, list[Any], InputError | None]] = []
+    pending: list[tuple[int, list[Any], InputError | None, str | None]] = []
     n_crops = 0
 
     def flush() -> Iterator[tuple[int, list[FaceEmotion]]]:
-        crops = [f.crop for _, faces, _ in pending for f in faces]
+        crops = [f.crop for _, faces, _, _ in pending for f in faces]
         probs = clf.predict(np.stack(crops), active) if crops else np.zeros((0, len(active)))
         k = 0
-        for i, faces, err in pending:
+        for i, faces, err, digest in pending:
             if err is not None:
-                yield i, [FaceEmotion(labels[i], None, None, {}, None, str(err), isinstance(err, NoFaceError))]
+                yield i, [FaceEmotion(labels[i], None, None, {}, None, str(err), isinstance(err, NoFaceError), digest)]
                 continue
             records = []
             for f in faces:
                 p = probs[k]
                 k += 1
                 emotion = active[int(p.argmax())]
-                records.append(FaceEmotion(labels[i], list(f.box) if f.box else None, emotion, {c: round(float(v), 4) for c, v in zip(active, p)}, quadrant_of(emotion)))
+                records.append(FaceEmotion(labels[i], list(f.box) if f.box else None, emotion, {c: round(float(v), 4) for c, v in zip(active, p)}, quadrant_of(emotion), content=digest))
             yield i, records
 
-    for i, faces, err in _iter_faces(sources[first:], detect, all_faces, clf.crop_size, clf.face_margin, workers):
-        item = (i + first, faces, err)
+    for i, faces, err, digest in _iter_faces(sources[first:], detect, all_faces, clf.crop_size, clf.face_margin, workers, max_bytes):
+        item = (i + first, faces, err, digest)
+        if on_read is not None:
+            on_read(i + first, None if err is None else str(err))
         pending.append(item)
         n_crops += len(item[1])
         if n_crops >= batch_size:
@@ -203,9 +229,31 @@ def classify(images: Any, **kwargs: Any) -> list[FaceEmotion]:
 
 
 def stable_seed(base: int, key: str) -> int:
-    """A per-input seed from the base seed and the input's relative path, independent of run order."""
+    """A 31-bit seed from a base seed and a key (hash of `"{base}:{key}"`), independent of run order."""
     digest = hashlib.blake2b(f"{base}:{key}".encode(), digest_size=4).digest()
     return int.from_bytes(digest, "big") & 0x7FFFFFFF
+
+
+def content_seed(base: int, content: str) -> int:
+    """A photo's song seed: the first 31 bits of BLAKE2b-32 of `"{base}:{content}"`, where `content`
+    is the BLAKE2b-128 hex digest of the file's bytes (`faces.photos.source_digest`) and `base` is
+    `--seed` (default 0). The same photo gives the same song wherever it lies and whatever its
+    name (alone, in a folder, renamed, moved, via stdin); different photos give different songs."""
+    return stable_seed(base, content)
+
+
+def check_seed(seed: Any) -> int:
+    """`--seed` and `seed=` take a whole number ≥ 0; anything else is one clear FacetuneError."""
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
+        raise FacetuneError(f"seed must be a whole number ≥ 0, not {seed!r}")
+    return int(seed)
+
+
+def _read_photo(image: Any, max_bytes: int) -> tuple[Any, str]:
+    """A photo's content (bytes for a path or bytes, else the image itself) and its name."""
+    from .faces.photos import read_source
+
+    return read_source(image, max_bytes, _source_name(image))
 
 
 def compose(
@@ -224,21 +272,26 @@ def compose(
     detect: bool | None = None,
     device: str = "cpu",
     force: bool = False,
+    max_bytes: int = DEFAULT_MAX_BYTES,
 ) -> ComposeResult:
     """Photo (or an emotion) → a new melody; writes MIDI to `output` if given.
 
+    With a photo the song's seed is `content_seed(seed, <the photo's content>)`, so the same photo
+    gives the same song (as in a batch); with `emotion` alone it is `seed` itself.
     Raises FacetuneError (for example NoFaceError) with a one-line message when it cannot.
     """
     from .music.composer import compose_emotion, write_midi
 
+    seed = check_seed(seed)
     if image is None and emotion is None:
         raise FacetuneError("give a photo or an emotion")
     face_rec = None
     if emotion is None:
-        [face_rec] = classify(image, classifier=classifier, classes=classes, detect=detect, device=device)
+        [face_rec] = classify([image], classifier=classifier, classes=classes, detect=detect, device=device, max_bytes=max_bytes)
         if face_rec.error:
             raise (NoFaceError if face_rec.no_face else InputError)(face_rec.error)
         emotion = face_rec.emotion
+        seed = content_seed(seed, face_rec.content or "")
     comp = compose_emotion(emotion, load_generator(generator), bars=bars, seed=seed, tempo=tempo, form=form)
     out = None
     if output is not None:
@@ -281,6 +334,8 @@ class ComposeSettings:
     device: str = "cpu"
     batch_size: int = 128
     workers: int = 0
+    max_bytes: int = DEFAULT_MAX_BYTES
+    retry_failed: bool = False
 
 
 #: The fields of a compose record, in the order JSON and CSV give them.
@@ -299,21 +354,21 @@ def compose_record(res: ComposeResult | None = None, **fields: Any) -> dict[str,
 def compose_song(image: Any, output: Path | None, settings: ComposeSettings, *, emotion: str | None = None) -> ComposeResult:
     """One song and its extras (`settings.png`, `.wav`, `.musicxml`) beside `output` (None: not
     written), refusing to overwrite any of them without `settings.force` before anything is
-    composed. An `output` ending in `.musicxml` is the lead sheet instead of a MIDI file."""
+    composed. An `output` ending in `.musicxml` is the lead sheet instead of a MIDI file. All or
+    nothing: should one of the files fail (a full disk), those already written are removed, so a
+    rerun does not stop at "already exists"."""
     _check_soundfont(settings)
     extras = extra_outputs(output, settings) if output is not None else []
     score = output is not None and output.suffix == ".musicxml"
-    for extra in extras + ([output] if score else []):
-        refuse_overwrite(extra, settings.force)
+    for path in extras + ([output] if output is not None else []):
+        refuse_overwrite(path, settings.force)
     res = compose(
-        image, None if score else output, emotion=emotion, seed=settings.seed, bars=settings.bars, tempo=settings.tempo, form=settings.form, chords=settings.chords,
-        classifier=settings.classifier, generator=settings.generator, classes=settings.classes, detect=settings.detect, device=settings.device, force=settings.force,
+        image, None, emotion=emotion, seed=settings.seed, bars=settings.bars, tempo=settings.tempo, form=settings.form, chords=settings.chords,
+        classifier=settings.classifier, generator=settings.generator, classes=settings.classes, detect=settings.detect, device=settings.device, force=settings.force, max_bytes=settings.max_bytes,
     )
-    if score:
-        from .music.musicxml import write_musicxml
-
-        res.output = str(write_musicxml(res.composition, output, force=settings.force))
-    write_song(res.composition, None, settings, extras)
+    if output is not None:
+        write_song(res.composition, output, settings, extras + ([output] if score else []), midi=not score)
+        res.output = str(output)
     return res
 
 
@@ -332,57 +387,169 @@ def extra_outputs(song: Path, settings: ComposeSettings) -> list[Path]:
     return [song.with_suffix(suffix) for suffix, on in wanted if on and song.suffix != suffix]
 
 
-def write_song(comp: Any, target: Path | None, settings: ComposeSettings, extras: Sequence[Path] = ()) -> None:
-    """Write one composition: the MIDI (checked and put in place atomically) and its extras."""
+def _make_folder(folder: Path) -> None:
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        from .errors import OutputError
+
+        raise OutputError(folder, exc) from None
+
+
+def write_song(comp: Any, target: Path | None, settings: ComposeSettings, extras: Sequence[Path] = (), *, midi: bool = True, replace_extras: bool = False) -> None:
+    """Write one composition: its extras, then the MIDI (checked and put in place atomically) last,
+    as the mark that the song is complete (a batch rerun skips an input whose MIDI exists). All or
+    nothing: on any failure the files this call wrote are removed again. `replace_extras`
+    overwrites extras without --force (a batch's leftovers of a song whose MIDI never came)."""
     from .music.composer import write_midi
     from .music.render import write_extras
 
-    if target is not None:
-        target.parent.mkdir(parents=True, exist_ok=True)
-        write_midi(comp, target, chords=settings.chords, force=settings.force)
-    write_extras(comp, list(extras), settings.chords, soundfont=settings.soundfont, force=settings.force)
+    written: list[Path] = []
+    try:
+        if target is not None:
+            _make_folder(target.parent)
+        for extra in extras:
+            write_extras(comp, [extra], settings.chords, soundfont=settings.soundfont, force=settings.force or replace_extras)
+            written.append(extra)
+        if target is not None and midi:
+            write_midi(comp, target, chords=settings.chords, force=settings.force)
+    except BaseException:
+        for path in written:
+            path.unlink(missing_ok=True)
+        raise
 
 
 #: Songs generated together: bar *t* of all of them is one forward pass of the network.
 GENERATION_BATCH = 64
+#: The batch's record of inputs that failed, in the output folder (see `compose_many`).
+FAILURES_FILE = ".facetune-failed.json"
 
 
-def compose_many(items: Sequence[tuple[Any, str, Path]], out_dir: str | Path, settings: ComposeSettings = ComposeSettings()) -> Iterator[dict[str, Any]]:
-    """Many photos → OUT_DIR/<relative path>.mid, one record per input (`status` done, skipped or failed).
+def output_names(items: Sequence[tuple[Any, str, Path]], out_dir: Path, settings: ComposeSettings = ComposeSettings()) -> list[Path]:
+    """Each input's MIDI: OUT_DIR/<relative path>.mid, except that inputs of one run that would
+    share a name (`x.png` and `x.jpg`) each keep their extension (`x.png.mid`, `x.jpg.mid`). Still
+    shared names (`d1/a.png` and `d2/a.png` given as arguments) and outputs that would overwrite
+    an input are refused up front, before any work: FacetuneError."""
+    import os
+    from collections import Counter
+
+    plain = [out_dir / rel.with_suffix(".mid") for _, _, rel in items]
+    shared = Counter(plain)
+    names = [out_dir / rel.with_name(rel.name + ".mid") if shared[p] > 1 else p for p, (_, _, rel) in zip(plain, items)]
+    seen: dict[Path, str] = {}
+    for target, (_, name, _) in zip(names, items):
+        if target in seen:
+            raise FacetuneError(f"{seen[target]} and {name} would both be written to {target}: give their common folder as the input (OUT_DIR/<relative path> keeps them apart) or compose them in separate runs; nothing was composed")
+        seen[target] = name
+    inputs = {os.path.realpath(src): name for src, name, _ in items if isinstance(src, (str, Path))}
+    for target in names:
+        for path in [target, *extra_outputs(target, settings)]:
+            if os.path.realpath(path) in inputs:
+                raise FacetuneError(f"{path} would overwrite the input {inputs[os.path.realpath(path)]}: choose another --out-dir; nothing was composed")
+    return names
+
+
+def _check_out_dir(out_dir: Path) -> None:
+    """The output folder is a folder, or can be made: else one OutputError before any work."""
+    if out_dir.exists() and not out_dir.is_dir():
+        from .errors import OutputError
+
+        raise OutputError(out_dir, reason="it is a file, not a folder")
+    _make_folder(out_dir)
+
+
+def _dooms(exc: FacetuneError, out_dir: Path) -> bool:
+    """Whether an output failure stops the batch: a full disk, a read-only file system, or an
+    output folder that cannot be written to; other failures are the one input's."""
+    import errno
+    import os
+
+    from .errors import OutputError
+
+    if not isinstance(exc, OutputError):
+        return False
+    return exc.errno in OutputError.FATAL or (exc.errno in (errno.EACCES, errno.EPERM) and not os.access(out_dir, os.W_OK | os.X_OK))
+
+
+def _seed_of(src: Any, settings: ComposeSettings) -> int | None:
+    """The song seed of an input that is skipped: its content is read (not decoded) and hashed."""
+    from .faces.photos import source_digest
+
+    try:
+        data, _ = _read_photo(src, settings.max_bytes)
+    except InputError:
+        return None
+    return content_seed(settings.seed, source_digest(data))
+
+
+def compose_many(items: Sequence[tuple[Any, str, Path]], out_dir: str | Path, settings: ComposeSettings = ComposeSettings(), *, on_read: Callable[[str, str | None], None] | None = None) -> Iterator[dict[str, Any]]:
+    """Many photos → OUT_DIR/<relative path>.mid (see `output_names`), one record per input
+    (`status` done, skipped or failed).
 
     `items` are (source, name, relative path). Inputs whose MIDI already exists are skipped (a
-    rerun resumes) without loading any model, and their records come first; the others follow
-    in input order. Photos are decoded and classified in a background thread while the songs
-    of the previous batch are generated (all at once) and written, and a model is loaded only
-    when an input needs it. Each song's seed comes from the base seed and the input's relative
-    path, so a song does not depend on the order, the batch, or single versus batch compose.
+    rerun resumes) without loading any model, and their records come first; then inputs that
+    failed in an earlier run with the same content and settings (kept in OUT_DIR/.facetune-failed.json,
+    not retried unless `settings.retry_failed`); the others follow in input order. Photos are
+    decoded and classified in a background thread while the songs of the previous batch are
+    generated (all at once) and written, and a model is loaded only when an input needs it. Each
+    song's seed comes from the base seed and the photo's content (`content_seed`), so a song does
+    not depend on the order, the batch, the file's name or single versus batch compose.
+    `on_read(name, error)` is called as each input is read, from the reading thread.
+    An output failure is the input's record; one that dooms the rest (a full disk, a read-only or
+    forbidden output folder) ends the run with an OutputError after that record.
     """
-    from . import console
-
-    _check_soundfont(settings)
     out_dir = Path(out_dir)
+    _check_soundfont(settings)
+    check_seed(settings.seed)
+    targets = output_names(items, out_dir, settings)
+    _check_out_dir(out_dir)
+    failures = _load_failures(out_dir)
     todo = []
-    for src, name, rel in items:
-        target = out_dir / rel.with_suffix(".mid")
+    for (src, name, rel), target in zip(items, targets):
         if target.exists() and not settings.force:
-            yield compose_record(input=name, output=str(target), seed=stable_seed(settings.seed, rel.as_posix()), status="skipped")
+            yield compose_record(input=name, output=str(target), seed=_seed_of(src, settings), status="skipped")
+            failures.pop(_failure_key(target, out_dir), None)
             continue
         todo.append((src, name, rel, target))
-    if not todo:
-        return
+    try:
+        todo = yield from _unchanged_failures(todo, failures, out_dir, settings)
+        if todo:
+            yield from _compose_todo(todo, out_dir, failures, settings, on_read)
+    finally:
+        _save_failures(out_dir, failures)
+
+
+def _compose_todo(todo: list[tuple[Any, str, Path, Path]], out_dir: Path, failures: dict[str, Any], settings: ComposeSettings, on_read: Callable[[str, str | None], None] | None) -> Iterator[dict[str, Any]]:
+    """Read, classify, compose and write the inputs that need it, with a progress bar that moves
+    as each input is read."""
+    from . import console
+
     with console.progress() as prog:
         task = prog.add_task("composing", total=len(todo))
-        stream = iter_classify([t[0] for t in todo], classifier=settings.classifier, classes=settings.classes, detect=settings.detect, batch_size=settings.batch_size, workers=settings.workers, device=settings.device, names=[t[1] for t in todo])
+
+        def read(i: int, error: str | None) -> None:
+            prog.advance(task)
+            if on_read is not None:
+                on_read(todo[i][1], error)
+
+        stream = iter_classify([t[0] for t in todo], classifier=settings.classifier, classes=settings.classes, detect=settings.detect, batch_size=settings.batch_size, workers=settings.workers, device=settings.device, names=[t[1] for t in todo], max_bytes=settings.max_bytes, on_read=read)
         for chunk in _chunks(_prefetched(stream), GENERATION_BATCH):
-            yield from _compose_chunk([(todo[i], recs[0]) for i, recs in chunk], settings)
-            prog.advance(task, len(chunk))
+            for rec, face, target in _compose_chunk([(todo[i], recs[0]) for i, recs in chunk], out_dir, settings):
+                key = _failure_key(target, out_dir)
+                if face.error and face.content:
+                    failures[key] = {"content": face.content, "settings": _reading_settings(settings), "error": face.error}
+                elif not face.error:
+                    failures.pop(key, None)
+                yield rec
 
 
-def _compose_chunk(chunk: Sequence[tuple[tuple[Any, str, Path, Path], FaceEmotion]], settings: ComposeSettings) -> Iterator[dict[str, Any]]:
-    """Generate the songs of classified inputs in one batch, write each, and give their records in order."""
+def _compose_chunk(chunk: Sequence[tuple[tuple[Any, str, Path, Path], FaceEmotion]], out_dir: Path, settings: ComposeSettings) -> Iterator[tuple[dict[str, Any], FaceEmotion, Path]]:
+    """Generate the songs of classified inputs in one batch, write each, and give their records in
+    order (with the classification and the target); an output failure that dooms the rest is
+    raised after its record."""
     from .music.composer import compose_emotions
 
-    seeds = [stable_seed(settings.seed, item[2].as_posix()) for item, _ in chunk]
+    seeds = [content_seed(settings.seed, face.content) if face.content else None for _, face in chunk]
     faces = [(k, face) for k, (_, face) in enumerate(chunk) if not face.error]
     songs: dict[int, Any] = {}
     if faces:
@@ -390,16 +557,79 @@ def _compose_chunk(chunk: Sequence[tuple[tuple[Any, str, Path, Path], FaceEmotio
         songs = {k: comp for (k, _), comp in zip(faces, comps)}
     for k, ((_, name, _, target), face) in enumerate(chunk):
         if face.error:
-            yield compose_record(input=name, seed=seeds[k], error=face.error, status="failed")
+            yield compose_record(input=name, seed=seeds[k], error=face.error, status="failed"), face, target
             continue
         comp = songs[k]
         try:
-            write_song(comp, target, settings, extra_outputs(target, settings))
+            write_song(comp, target, settings, extra_outputs(target, settings), replace_extras=True)
         except FacetuneError as exc:
-            yield compose_record(input=name, seed=seeds[k], error=str(exc), status="failed")
+            yield compose_record(input=name, seed=seeds[k], error=str(exc), status="failed", output=str(target)), FaceEmotion(name, None, None, {}), target
+            if _dooms(exc, out_dir):
+                raise
             continue
         music = {"key": comp.key, "chords": list(comp.chords), "tempo": comp.tempo, "bars": comp.bars, "form": comp.form}
-        yield compose_record(input=name, face=face.face, emotion=face.emotion, probabilities=face.probabilities, quadrant=comp.quadrant, seed=seeds[k], output=str(target), status="done", **music)
+        yield compose_record(input=name, face=face.face, emotion=face.emotion, probabilities=face.probabilities, quadrant=comp.quadrant, seed=seeds[k], output=str(target), status="done", **music), face, target
+
+
+def _failure_key(target: Path, out_dir: Path) -> str:
+    return target.relative_to(out_dir).as_posix()
+
+
+def _reading_settings(settings: ComposeSettings) -> str:
+    """What decides whether an input fails to read (not the music): a change means trying again."""
+    return f"detect={settings.detect} classes={','.join(settings.classes or ())} classifier={settings.classifier or ''}"
+
+
+def _load_failures(out_dir: Path) -> dict[str, Any]:
+    import json
+
+    try:
+        data = json.loads((out_dir / FAILURES_FILE).read_bytes())
+        return dict(data["failed"]) if isinstance(data.get("failed"), dict) else {}
+    except (OSError, ValueError, AttributeError, KeyError, TypeError):
+        return {}
+
+
+def _save_failures(out_dir: Path, failures: dict[str, Any]) -> None:
+    """The record of failed inputs, written atomically (sorted, so a resumed run writes the same
+    bytes as an uninterrupted one); none left, no file. A full disk only costs the record."""
+    import json
+
+    from . import console
+    from .checkpoints import atomic_write_bytes
+
+    path = out_dir / FAILURES_FILE
+    try:
+        if not failures:
+            path.unlink(missing_ok=True)
+            return
+        about = "inputs that failed, by output name; a rerun does not try them again while their content and reading settings are unchanged (facetune compose --retry-failed does)"
+        atomic_write_bytes(path, (json.dumps({"about": about, "failed": dict(sorted(failures.items()))}, indent=1, ensure_ascii=False) + "\n").encode(), durable=False)
+    except OSError as exc:
+        console.warn(f"could not keep the record of failed inputs: {exc}")
+
+
+def _unchanged_failures(todo: list[tuple[Any, str, Path, Path]], failures: dict[str, Any], out_dir: Path, settings: ComposeSettings) -> Iterator[dict[str, Any]]:
+    """Failed records for inputs that failed before with the same content and reading settings
+    (read and hashed, not decoded); returns the inputs still to do."""
+    from .faces.photos import source_digest
+
+    rest = []
+    for item in todo:
+        src, name, _, target = item
+        old = failures.get(_failure_key(target, out_dir))
+        if settings.retry_failed or not old or old.get("settings") != _reading_settings(settings):
+            rest.append(item)
+            continue
+        try:
+            content = source_digest(_read_photo(src, settings.max_bytes)[0])
+        except InputError:
+            content = None
+        if content != old.get("content"):
+            rest.append(item)
+            continue
+        yield compose_record(input=name, seed=content_seed(settings.seed, content), error=f"{old['error']} (failed before with the same content; --retry-failed tries again)", status="failed")
+    return rest
 
 
 def _chunks(stream: Iterator[Any], size: int) -> Iterator[list[Any]]:

@@ -37,26 +37,43 @@ def provenance(command: str | None = None) -> dict[str, Any]:
     }
 
 
+#: Temporary files being written right now: what a signal's last-resort exit removes (`cli.signals`).
+PENDING_TEMPS: set[str] = set()
+
+
 def atomic_write_bytes(path: Path, data: bytes, *, durable: bool = True) -> None:
     """Write to a temporary file in the same folder, then rename it over `path`, so readers and
     interrupted runs only ever see a complete file. `durable` also fsyncs before the rename
-    (checkpoints and caches); per-song outputs of a batch skip it, as a rerun remakes them."""
+    (checkpoints and caches); per-song outputs of a batch skip it, as a rerun remakes them.
+
+    Any failure (a full disk, a read-only or forbidden folder, a file where a folder should be)
+    removes the temporary file and raises `OutputError`: the path and the reason in one line."""
+    from .errors import OutputError
+
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(tmp, 0o666 & ~umask)
+    tmp = None
     try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+        PENDING_TEMPS.add(tmp)
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)
         with os.fdopen(fd, "wb") as fh:
             fh.write(data)
             if durable:
                 fh.flush()
                 os.fsync(fh.fileno())
         os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
+    except BaseException as exc:
+        if tmp is not None:
+            Path(tmp).unlink(missing_ok=True)
+        if isinstance(exc, OSError) and not isinstance(exc, OutputError):
+            raise OutputError(path, exc) from None
         raise
+    finally:
+        if tmp is not None:
+            PENDING_TEMPS.discard(tmp)
 
 
 def save_checkpoint(path: str | Path, payload: dict[str, Any]) -> None:

@@ -1,6 +1,7 @@
 """Exceptions that the CLI turns into one-line messages and exit codes."""
 from __future__ import annotations
 
+import errno
 from pathlib import Path
 from typing import Any
 
@@ -25,8 +26,39 @@ class DataError(FacetuneError):
     """A dataset or prepared cache is malformed or out of date."""
 
 
+class OutputError(FacetuneError, OSError):
+    """An output could not be written: the path and the reason in one line. It is also an OSError
+    (with the `errno` of the failure), so code that handles OSError still does."""
+
+    #: Failures that no later output of the same run can escape.
+    FATAL = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EROFS})
+
+    def __init__(self, path: Path | str, exc: OSError | None = None, reason: str | None = None) -> None:
+        super().__init__(f"{path}: cannot write ({reason or _reason(exc)})")
+        self.errno = exc.errno if exc is not None else None
+        self.path = Path(path)
+
+    def __str__(self) -> str:
+        return str(self.args[0])
+
+
+def _reason(exc: OSError | None) -> str:
+    """An OSError in a few words, the way `ls` or `cp` would say it."""
+    words = {
+        errno.ENOSPC: "no space left on the device", errno.EDQUOT: "disk quota exceeded", errno.EROFS: "read-only file system",
+        errno.EACCES: "permission denied", errno.EPERM: "operation not permitted", errno.ENOTDIR: "a folder in its path is a file",
+        errno.EISDIR: "it is a folder", errno.EEXIST: "a file is in the way of a folder", errno.ENAMETOOLONG: "file name too long",
+    }
+    if exc is None:
+        return "unknown reason"
+    return words.get(exc.errno or -1, exc.strerror or str(exc))
+
+
 def refuse_overwrite(path: Path, force: bool) -> None:
-    """The one rule for every output file: an existing one is replaced only with --force."""
+    """The one rule for every output file: an existing one is replaced only with --force, and a
+    folder never (not even with --force)."""
+    if path.is_dir():
+        raise OutputError(path, reason="it is a folder; give a file name")
     if path.exists() and not force:
         raise FacetuneError(f"{path}: already exists (use --force to overwrite)")
 

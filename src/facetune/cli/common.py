@@ -60,21 +60,6 @@ def _options(*options: Callable[[Any], Any]) -> Callable[[Any], Any]:
     return apply
 
 
-#: Options declared once for every command that takes them (one definition, one help text).
-CLASSIFIER_OPTION = click.option("--classifier", type=click.Path(path_type=Path), help="Classifier checkpoint (default: the shipped model).")
-ENGINE_OPTION = click.option("--engine", type=click.Choice(["auto", "onnx", "torch"]), default="auto", show_default=True, help="auto: ONNX Runtime on the CPU when the checkpoint has an ONNX export beside it, else PyTorch.")
-GENERATOR_OPTION = click.option("--generator", type=click.Path(path_type=Path), help="Generator checkpoint (default: the shipped model).")
-DEVICE_OPTION = click.option("--device", default="cpu", show_default=True, help="Device for the classifier: cpu, auto, cuda, cuda:N or mps.")
-OVERWRITE_OPTION = click.option("--force", is_flag=True, help="Overwrite existing outputs.")
-REBUILD_OPTION = click.option("--force", is_flag=True, help="Rebuild even if the cache is up to date.")
-TRAINING_RUN_OPTIONS = _options(
-    click.option("--seed", default=0, show_default=True),
-    click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda, cuda:N or mps."),
-    click.option("--resume", is_flag=True, help="Continue from OUT/last.pt."),
-    click.option("--tiny", is_flag=True, hidden=True, help="A very small network (tests only)."),
-)
-
-
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
 @click.version_option(__version__, "-V", "--version", prog_name="facetune")
 @click.option("-q", "--quiet", is_flag=True, help="Only results and errors; no progress or logs.")
@@ -82,7 +67,7 @@ TRAINING_RUN_OPTIONS = _options(
 def main(quiet: bool, verbose: bool) -> None:
     """facetune: a face in, music out. Photo → face → emotion → a 16-bar melody as MIDI.
 
-    Exit codes: 0 all ok, 1 some inputs or the command failed, 2 usage error.
+    Exit codes: 0 all ok, 1 some inputs or the command failed, 2 usage error, 130 Ctrl-C, 143 SIGTERM.
     """
     console.set_verbosity(quiet, verbose)
     signal.signal(signal.SIGTERM, _terminate)
@@ -127,10 +112,52 @@ def _parse_form(value: str) -> Any:
     return parse_form(value)
 
 
+def _parse_device(value: str) -> str:
+    import re
+
+    if not re.fullmatch(r"cpu|auto|mps|cuda(:\d+)?", value):
+        raise ValueError(f"unknown device {value!r}: use cpu, auto, cuda, cuda:N or mps")
+    return value
+
+
+def _parse_size(value: str) -> int:
+    """A byte count: digits with an optional K, M or G (powers of 1024)."""
+    import re
+
+    m = re.fullmatch(r"\s*(\d+)\s*([KMG]?)i?B?\s*", value, re.I)
+    if not m or int(m.group(1)) == 0:
+        raise ValueError(f"{value!r} is not a size: give bytes, or a number with K, M or G (64M)")
+    return int(m.group(1)) * 1024 ** " KMG".index(m.group(2).upper() or " ")
+
+
 #: --classes as FER class names, --emotion as a known emotion or quadrant, --form as a song form.
 check_classes = usage_check(_parse_classes)
 check_emotion = usage_check(_parse_emotion, keep_text=True)
 check_form = usage_check(_parse_form, keep_text=True)
+check_device = usage_check(_parse_device)
+check_size = usage_check(_parse_size)
+
+
+#: Options declared once for every command that takes them (one definition, one help text).
+CLASSIFIER_OPTION = click.option("--classifier", type=click.Path(path_type=Path), help="Classifier checkpoint (default: the shipped model).")
+ENGINE_OPTION = click.option("--engine", type=click.Choice(["auto", "onnx", "torch"]), default="auto", show_default=True, help="auto: ONNX Runtime on the CPU when the checkpoint has an ONNX export beside it, else PyTorch.")
+GENERATOR_OPTION = click.option("--generator", type=click.Path(path_type=Path), help="Generator checkpoint (default: the shipped model).")
+DEVICE_OPTION = click.option("--device", default="cpu", show_default=True, callback=check_device, help="Device for the classifier: cpu, auto, cuda, cuda:N or mps.")
+MAX_BYTES_OPTION = click.option("--max-bytes", default="64M", show_default=True, callback=check_size, help="Read at most this much of each input (bytes, or with K, M, G); a larger file, or anything but a regular file, is that input's error, not a hang.")
+OVERWRITE_OPTION = click.option("--force", is_flag=True, help="Overwrite existing outputs.")
+REBUILD_OPTION = click.option("--force", is_flag=True, help="Rebuild even if the cache is up to date.")
+TRAINING_RUN_OPTIONS = _options(
+    click.option("--seed", default=0, show_default=True, type=click.IntRange(0), help="Seed of the initialisation, the data order and augmentation (the same seed and data give the same model)."),
+    click.option("--device", default="auto", show_default=True, callback=check_device, help="auto, cpu, cuda, cuda:N or mps."),
+    click.option("--resume", is_flag=True, help="Continue from OUT/last.pt."),
+    click.option("--tiny", is_flag=True, hidden=True, help="A very small network (tests only)."),
+)
+
+
+def check_output_file(output: Path | None) -> None:
+    """`-o` names a file: an existing folder is a usage error (exit 2), --force or not."""
+    if output is not None and str(output) != "-" and output.is_dir():
+        raise click.BadParameter(f"{output} is a folder; -o names a file (use --out-dir {output} for many inputs)", param_hint="'-o' / '--output'")
 
 
 def write_text(path: Path | None, text: str, force: bool) -> None:
@@ -144,14 +171,22 @@ def write_text(path: Path | None, text: str, force: bool) -> None:
     atomic_write_bytes(path, text.encode())
 
 
-def expand_inputs(paths: tuple[str, ...]) -> list[tuple[Any, str, Path]]:
+def read_stdin(max_bytes: int) -> bytes:
+    """An image on stdin, read to at most `max_bytes` (stdin from /dev/zero ends, refused)."""
+    data = sys.stdin.buffer.read(max_bytes + 1)
+    if len(data) > max_bytes:
+        raise FacetuneError(f"-: stdin holds more than {max_bytes:,} bytes, the limit per input (--max-bytes raises it)")
+    return data
+
+
+def expand_inputs(paths: tuple[str, ...], max_bytes: int) -> list[tuple[Any, str, Path]]:
     """Expand CLI inputs: files, folders, globs and '-' (an image on stdin) → (source, name, relative path)."""
     from ..faces.photos import IMAGE_SUFFIXES, iter_image_files
 
     out: list[tuple[Any, str, Path]] = []
     for path, rel in iter_image_files(list(paths)):
         if str(path) == "-":
-            out.append((sys.stdin.buffer.read(), "-", Path("stdin")))
+            out.append((read_stdin(max_bytes), "-", Path("stdin")))
         else:
             out.append((path, str(path), rel))
     if not out:

@@ -47,37 +47,133 @@ class Face:
     crop: np.ndarray  # uint8 grayscale, square
 
 
+#: Bytes read from one input at most unless raised (`--max-bytes`): well above any camera's photo,
+#: far below what would hurt (a symlink to /dev/zero, a sparse 10 GB file is refused by its size).
+DEFAULT_MAX_BYTES = 64 * 1024 * 1024
+
+
+def _kind(mode: int) -> str:
+    import stat
+
+    for test, what in ((stat.S_ISDIR, "a folder"), (stat.S_ISFIFO, "a FIFO"), (stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device"), (stat.S_ISSOCK, "a socket")):
+        if test(mode):
+            return what
+    return "a special file"
+
+
+def _stat_reason(path: Path, exc: OSError) -> str:
+    """Why `os.stat(path)` failed, in a few words."""
+    import errno
+    import os
+
+    if exc.errno == errno.ENOENT:
+        return "dangling symlink (its target does not exist)" if os.path.islink(path) else "no such file"
+    if exc.errno == errno.ELOOP:
+        return "symlink loop"
+    if exc.errno == errno.ENOTDIR:
+        return "no such file (a folder in its path is a file)"
+    if exc.errno == errno.EACCES:
+        return "permission denied"
+    if exc.errno == errno.ENAMETOOLONG:
+        return "file name too long"
+    return f"cannot read file ({exc.strerror or exc})"
+
+
+def _too_big(name: str, size: int, max_bytes: int) -> InputError:
+    return InputError(f"{name}: file is {size:,} bytes, over the {max_bytes:,}-byte limit per input (--max-bytes raises it)")
+
+
+def read_image_bytes(path: str | Path, max_bytes: int = DEFAULT_MAX_BYTES) -> bytes:
+    """The bytes of one input file, read so that nothing can hang or exhaust memory.
+
+    Only a regular file is read: a folder, a FIFO, a device (a symlink to /dev/zero) or a socket
+    is refused by `os.stat` before it is opened (and it is opened with O_NONBLOCK, so a file
+    swapped for a FIFO in between cannot block either). A file over `max_bytes` is refused by its
+    size before any byte is read, and no more than `max_bytes` + 1 bytes are ever read. A missing
+    file, a dangling symlink, a symlink loop or a permission problem is an InputError naming it.
+    """
+    import os
+    import stat
+
+    path = Path(path)
+    try:
+        st = os.stat(path)
+    except OSError as exc:
+        raise InputError(f"{path}: {_stat_reason(path, exc)}") from None
+    if not stat.S_ISREG(st.st_mode):
+        raise InputError(f"{path}: not a regular file ({_kind(st.st_mode)})")
+    if st.st_size > max_bytes:
+        raise _too_big(str(path), st.st_size, max_bytes)
+    try:
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_NOCTTY", 0))
+    except OSError as exc:
+        raise InputError(f"{path}: {_stat_reason(path, exc)}") from None
+    chunks: list[bytes] = []
+    total = 0
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise InputError(f"{path}: not a regular file ({_kind(os.fstat(fd).st_mode)})")
+        while chunk := os.read(fd, min(1 << 20, max_bytes + 1 - total)):
+            chunks.append(chunk)
+            total += len(chunk)
+            if total > max_bytes:
+                raise _too_big(str(path), total, max_bytes)
+    except OSError as exc:
+        raise InputError(f"{path}: cannot read file ({exc.strerror or exc})") from None
+    finally:
+        os.close(fd)
+    return b"".join(chunks)
+
+
+def read_source(src: Any, max_bytes: int = DEFAULT_MAX_BYTES, name: str | None = None) -> tuple[Any, str]:
+    """An input as (bytes, name) for a path or bytes (read with `read_image_bytes`, or checked
+    against `max_bytes`), or unchanged with its type's name for a PIL image or a numpy array."""
+    name = name or _describe(src)
+    if isinstance(src, (str, Path)):
+        return read_image_bytes(src, max_bytes), name
+    if isinstance(src, (bytes, bytearray, memoryview)):
+        if len(src) > max_bytes:
+            raise _too_big(name, len(src), max_bytes)
+        return bytes(src), name
+    if isinstance(src, np.ndarray) or hasattr(src, "getdata"):
+        return src, name
+    raise InputError(f"{name}: not an image (expected a path, bytes, PIL image or numpy array)")
+
+
+def source_digest(data: Any) -> str:
+    """The content's fingerprint (BLAKE2b-128, hex): of the file's bytes for a path or bytes (what
+    `read_source` gives), of the pixels, shape and type for a numpy array or PIL image."""
+    import hashlib
+
+    h = hashlib.blake2b(digest_size=16)
+    if isinstance(data, (bytes, bytearray)):
+        h.update(data)
+        return h.hexdigest()
+    arr = np.ascontiguousarray(np.asarray(data))
+    h.update(f"{arr.dtype.str}{arr.shape}".encode())
+    h.update(arr.tobytes())
+    return h.hexdigest()
+
+
 def _describe(src: Any) -> str:
     return str(src) if isinstance(src, (str, Path)) else type(src).__name__
 
 
-def load_image(src: ImageLike) -> np.ndarray:
+def load_image(src: ImageLike, *, max_bytes: int = DEFAULT_MAX_BYTES, name: str | None = None) -> np.ndarray:
     """Decode an image to an RGB uint8 array (H, W, 3), honouring EXIF orientation.
 
-    Accepts a path, raw bytes, a PIL image or a numpy array (gray, RGB or RGBA).
-    Raises InputError with a message naming the file and the problem.
+    Accepts a path, raw bytes, a PIL image or a numpy array (gray, RGB or RGBA). A path is read
+    with `read_image_bytes` (regular files only, at most `max_bytes`). Raises InputError with a
+    message naming the file (`name`, default: the path or the type) and the problem.
     """
     from PIL import Image, ImageOps
 
-    name = _describe(src)
+    name = name or _describe(src)
     if isinstance(src, np.ndarray):
         return _array_to_rgb(src, name)
     if isinstance(src, Image.Image):
         return _pil_to_rgb(src, name)
-    if isinstance(src, (str, Path)):
-        path = Path(src)
-        if not path.exists():
-            raise InputError(f"{path}: no such file")
-        if path.is_dir():
-            raise InputError(f"{path}: is a folder, not an image")
-        try:
-            data = path.read_bytes()
-        except OSError as exc:
-            raise InputError(f"{path}: cannot read file ({exc.strerror or exc})") from None
-    elif isinstance(src, (bytes, bytearray)):
-        data = bytes(src)
-    else:
-        raise InputError(f"{name}: not an image (expected a path, bytes, PIL image or numpy array)")
+    data, _ = read_source(src, max_bytes, name)
     if not data:
         raise InputError(f"{name}: empty file (0 bytes)")
     with warnings.catch_warnings():
@@ -357,6 +453,8 @@ def find_faces(
     all_faces: bool = False,
     size: int = 48,
     margin: float = 0.12,
+    max_bytes: int = DEFAULT_MAX_BYTES,
+    name: str | None = None,
 ) -> list[Face]:
     """Load an image and return its face crop(s).
 
@@ -366,7 +464,7 @@ def find_faces(
     crop too, and is used whole. `detect=True` looks even in the tiniest images;
     `detect=False` always uses the whole image. A real photo with no face raises NoFaceError.
     """
-    rgb = src if isinstance(src, np.ndarray) and src.ndim == 3 and src.dtype == np.uint8 and src.shape[2] == 3 else load_image(src)
+    rgb = src if isinstance(src, np.ndarray) and src.ndim == 3 and src.dtype == np.uint8 and src.shape[2] == 3 else load_image(src, max_bytes=max_bytes, name=name)
     if detect is False or (detect is None and max(rgb.shape[:2]) <= THUMBNAIL_MAX_SIDE):
         return [Face(None, whole_image_crop(rgb, size))]
     found = locate_faces(rgb)
@@ -376,10 +474,46 @@ def find_faces(
         if max(rgb.shape[:2]) <= TIGHT_CROP_MAX_SIDE:
             return [Face(None, whole_image_crop(rgb, size))]
         h, w = rgb.shape[:2]
-        raise NoFaceError(f"{_describe(src)}: no face found in this {w}×{h} photo (use --no-detect if it is already a face crop)")
+        raise NoFaceError(f"{name or _describe(src)}: no face found in this {w}×{h} photo (use --no-detect if it is already a face crop)")
     if not all_faces:
         found = found[:1]
     return [Face(f.box, _crop(rgb, f, margin, size)) for f in found]
+
+
+def _walk_images(root: Path) -> list[Path]:
+    """Every entry with an image suffix under `root` (hidden names left out), whatever it is: a
+    regular file, but also a FIFO, a device, a dangling symlink, a symlink loop or a folder named
+    like an image (`x.jpg/`), so that each of those gets its own error record ("not a regular
+    file") when read instead of vanishing from the batch. Other folders are entered, symlinked
+    ones too, each real folder once (a symlink cycle of folders ends)."""
+    import os
+
+    found: list[Path] = []
+    seen: set[tuple[int, int]] = set()
+    stack = [root]
+    while stack:
+        folder = stack.pop()
+        try:
+            st = os.stat(folder)
+            if (st.st_dev, st.st_ino) in seen:
+                continue
+            seen.add((st.st_dev, st.st_ino))
+            entries = list(os.scandir(folder))
+        except OSError:
+            continue
+        for entry in entries:
+            path = Path(entry.path)
+            try:
+                is_dir = entry.is_dir()
+            except OSError:
+                is_dir = False
+            if entry.name.startswith(".") and not is_dir:
+                continue
+            if path.suffix.lower() in IMAGE_SUFFIXES:
+                found.append(path)
+            elif is_dir:
+                stack.append(path)
+    return found
 
 
 def iter_image_files(inputs: list[str | Path]) -> list[tuple[Path, Path]]:
@@ -394,8 +528,7 @@ def iter_image_files(inputs: list[str | Path]) -> list[tuple[Path, Path]]:
     for item in inputs:
         p = Path(item)
         if p.is_dir():
-            files = sorted(f for f in p.rglob("*") if f.is_file() and f.suffix.lower() in IMAGE_SUFFIXES and not f.name.startswith("."))
-            out += [(f, f.relative_to(p)) for f in files]
+            out += [(f, f.relative_to(p)) for f in sorted(_walk_images(p))]
         elif p.exists() or str(item) == "-":
             out.append((p, Path(p.name)))
         elif any(ch in str(item) for ch in "*?["):
