@@ -78,6 +78,14 @@ class _Line:
         self.notes = notes
 
 
+def line_events(notes: Sequence[Note], n_bars: int, max_bars: int | None = WINDOW_BARS) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The line's notes over the window as arrays: onset step (from the window's first bar), pitch
+    and length in steps (a note ends at the next onset or rest at the latest). `max_bars` None: the
+    whole melody from its first bar with a note."""
+    line = _Line(notes, n_bars, max_bars)
+    return line.steps, line.pitches, line.lengths
+
+
 def _share(mask: np.ndarray) -> float:
     return float(np.mean(mask)) if len(mask) else float("nan")
 
