@@ -365,3 +365,116 @@ def test_wav_uses_the_soundfont_given(run, tiny_generator, tmp_path):
     r = run("compose", "--emotion", "calm", "-o", tmp_path / "d.mid", "--wav", "--soundfont", tmp_path / "missing.sf2", "--generator", tiny_generator)
     assert r.exit_code == 1 and "missing.sf2" in r.output and len(r.output.strip().splitlines()) == 1
     assert not (tmp_path / "d.mid").exists()  # checked before anything was written
+
+
+# --- output failures (issue 23): one line naming the path and the reason, nothing half-written ----
+
+
+def _fail_writes_under(monkeypatch, folder, err: int, after: int = 0):
+    """Make every temporary file under `folder` fail with `err` (ENOSPC, EROFS, EACCES) after
+    `after` successful ones, as a full, read-only or forbidden disk would (this runs as root too)."""
+    import errno as _errno
+    import os
+    import tempfile
+
+    from facetune import checkpoints
+
+    real = tempfile.mkstemp
+    made = []
+
+    def mkstemp(*a, dir=None, **kw):
+        if dir is not None and str(dir).startswith(str(folder)):
+            made.append(dir)
+            if len(made) > after:
+                raise OSError(err, os.strerror(err))
+        return real(*a, dir=dir, **kw)
+
+    monkeypatch.setattr(checkpoints.tempfile, "mkstemp", mkstemp)
+    return _errno
+
+
+def _one_clean_line(r, *words):
+    lines = r.stderr.strip().splitlines()
+    assert "Traceback" not in r.output and lines and lines[-1].startswith("error:"), r.output
+    assert all(w in lines[-1] for w in words), lines[-1]
+
+
+@pytest.mark.parametrize("err, reason", [(28, "no space left on the device"), (30, "read-only file system"), (13, "permission denied")])
+def test_single_compose_output_failure_is_one_line_and_leaves_nothing(run, tiny_generator, tmp_path, monkeypatch, err, reason):
+    out = tmp_path / "o" / "s.mid"
+    _fail_writes_under(monkeypatch, tmp_path / "o", err)
+    r = run("compose", "--emotion", "sad", "-o", out, "--png", "--generator", tiny_generator)
+    assert r.exit_code == 1
+    _one_clean_line(r, str(out.with_suffix(".png")), reason)
+    assert not [p for p in (tmp_path / "o").iterdir()]
+
+
+def test_a_failed_extra_takes_its_midi_and_other_extras_with_it(run, tiny_generator, tmp_path, monkeypatch):
+    """All or nothing per song: the WAV fails on a full disk after the picture was written, so the
+    picture goes too and no MIDI is written; the rerun does not stop at "already exists"."""
+    out = tmp_path / "s.mid"
+    _fail_writes_under(monkeypatch, tmp_path, 28, after=1)
+    r = run("compose", "--emotion", "sad", "-o", out, "--png", "--wav", "--bars", "4", "--generator", tiny_generator)
+    assert r.exit_code == 1 and not list(tmp_path.iterdir())
+    _one_clean_line(r, str(out.with_suffix(".wav")), "no space left")
+    monkeypatch.undo()
+    r = run("compose", "--emotion", "sad", "-o", out, "--png", "--wav", "--bars", "4", "--generator", tiny_generator)
+    assert r.exit_code == 0 and sorted(p.name for p in tmp_path.iterdir()) == ["s.mid", "s.png", "s.wav"]
+
+
+@pytest.mark.parametrize("force", [[], ["--force"]])
+def test_output_that_is_a_folder_or_under_a_file(run, tiny_generator, tmp_path, force):
+    (tmp_path / "dir").mkdir()
+    r = run("compose", "--emotion", "sad", "-o", tmp_path / "dir", *force, "--generator", tiny_generator)
+    assert r.exit_code == 2 and f"{tmp_path / 'dir'} is a folder" in r.stderr and "Traceback" not in r.output
+    (tmp_path / "file").write_text("x")
+    r = run("compose", "--emotion", "sad", "-o", tmp_path / "file" / "x.mid", *force, "--generator", tiny_generator)
+    assert r.exit_code == 1
+    _one_clean_line(r, str(tmp_path / "file"), "a file is in the way of a folder")
+    r = run("compose", "--emotion", "sad", "--out-dir", tmp_path / "file", "--generator", tiny_generator)
+    assert r.exit_code == 2  # --emotion takes -o; --out-dir naming a file is refused before that
+    r = run("compose", tmp_path, "--out-dir", tmp_path / "file", *force, "--generator", tiny_generator)
+    assert r.exit_code == 2 and f"{tmp_path / 'file'} is a file" in r.stderr
+    r = run("classify", tmp_path, "-o", tmp_path / "dir", *force)
+    assert r.exit_code == 2 and "is a folder" in r.stderr
+    assert (tmp_path / "file").read_text() == "x" and not list((tmp_path / "dir").iterdir())
+
+
+def test_batch_output_failure_of_one_input_is_its_record(run, crops, tiny_classifier, tiny_generator, tmp_path):
+    out = tmp_path / "songs"
+    (out / "face03.mid").mkdir(parents=True)  # a folder where one song should go
+    r = run("compose", crops / "a", "--out-dir", out, "--classifier", tiny_classifier, "--generator", tiny_generator, "--format", "json")
+    recs = {Path(x["input"]).name: x for x in map(json.loads, r.stdout.splitlines())}
+    assert r.exit_code == 1 and len(recs) == 10 and recs["face03.png"]["status"] == "failed"
+    assert "face03.mid: cannot write (it is a folder" in recs["face03.png"]["error"]
+    assert sum(x["status"] == "done" for x in recs.values()) == 8  # and text.jpg failed to read
+
+
+@pytest.mark.parametrize("err", [28, 30])
+def test_batch_stops_cleanly_when_the_disk_is_full_or_read_only(run, crops, tiny_classifier, tiny_generator, tmp_path, monkeypatch, err):
+    out = tmp_path / "songs"
+    _fail_writes_under(monkeypatch, out, err, after=3)
+    r = run("compose", crops, "--out-dir", out, "--classifier", tiny_classifier, "--generator", tiny_generator)
+    assert r.exit_code == 1 and "Traceback" not in r.output
+    assert "stopped:" in r.stderr and "input(s) not composed (rerun to resume)" in r.stderr and "done" in r.stderr  # the summary
+    assert len(list(out.rglob("*.mid"))) == 3 and not [p for p in out.rglob(".*")]
+    monkeypatch.undo()
+    r = run("compose", crops, "--out-dir", out, "--classifier", tiny_classifier, "--generator", tiny_generator, "--format", "json")
+    recs = [json.loads(x) for x in r.stdout.splitlines()]
+    assert r.exit_code == 1 and sum(x["status"] == "skipped" for x in recs) == 3 and sum(x["status"] == "done" for x in recs) == 14
+
+
+@pytest.mark.skipif(not hasattr(__import__("os"), "geteuid") or __import__("os").geteuid() == 0, reason="root writes anywhere")
+def test_real_read_only_folder(run, tiny_generator, crops, tiny_classifier, tmp_path):
+    ro = tmp_path / "ro"
+    ro.mkdir()
+    ro.chmod(0o555)
+    try:
+        r = run("compose", "--emotion", "sad", "-o", ro / "s.mid", "--generator", tiny_generator)
+        assert r.exit_code == 1
+        _one_clean_line(r, str(ro / "s.mid"), "permission denied")
+        r = run("compose", crops / "a", "--out-dir", ro, "--classifier", tiny_classifier, "--generator", tiny_generator)
+        assert r.exit_code == 1 and "stopped:" in r.stderr and "permission denied" in r.stderr
+        assert not list(ro.iterdir())
+    finally:
+        ro.chmod(0o755)

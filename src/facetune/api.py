@@ -506,7 +506,7 @@ def compose_many(items: Sequence[tuple[Any, str, Path]], out_dir: str | Path, se
     failures = _load_failures(out_dir)
     todo = []
     for (src, name, rel), target in zip(items, targets):
-        if target.exists() and not settings.force:
+        if target.exists() and not target.is_dir() and not settings.force:
             yield compose_record(input=name, output=str(target), seed=_seed_of(src, settings), status="skipped")
             failures.pop(_failure_key(target, out_dir), None)
             continue
