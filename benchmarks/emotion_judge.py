@@ -13,7 +13,15 @@ as a listener hears it) — or, with `--midi-dir`, the files `<emotion>_<seed>.m
 This is our own proxy, not the hidden judge; benchmarks/emotion_judge_forest.py is a second one
 built differently (random forest, other features, EMOPIA + VGMIDI).
 
-The features of EMOPIA are cached in runs/judges/logistic_feat_emopia.npz (plain arrays).
+Melody mode (`--melody-only`, or `--train-on-melody`; see benchmarks/judge_common.py): the
+judge is trained on the top line (skyline) of EMOPIA's train songs *and* VGMIDI's train games,
+checked on both test sets, and hears the top line of what it judges. Two of the 8 features are
+left out there: polyphony (always 1 on a line) and mean velocity (VGMIDI's velocities are often
+constant, so across the two data sets it would teach where a piece comes from, not its emotion;
+the forest judge leaves velocity out for the same reason).
+
+The features of EMOPIA are cached in runs/judges/logistic_feat_emopia.npz (plain arrays; the
+top-line features in logistic_feat_{emopia,vgmidi}_skyline.npz).
 The Krumhansl–Kessler lean is computed in benchmarks/judge_common.py (the same profiles and
 formula as facetune.music.chords.mode_score), so the judge does not change when the package does.
 """
@@ -29,6 +37,8 @@ import judge_common as jc  # noqa: E402
 
 FEATURES = ["notes_per_second", "mean_velocity", "pitch_range", "mean_pitch", "polyphony", "mean_duration", "pitch_class_entropy", "mode_score"]
 FEATURE_VERSION = "logistic-features-v1"
+#: Melody mode's features: no polyphony (a line has one note at a time), no velocity (data-set artefact).
+MELODY_FEATURES = [f for f in FEATURES if f not in ("polyphony", "mean_velocity")]
 
 
 def mode_score(pc_hist: np.ndarray) -> float:
@@ -74,39 +84,52 @@ def predict(w: np.ndarray, x: np.ndarray) -> np.ndarray:
 
 
 class Judge:
-    def __init__(self, xtr: np.ndarray, qtr: np.ndarray) -> None:
+    def __init__(self, xtr: np.ndarray, qtr: np.ndarray, columns: list[int] | None = None) -> None:
+        self.columns = list(range(xtr.shape[1])) if columns is None else list(columns)
+        xtr = xtr[:, self.columns]
         self.mu, self.sd = xtr.mean(0), xtr.std(0) + 1e-9
         z = (xtr - self.mu) / self.sd
         self.wa = fit_logistic(z, np.isin(qtr, [1, 2]).astype(float))
         self.wv = fit_logistic(z, np.isin(qtr, [1, 4]).astype(float))
 
     def quadrants(self, x: np.ndarray) -> np.ndarray:
-        z = (np.asarray(x) - self.mu) / self.sd
+        z = (np.asarray(x)[:, self.columns] - self.mu) / self.sd
         a, v = predict(self.wa, z), predict(self.wv, z)
         return np.where(v, np.where(a, 1, 4), np.where(a, 2, 3))
 
 
 def main() -> None:
     args = jc.parser(__doc__).parse_args()
+    melody = jc.melody_mode(args)
+    feats = jc.heard_as(features, melody)
     clips = jc.emopia_clips()
-    x = jc.feature_matrix([p for p, *_ in clips], features, "logistic_feat_emopia", FEATURE_VERSION, refresh=args.retrain)
-    q = np.array([c[1] for c in clips])
-    s = np.array([c[2] for c in clips])
-    judge = Judge(x[s == "train"], q[s == "train"])
-    held = jc.held_out_scores(q[s == "test"], judge.quadrants(x[s == "test"]))
-    print(f"logistic judge (8 whole-file features), trained on {np.sum(s == 'train')} EMOPIA train clips:")
-    jc.print_held_out("EMOPIA test (unseen songs)", held)
+    sets = [("emopia", clips)] + ([("vgmidi", jc.vgmidi_phrases())] if melody else [])
+    tag = "_skyline" if melody else ""
+    data = {}
+    for name, items in sets:
+        x = jc.feature_matrix([p for p, *_ in items], feats, f"logistic_feat_{name}{tag}", FEATURE_VERSION + tag, refresh=args.retrain)
+        data[name] = (x, np.array([c[1] for c in items]), np.array([c[2] for c in items]))
+    used = MELODY_FEATURES if melody else FEATURES
+    xtr = np.vstack([x[s == "train"] for x, _, s in data.values()])
+    qtr = np.concatenate([q[s == "train"] for _, q, s in data.values()])
+    judge = Judge(xtr, qtr, [FEATURES.index(f) for f in used])
+    trained_on = "top lines of EMOPIA train songs + VGMIDI train games" if melody else "EMOPIA train clips"
+    print(f"logistic judge ({len(used)} whole-file features), trained on {len(qtr)} {trained_on}:")
+    held = {}
+    for name, (x, q, s) in data.items():
+        held[f"{name}_test"] = jc.held_out_scores(q[s == "test"], judge.quadrants(x[s == "test"]))
+        jc.print_held_out(f"{name.upper()} test{' top lines' if melody else ''} (unseen)", held[f"{name}_test"])
 
     comps = jc.compositions(args)
-    preds = {e: judge.quadrants(np.array([features(pm) for _, pm in items])) for e, items in comps.items() if items}
+    preds = {e: judge.quadrants(np.array([feats(pm) for _, pm in items])) for e, items in comps.items() if items}
     v = jc.verdicts(preds)
     src = jc.source_line(args)
     print(f"verdicts on {src}:")
     jc.print_verdicts(v)
     print(f"command: {jc.command_line()}")
     jc.write_json(args.json, {
-        "judge": "two logistic regressions (arousal, valence) on 8 whole-file features, EMOPIA train songs",
-        "features": FEATURES, "command": jc.command_line(), "source": src, "held_out": {"emopia_test": held}, "verdicts": v,
+        "judge": f"two logistic regressions (arousal, valence) on {len(used)} whole-file features, {trained_on}",
+        "melody_mode": melody, "features": used, "command": jc.command_line(), "source": src, "held_out": held, "verdicts": v,
     })
 
 

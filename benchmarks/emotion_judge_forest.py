@@ -24,8 +24,13 @@ arousal as high when P(Q1)+P(Q2) > 0.5, and the quadrant is the pair of those si
 Hyperparameters and the feature set were chosen on EMOPIA *val* songs + VGMIDI val games only
 (`--select`); held-out figures are on EMOPIA test songs and VGMIDI test games, never seen.
 
-The fitted forest is cached as plain arrays in runs/judges/forest.npz (no pickle); features of the
-data sets are cached next to it. `--retrain` rebuilds both.
+Melody mode (`--melody-only`, or `--train-on-melody`; see benchmarks/judge_common.py): the same
+features and settings, computed on the top line (skyline) of every labelled piece, for training
+and held-out testing, and on the top line of what is judged (the harmony features then read
+almost nothing, which is the point: a sung line has no chords). `--select` works there too.
+
+The fitted forest is cached as plain arrays in runs/judges/forest.npz (no pickle; forest_skyline.npz
+in melody mode); features of the data sets are cached next to it. `--retrain` rebuilds both.
 """
 from __future__ import annotations
 
@@ -272,11 +277,12 @@ def quadrants(p: np.ndarray) -> np.ndarray:
     return np.where(v, np.where(a, 1, 4), np.where(a, 2, 3))
 
 
-def load_data(retrain: bool):
+def load_data(retrain: bool, melody: bool = False):
     em = jc.emopia_clips()
     vg = jc.vgmidi_phrases()
-    xe = jc.feature_matrix([p for p, *_ in em], features, "forest_feat_emopia", FEATURE_VERSION, refresh=retrain)
-    xv = jc.feature_matrix([p for p, *_ in vg], features, "forest_feat_vgmidi", FEATURE_VERSION, refresh=retrain)
+    feats, tag = jc.heard_as(features, melody), "_skyline" if melody else ""
+    xe = jc.feature_matrix([p for p, *_ in em], feats, f"forest_feat_emopia{tag}", FEATURE_VERSION + tag, refresh=retrain)
+    xv = jc.feature_matrix([p for p, *_ in vg], feats, f"forest_feat_vgmidi{tag}", FEATURE_VERSION + tag, refresh=retrain)
     d = {}
     for name, items, x in (("emopia", em, xe), ("vgmidi", vg, xv)):
         q = np.array([it[1] for it in items])
@@ -331,30 +337,33 @@ def main() -> None:
     ap.add_argument("--select", action="store_true", help="print the validation grid and stop")
     args = ap.parse_args()
     t = time.time()
-    d = load_data(args.retrain)
+    melody = jc.melody_mode(args)
+    tag = "_skyline" if melody else ""
+    d = load_data(args.retrain, melody)
     if args.select:
         select(d)
         return
     x, q = train_set(d)
-    key = f"{FEATURE_VERSION}|{sorted(SETTINGS.items())}|{SEED}|{len(x)}|{float(x.sum()):.6e}"
-    path = jc.CACHE_DIR / "forest.npz"
+    key = f"{FEATURE_VERSION}{tag}|{sorted(SETTINGS.items())}|{SEED}|{len(x)}|{float(x.sum()):.6e}"
+    path = jc.CACHE_DIR / f"forest{tag}.npz"
     forest = None if args.retrain else Forest.load(path, key)
     cached = forest is not None
     if forest is None:
         s = dict(SETTINGS)
         forest = Forest.fit(x, q, columns_for(s.pop("velocity")), seed=SEED, **s)
         forest.save(path, key)
-    print(f"forest judge: {SETTINGS['trees']} trees on {len(forest.columns)} features, trained on EMOPIA train songs + VGMIDI train games (n={len(x)}){' [cached model]' if cached else ''}")
+    print(f"forest judge: {SETTINGS['trees']} trees on {len(forest.columns)} features, trained on {'the top lines of ' if melody else ''}EMOPIA train songs + VGMIDI train games (n={len(x)}){' [cached model]' if cached else ''}")
     held = {}
     for name in ("emopia", "vgmidi"):
         xt, qt = d[name, "test"]
         held[f"{name}_test"] = jc.held_out_scores(qt, quadrants(forest.proba(xt)))
-        jc.print_held_out(f"{name.upper()} test (unseen)", held[f"{name}_test"])
+        jc.print_held_out(f"{name.upper()} test{' top lines' if melody else ''} (unseen)", held[f"{name}_test"])
     imp = np.argsort(-forest.importance)[:10]
     print("  top features (Gini importance): " + ", ".join(f"{FEATURE_NAMES[forest.columns[i]]} {forest.importance[i]:.3f}" for i in imp))
 
     comps = jc.compositions(args)
-    cx = {e: np.array([features(pm) for _, pm in items]) for e, items in comps.items() if items}
+    feats = jc.heard_as(features, melody)
+    cx = {e: np.array([feats(pm) for _, pm in items]) for e, items in comps.items() if items}
     preds = {e: quadrants(forest.proba(v)) for e, v in cx.items()}
     v = jc.verdicts(preds)
     src = jc.source_line(args)
@@ -368,7 +377,7 @@ def main() -> None:
     print(f"({time.time() - t:.0f}s) command: {jc.command_line()}")
     jc.write_json(args.json, {
         "judge": "random forest (numpy) on key-relative pitch classes, intervals, IOIs, register, density, articulation, triad quality, velocity",
-        "settings": SETTINGS, "command": jc.command_line(), "source": src, "held_out": held, "verdicts": v,
+        "melody_mode": melody, "settings": SETTINGS, "command": jc.command_line(), "source": src, "held_out": held, "verdicts": v,
         "q3_vs_q4_emopia": [dict(zip(("feature", "cohens_d", "q3_mean", "q4_mean", "facetune_sad", "facetune_calm"), r)) for r in rows],
     })
 

@@ -7,6 +7,14 @@ compositions are asked for.
 
 Data: EMOPIA (`shared/data/emopia`, song-level splits from `split/*_SL.csv`) and VGMIDI's
 labelled phrases (`shared/data/vgmidi`, split here by *game*, so no game is in two splits).
+
+Melody mode (`--melody-only`, or `--train-on-melody` with full MIDI): a judge trained on whole
+piano textures hears a lone sung line out of its domain (one voice, no chords, a narrow range
+it never saw with a label). So in melody mode each judge is trained and tested on the *top line*
+of the labelled pieces (`skyline`: at each onset the highest note starting there, cut at the next
+onset, so monophonic) and hears the top line of what it judges too: a tune as a tune.
+`--melody-only` implies it; `--texture-judge` keeps the texture-trained judge for the melody track
+(the earlier, out-of-domain reading, for comparison).
 """
 from __future__ import annotations
 
@@ -73,6 +81,44 @@ def read_midi(src):
     return pretty_midi.PrettyMIDI(io.BytesIO(src) if isinstance(src, bytes) else str(src))
 
 
+#: Onsets closer than this (seconds) are one onset for the skyline (EMOPIA is transcribed audio,
+#: so a chord's notes do not start at exactly the same time).
+SKYLINE_TOLERANCE = 0.03
+
+
+def skyline(pm, tolerance: float = SKYLINE_TOLERANCE):
+    """The top line of a piece as a one-track PrettyMIDI: onsets (any non-drum track) within
+    `tolerance` of a group's first one are grouped, the highest note of each group is kept and cut
+    at the next group's onset, so the line is monophonic. Times stay in seconds, velocities as played."""
+    import pretty_midi
+
+    notes = sorted((n for i in pm.instruments if not i.is_drum for n in i.notes), key=lambda n: (n.start, -n.pitch))
+    groups: list[list] = []
+    for n in notes:
+        if groups and n.start - groups[-1][0].start <= tolerance:
+            groups[-1].append(n)
+        else:
+            groups.append([n])
+    tops = [max(g, key=lambda n: n.pitch) for g in groups]
+    out = pretty_midi.PrettyMIDI()
+    inst = pretty_midi.Instrument(0, name="skyline")
+    for k, n in enumerate(tops):
+        end = min(n.end, groups[k + 1][0].start) if k + 1 < len(groups) else n.end
+        inst.notes.append(pretty_midi.Note(velocity=n.velocity, pitch=n.pitch, start=n.start, end=max(end, n.start + 1e-3)))
+    out.instruments.append(inst)
+    return out
+
+
+def melody_mode(args) -> bool:
+    """Train and judge on top lines: asked for, or implied by --melody-only (unless --texture-judge)."""
+    return bool(getattr(args, "train_on_melody", False) or (getattr(args, "melody_only", False) and not getattr(args, "texture_judge", False)))
+
+
+def heard_as(features, melody: bool):
+    """The judge's feature function, on the top line in melody mode."""
+    return (lambda pm: features(skyline(pm))) if melody else features
+
+
 def feature_matrix(items, features, cache_name: str | None = None, version: str = "", refresh: bool = False) -> np.ndarray:
     """Features of many MIDI files (paths), cached in runs/judges/<cache_name>.npz keyed by the
     file list and `version` (bump it when the features change)."""
@@ -98,7 +144,9 @@ def parser(doc: str) -> argparse.ArgumentParser:
     ap.add_argument("--midi-dir", default=None, help="judge <emotion>_<seed>.mid files here instead of composing")
     ap.add_argument("--json", default=None, help="write the figures to this JSON file")
     ap.add_argument("--retrain", action="store_true", help="ignore the cached model and features")
-    ap.add_argument("--melody-only", action="store_true", help="judge the melody track alone (no chord track), as a judge that hears only the tune would")
+    ap.add_argument("--melody-only", action="store_true", help="judge the melody track alone (no chord track), as a judge that hears only the tune would; implies --train-on-melody")
+    ap.add_argument("--train-on-melody", action="store_true", help="train and test the judge on the top line (skyline) of the labelled pieces, and judge the top line of the compositions")
+    ap.add_argument("--texture-judge", action="store_true", help="with --melody-only: keep the judge trained on whole textures (out of its domain on a lone line; for comparison)")
     ap.add_argument("--network-emotion", default=None, help="ablation: tell the network this emotion in every song, keeping each song's own key, chords and style")
     return ap
 
@@ -127,6 +175,8 @@ def source_line(args) -> str:
     if args.midi_dir:
         return f"MIDI files in {args.midi_dir}"
     tracks = "melody track only" if args.melody_only else "full MIDI (melody + chords)"
+    if melody_mode(args):
+        tracks += ", its top line, judged by a judge trained on top lines"
     net = f", network told '{args.network_emotion}' in every song" if args.network_emotion else ""
     return f"compose_emotion(..., bars=16, seed=0..{args.n - 1}), generator {args.generator or 'shipped'}, {tracks}{net}"
 
