@@ -478,3 +478,72 @@ def test_real_read_only_folder(run, tiny_generator, crops, tiny_classifier, tmp_
         assert not list(ro.iterdir())
     finally:
         ro.chmod(0o755)
+
+
+# --- seeds from content, collisions (issue 23) --------------------------------------------------
+
+
+def test_same_photo_same_song_alone_in_a_folder_renamed_and_via_stdin(run, tiny_classifier, tiny_generator, tmp_path):
+    import shutil
+
+    Image.fromarray(face_image(1, np.random.default_rng(9))).save(tmp_path / "p.png")
+    (tmp_path / "folder" / "deep").mkdir(parents=True)
+    shutil.copy(tmp_path / "p.png", tmp_path / "folder" / "deep" / "renamed.png")
+    Image.fromarray(face_image(1, np.random.default_rng(10))).save(tmp_path / "folder" / "other.png")
+    models = ["--classifier", tiny_classifier, "--generator", tiny_generator]
+    assert run("compose", tmp_path / "p.png", "-o", tmp_path / "alone.mid", *models).exit_code == 0
+    r = CliRunner().invoke(main, ["compose", "-", "-o", str(tmp_path / "stdin.mid"), *map(str, models)], input=(tmp_path / "p.png").read_bytes())
+    assert r.exit_code == 0
+    assert run("compose", tmp_path / "folder", "--out-dir", tmp_path / "songs", *models).exit_code == 0
+    alone = (tmp_path / "alone.mid").read_bytes()
+    assert alone == (tmp_path / "stdin.mid").read_bytes() == (tmp_path / "songs" / "deep" / "renamed.mid").read_bytes()
+    assert (tmp_path / "songs" / "other.mid").read_bytes() != alone
+    r = run("compose", tmp_path / "p.png", "-o", tmp_path / "s7.mid", "--seed", "7", "--format", "json", *models)
+    assert json.loads(r.stdout)["seed"] != json.loads(run("compose", tmp_path / "p.png", "-o", tmp_path / "s0.mid", "--format", "json", *models).stdout)["seed"]
+    assert run("compose", tmp_path / "p.png", "-o", tmp_path / "s7b.mid", "--seed", "7", *models).exit_code == 0
+    assert (tmp_path / "s7.mid").read_bytes() == (tmp_path / "s7b.mid").read_bytes() != alone
+
+
+def test_different_photos_give_different_songs(tiny_generator):
+    """100 photos' content seeds of one emotion: 100 different songs (the seed is all that differs)."""
+    from facetune.api import content_seed, load_generator
+    from facetune.faces.photos import source_digest
+    from facetune.music.composer import compose_emotions
+
+    seeds = [content_seed(0, source_digest(f"photo {i}".encode())) for i in range(100)]
+    songs = compose_emotions([("sad", s) for s in seeds], load_generator(str(tiny_generator)))
+    assert len(set(seeds)) == 100 and len({s.midi_bytes() for s in songs}) == 100
+
+
+@pytest.mark.parametrize("args", [["compose", "--emotion", "sad", "-o", "x.mid"], ["compose", "p.png", "-o", "x.mid"], ["compose", "d", "--out-dir", "o"]])
+def test_negative_seed_is_a_usage_error(run, tmp_path, args):
+    r = run(*args, "--seed", "-1")
+    assert r.exit_code == 2 and "--seed" in r.stderr and "Traceback" not in r.output
+
+
+def test_colliding_names_keep_their_extensions_and_reruns_tell_the_truth(run, tiny_classifier, tiny_generator, tmp_path):
+    src = tmp_path / "in"
+    src.mkdir()
+    Image.fromarray(face_image(0, np.random.default_rng(1))).save(src / "x.png")
+    Image.fromarray(face_image(1, np.random.default_rng(2))).save(src / "x.jpg", quality=95)
+    Image.fromarray(face_image(2, np.random.default_rng(3))).save(src / "y.png")
+    args = ["compose", src, "--out-dir", tmp_path / "out", "--classifier", tiny_classifier, "--generator", tiny_generator, "--format", "json"]
+    recs = [json.loads(x) for x in run(*args).stdout.splitlines()]
+    assert sorted(Path(x["output"]).name for x in recs) == ["x.jpg.mid", "x.png.mid", "y.mid"] and {x["status"] for x in recs} == {"done"}
+    songs = {p.name: p.read_bytes() for p in (tmp_path / "out").iterdir()}
+    assert songs["x.jpg.mid"] != songs["x.png.mid"]
+    recs = [json.loads(x) for x in run(*args).stdout.splitlines()]
+    assert {x["status"] for x in recs} == {"skipped"} and len(recs) == 3
+    assert run(*args, "--force").exit_code == 0
+    assert {p.name: p.read_bytes() for p in (tmp_path / "out").iterdir()} == songs  # --force never swaps a sibling's song
+
+
+def test_same_name_from_two_folders_is_refused_up_front(run, tiny_classifier, tiny_generator, tmp_path):
+    for d in ("d1", "d2"):
+        (tmp_path / d).mkdir()
+        Image.fromarray(face_image(0, np.random.default_rng(len(d))).copy()).save(tmp_path / d / "a.png")
+    r = run("compose", tmp_path / "d1" / "a.png", tmp_path / "d2" / "a.png", "--out-dir", tmp_path / "out", "--classifier", tiny_classifier, "--generator", tiny_generator)
+    assert r.exit_code == 1 and "would both be written to" in r.stderr and "nothing was composed" in r.stderr
+    assert not (tmp_path / "out").exists() or not list((tmp_path / "out").iterdir())
+    r = run("compose", tmp_path / "d1", "--out-dir", tmp_path / "d1", "--png", "--no-detect", "--classifier", tiny_classifier, "--generator", tiny_generator)
+    assert r.exit_code == 1 and "would overwrite the input" in r.stderr and sorted(p.name for p in (tmp_path / "d1").iterdir()) == ["a.png"]
