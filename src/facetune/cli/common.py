@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import functools
 import shlex
-import signal
 import sys
 from pathlib import Path
 from typing import Any, Callable
@@ -12,6 +11,7 @@ from typing import Any, Callable
 import click
 
 from .. import __version__, console
+from . import signals
 from ..errors import TRAIN_EXTRA, FacetuneError, refuse_overwrite
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
@@ -24,13 +24,15 @@ def command_line() -> str:
 
 
 def handle_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
-    """Turn FacetuneError into one red line and exit 1; Ctrl-C into exit 130. Never a traceback.
+    """Turn FacetuneError into one red line and exit 1; Ctrl-C into exit 130 and SIGTERM into 143
+    (see `signals`). Never a traceback.
 
     A training package missing from the light default install (torch, efficientnet_pytorch,
     onnx) is also one line, saying how to install them."""
 
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
+        signals.command(True)
         try:
             return fn(*args, **kwargs)
         except FacetuneError as exc:
@@ -43,8 +45,11 @@ def handle_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
             console.error(f"{click.get_current_context().command_path} needs {missing}, one of the training packages: {TRAIN_EXTRA} (for a CPU-only or CUDA torch, see PyTorch's install selector)")
             sys.exit(EXIT_FAILED)
         except KeyboardInterrupt:
-            console.error("interrupted")
-            sys.exit(130)
+            code = signals.exit_code()
+            console.error("interrupted" if code == 130 else "terminated")
+            signals.finish(code)
+        finally:
+            signals.command(False)
 
     return wrapper
 
@@ -70,12 +75,7 @@ def main(quiet: bool, verbose: bool) -> None:
     Exit codes: 0 all ok, 1 some inputs or the command failed, 2 usage error, 130 Ctrl-C, 143 SIGTERM.
     """
     console.set_verbosity(quiet, verbose)
-    signal.signal(signal.SIGTERM, _terminate)
-
-
-def _terminate(signum: int, frame: Any) -> None:
-    """SIGTERM unwinds like Ctrl-C, so temporary files are removed and only complete outputs remain."""
-    raise KeyboardInterrupt
+    click.get_current_context().call_on_close(signals.install())
 
 
 def usage_check(parse: Callable[[str], Any], *, keep_text: bool = False) -> Callable[[click.Context, click.Parameter, str | None], Any]:
