@@ -126,3 +126,49 @@ def test_worker_processes_give_the_same_records_in_the_same_order(tmp_path):
     pooled = [(i, [r.to_dict() for r in recs]) for i, recs in api.iter_classify(sources, batch_size=4, workers=2)]
     assert pooled == alone and [i for i, _ in alone] == list(range(7))
     assert alone[1][1][0]["error"] and not alone[0][1][0]["error"]
+
+
+def test_each_input_is_reported_as_read_before_its_batch_is_classified(tmp_path, tiny_classifier):
+    """The progress bar moves from the first input, and failures show as they happen: `on_read`
+    comes for every input of a batch before the batch's first record."""
+    from facetune.api import iter_classify
+
+    rng = np.random.default_rng(0)
+    paths = []
+    for i in range(5):
+        Image.fromarray(face_image(i % 3, rng)).save(tmp_path / f"f{i}.png")
+        paths.append(tmp_path / f"f{i}.png")
+    (tmp_path / "bad.png").write_text("no")
+    events = []
+    for i, _ in iter_classify([paths[0], tmp_path / "bad.png", *paths[1:]], classifier=str(tiny_classifier), batch_size=128, on_read=lambda i, e: events.append(("read", i, e))):
+        events.append(("record", i, None))
+    reads = [e for e in events if e[0] == "read"]
+    assert [e[1] for e in reads] == list(range(6)) and events.index(("record", 0, None)) == 6
+    assert reads[1][2] and "bad.png" in reads[1][2] and not reads[0][2]
+
+
+def test_failed_inputs_are_not_retried_while_unchanged(tmp_path, tiny_classifier, tiny_generator):
+    import json
+    from pathlib import Path
+
+    from facetune.api import FAILURES_FILE, ComposeSettings, compose_many
+
+    src, out = tmp_path / "in", tmp_path / "out"
+    src.mkdir()
+    Image.fromarray(face_image(0, np.random.default_rng(0))).save(src / "good.png")
+    Image.fromarray(np.random.default_rng(1).integers(90, 110, (300, 300, 3), dtype=np.uint8)).save(src / "noface.png")
+    items = [(p, str(p), Path(p.name)) for p in sorted(src.iterdir())]
+    settings = ComposeSettings(classifier=str(tiny_classifier), generator=str(tiny_generator))
+    first = {Path(r["input"]).name: r for r in compose_many(items, out, settings)}
+    assert first["noface.png"]["status"] == "failed" and "no face found" in first["noface.png"]["error"]
+    record = (out / FAILURES_FILE).read_bytes()
+    assert set(json.loads(record)["failed"]) == {"noface.mid"}
+    again = {Path(r["input"]).name: r for r in compose_many(items, out, settings)}
+    assert again["good.png"]["status"] == "skipped" and again["noface.png"]["status"] == "failed"
+    assert "failed before with the same content; --retry-failed tries again" in again["noface.png"]["error"]
+    assert again["noface.png"]["seed"] == first["noface.png"]["seed"] and (out / FAILURES_FILE).read_bytes() == record
+    retried = {Path(r["input"]).name: r for r in compose_many(items, out, ComposeSettings(classifier=str(tiny_classifier), generator=str(tiny_generator), retry_failed=True))}
+    assert "failed before" not in retried["noface.png"]["error"] and "no face found" in retried["noface.png"]["error"]
+    Image.fromarray(face_image(1, np.random.default_rng(2))).save(src / "noface.png")  # fixed: a face now
+    fixed = {Path(r["input"]).name: r for r in compose_many(items, out, settings)}
+    assert fixed["noface.png"]["status"] == "done" and not (out / FAILURES_FILE).exists()

@@ -547,3 +547,12 @@ def test_same_name_from_two_folders_is_refused_up_front(run, tiny_classifier, ti
     assert not (tmp_path / "out").exists() or not list((tmp_path / "out").iterdir())
     r = run("compose", tmp_path / "d1", "--out-dir", tmp_path / "d1", "--png", "--no-detect", "--classifier", tiny_classifier, "--generator", tiny_generator)
     assert r.exit_code == 1 and "would overwrite the input" in r.stderr and sorted(p.name for p in (tmp_path / "d1").iterdir()) == ["a.png"]
+
+
+def test_batch_failures_are_said_once_as_they_happen(run, crops, tiny_classifier, tiny_generator, tmp_path):
+    r = run("compose", crops, "--out-dir", tmp_path / "s", "--classifier", tiny_classifier, "--generator", tiny_generator)
+    errors = [x for x in r.stderr.splitlines() if x.startswith("error:")]
+    assert r.exit_code == 1 and len(errors) == 3 and len(set(errors)) == 3
+    r = run("compose", crops, "--out-dir", tmp_path / "s", "--classifier", tiny_classifier, "--generator", tiny_generator)
+    again = [x for x in r.stderr.splitlines() if x.startswith("error:")]
+    assert r.exit_code == 1 and len(again) == 3 and all("failed before with the same content" in x for x in again)

@@ -69,12 +69,15 @@ def classify_cmd(inputs: tuple[str, ...], fmt: str | None, output: Path | None, 
     stream_json = fmt == "json" and output is None
     with console.progress() as prog:
         task = prog.add_task("classifying", total=len(items))
-        for _, recs in iter_classify([s for s, _, _ in items], classifier=str(classifier) if classifier else None, classes=active, all_faces=all_faces, detect=False if no_detect else None, batch_size=batch_size, workers=workers, device=device, names=[n for _, n, _ in items], engine=engine, max_bytes=max_bytes):
+
+        def read(i: int, error: str | None) -> None:  # the bar moves, and failures show, as each input is read
             prog.advance(task)
+            if error and fmt == "table":
+                console.error(error)
+
+        for _, recs in iter_classify([s for s, _, _ in items], classifier=str(classifier) if classifier else None, classes=active, all_faces=all_faces, detect=False if no_detect else None, batch_size=batch_size, workers=workers, device=device, names=[n for _, n, _ in items], engine=engine, max_bytes=max_bytes, on_read=read):
             for r in recs:
                 failed += r.error is not None
-                if r.error and fmt == "table":
-                    console.error(r.error)
                 if stream_json:
                     click.echo(console.records_text([r.to_dict()], "json", active), nl=False)
                 else:
