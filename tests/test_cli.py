@@ -556,3 +556,48 @@ def test_batch_failures_are_said_once_as_they_happen(run, crops, tiny_classifier
     r = run("compose", crops, "--out-dir", tmp_path / "s", "--classifier", tiny_classifier, "--generator", tiny_generator)
     again = [x for x in r.stderr.splitlines() if x.startswith("error:")]
     assert r.exit_code == 1 and len(again) == 3 and all("failed before with the same content" in x for x in again)
+
+
+# --- smaller points of issue 23 -------------------------------------------------------------------
+
+
+def test_one_photo_without_o_says_how_to_give_the_output(run, tmp_path):
+    Image.fromarray(face_image(0, np.random.default_rng(0))).save(tmp_path / "p.png")
+    r = run("compose", tmp_path / "p.png")
+    assert r.exit_code == 2 and "say where to write the MIDI: -o FILE" in r.stderr and "several" not in r.stderr
+
+
+@pytest.mark.parametrize("cmd", [["compose", "--emotion", "sad", "-o", "x.mid"], ["classify", "x.png"]])
+def test_unknown_device_is_a_usage_error(run, cmd):
+    r = run(*cmd, "--device", "tpu")
+    assert r.exit_code == 2 and "unknown device 'tpu'" in r.stderr
+
+
+def test_classify_to_a_csv_name_writes_csv(run, crops, tiny_classifier, tmp_path):
+    assert run("classify", crops / "b" / "c", "--classifier", tiny_classifier, "-o", tmp_path / "r.csv").exit_code == 0
+    assert (tmp_path / "r.csv").read_text().startswith("input,face,emotion,")
+    assert run("classify", crops / "b" / "c", "--classifier", tiny_classifier, "-o", tmp_path / "r.jsonl").exit_code == 0
+    assert json.loads((tmp_path / "r.jsonl").read_text().splitlines()[0])["input"]
+
+
+def test_preview_fits_80_columns_and_one_bar_is_singular(run, tiny_generator, tmp_path, monkeypatch):
+    from facetune import console
+
+    monkeypatch.setattr(console.out, "width", 80)
+    r = run("compose", "--emotion", "happy", "-o", tmp_path / "p.mid", "--preview", "--generator", tiny_generator)
+    assert r.exit_code == 0 and "bars 9–16" in r.stdout and max(len(x) for x in r.stdout.splitlines()) <= 80
+    r = run("compose", "--emotion", "happy", "-o", tmp_path / "q.mid", "--bars", "1", "--generator", tiny_generator)
+    assert "1 bar of 4/4" in r.stdout
+
+
+def test_help_says_stdin_and_exit_codes_and_every_option_has_help(run):
+    import click
+
+    for cmd in ("classify", "compose"):
+        text = " ".join(run(cmd, "--help").output.split())
+        assert "- for an image on stdin" in text and "2 on a usage error" in text
+    assert "130 Ctrl-C, 143 SIGTERM" in " ".join(run("--help").output.split())
+    for name in ("classify", "compose", "train"):
+        cmd = main.commands[name]
+        for sub in cmd.commands.values() if isinstance(cmd, click.Group) else [cmd]:
+            assert all(p.help for p in sub.params if isinstance(p, click.Option) and not p.hidden), sub.name

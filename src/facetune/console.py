@@ -226,9 +226,38 @@ def compose_summary(res: Any) -> Any:
     table.add_row("key", res.key)
     table.add_row("form", f"{res.form}  (4-bar phrases)")
     table.add_row("chords", " | ".join(" ".join(res.chords[i : i + 4]) for i in range(0, len(res.chords), 4)))
-    table.add_row("tempo", f"{res.tempo:g} BPM, {res.bars} bars of 4/4, seed {res.seed}")
+    table.add_row("tempo", f"{res.tempo:g} BPM, {plural(res.bars, 'bar')} of 4/4, seed {res.seed}")
     table.add_row("output", escape(res.output or "stdout"))
     return table
+
+
+def plural(n: int, word: str) -> str:
+    """`1 bar`, `16 bars`."""
+    return f"{n} {word}" if n == 1 else f"{n} {word}s"
+
+
+def fit_preview(text: Any, width: int, label: int = 5, bar: int = 9) -> Any:
+    """The terminal piano roll (`music.render.terminal_preview`: a title, then one row per pitch of a
+    `label`-wide name and `bar` characters per bar) folded into blocks of as many bars as fit in
+    `width` columns, each block under a `bars a–b` line, instead of rows the terminal wraps."""
+    from rich.text import Text
+
+    title, *rows = text.split("\n")
+    rows = [r for r in rows if r.plain]
+    bars = max((len(r.plain) - label) // bar for r in rows) if rows else 0
+    per = max(1, (width - label) // bar)
+    if bars <= per:
+        return text
+    out = Text()
+    out.append_text(title)
+    for first in range(0, bars, per):
+        last = min(bars, first + per)
+        out.append(f"\nbars {first + 1}–{last}\n", style="dim")
+        for r in rows:
+            out.append_text(r[:label])
+            out.append_text(r[label + first * bar : label + last * bar])
+            out.append("\n")
+    return out
 
 
 def compose_csv(records: list[dict[str, Any]], header: bool = True) -> str:

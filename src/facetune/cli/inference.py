@@ -184,7 +184,7 @@ def _report_song(res: Any, record: dict[str, Any], fmt: str, preview: bool, chor
     if preview:
         from ..music.render import terminal_preview
 
-        where.print(terminal_preview(res.composition, chords=chords))
+        where.print(console.fit_preview(terminal_preview(res.composition, chords=chords), where.width), crop=True)
     if fmt == "json":
         where.print(json.dumps(record), highlight=False, soft_wrap=True)
     elif fmt == "csv":
