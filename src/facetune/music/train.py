@@ -135,6 +135,19 @@ def add_song_controls(arrays: dict[str, np.ndarray]) -> None:
     arrays["controls"] = song_controls(mean_pitch, density)[g]
 
 
+def training_arrays(arrays: dict[str, np.ndarray], manifest: dict[str, Any], cfg: GanConfig) -> dict[str, np.ndarray]:
+    """The cache's arrays with the training-time additions: quadrants for unlabelled songs (by
+    `cfg.label_rule`) and every row's song controls."""
+    arrays = dict(arrays)
+    if cfg.label_rule in ("mode-pace", "lean-pace"):
+        counts = label_by_mode_and_pace(arrays, manifest, cfg.lean_margin if cfg.label_rule == "lean-pace" else None)
+        console.info(f"songs labelled by {cfg.label_rule}: {counts}")
+    elif cfg.label_rule != "none":
+        raise FacetuneError(f"unknown label rule {cfg.label_rule!r} (lean-pace, mode-pace or none)")
+    add_song_controls(arrays)
+    return arrays
+
+
 def label_by_mode_and_pace(arrays: dict[str, np.ndarray], manifest: dict[str, Any], lean_margin: float | None = None) -> dict[str, int]:
     """Give every song whose quadrant is unknown the one its mode and pace put it in: arousal from
     melody onsets per second above the unknown songs' median; valence from the key (major +), or,
@@ -417,13 +430,7 @@ def train_gan(cache: str | Path, out_dir: str | Path, cfg: GanConfig = GanConfig
 
     out_dir = Path(out_dir)
     manifest, arrays = load_music_cache(cache)
-    arrays = dict(arrays)
-    if cfg.label_rule in ("mode-pace", "lean-pace"):
-        counts = label_by_mode_and_pace(arrays, manifest, cfg.lean_margin if cfg.label_rule == "lean-pace" else None)
-        console.info(f"songs labelled by {cfg.label_rule}: {counts}")
-    elif cfg.label_rule != "none":
-        raise FacetuneError(f"unknown label rule {cfg.label_rule!r} (lean-pace, mode-pace or none)")
-    add_song_controls(arrays)
+    arrays = training_arrays(arrays, manifest, cfg)
     train_rows = training_rows(arrays, manifest, 0)
     val_rows = training_rows(arrays, manifest, 1)
     val_rows = val_rows[arrays["transpose"][val_rows] == 0]
