@@ -55,7 +55,7 @@ class Style:
 #: slow in time through their tempo, so their density per bar is not set lower: below about 5
 #: onsets per bar the tune leaves more than 5 % of its beats empty.
 STYLES: dict[str, Style] = {
-    "Q1": Style(tempo=126, velocity=92, accompaniment="bounce", register=74.0, density=6.5),
+    "Q1": Style(tempo=138, velocity=92, accompaniment="bounce", register=75.0, density=7.0),
     "Q2": Style(tempo=144, velocity=108, accompaniment="drive", register=72.0, density=7.5),
     "Q3": Style(tempo=66, velocity=56, accompaniment="sustain", register=64.0, density=5.5),
     "Q4": Style(tempo=76, velocity=60, accompaniment="arpeggio", register=67.0, density=5.5),
