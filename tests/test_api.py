@@ -172,3 +172,24 @@ def test_failed_inputs_are_not_retried_while_unchanged(tmp_path, tiny_classifier
     Image.fromarray(face_image(1, np.random.default_rng(2))).save(src / "noface.png")  # fixed: a face now
     fixed = {Path(r["input"]).name: r for r in compose_many(items, out, settings)}
     assert fixed["noface.png"]["status"] == "done" and not (out / FAILURES_FILE).exists()
+
+
+def test_a_rerun_removes_a_killed_runs_temporaries_and_names_do_not_change_the_record(tmp_path, tiny_classifier, tiny_generator, monkeypatch):
+    from pathlib import Path
+
+    from facetune.api import FAILURES_FILE, ComposeSettings, compose_many
+
+    src, out = tmp_path / "in", tmp_path / "out"
+    src.mkdir()
+    (src / "bad.png").write_text("not an image")
+    Image.fromarray(face_image(0, np.random.default_rng(0))).save(src / "good.png")
+    (out / "sub").mkdir(parents=True)
+    (out / "sub" / ".good.mid.a1b2c3d4.tmp").write_bytes(b"half a song")  # what kill -9 mid-write leaves
+    settings = ComposeSettings(classifier=str(tiny_classifier), generator=str(tiny_generator))
+    list(compose_many([(p, str(p), Path(p.name)) for p in sorted(src.iterdir())], out, settings))
+    assert not list(out.rglob("*.tmp"))
+    record = (out / FAILURES_FILE).read_bytes()
+    (out / FAILURES_FILE).unlink()
+    monkeypatch.chdir(tmp_path)
+    list(compose_many([(Path("in") / p.name, f"in/{p.name}", Path(p.name)) for p in sorted(src.iterdir())], out, settings))
+    assert (out / FAILURES_FILE).read_bytes() == record

@@ -503,6 +503,7 @@ def compose_many(items: Sequence[tuple[Any, str, Path]], out_dir: str | Path, se
     check_seed(settings.seed)
     targets = output_names(items, out_dir, settings)
     _check_out_dir(out_dir)
+    _remove_stale_temporaries(out_dir)
     failures = _load_failures(out_dir)
     todo = []
     for (src, name, rel), target in zip(items, targets):
@@ -537,7 +538,8 @@ def _compose_todo(todo: list[tuple[Any, str, Path, Path]], out_dir: Path, failur
             for rec, face, target in _compose_chunk([(todo[i], recs[0]) for i, recs in chunk], out_dir, settings):
                 key = _failure_key(target, out_dir)
                 if face.error and face.content:
-                    failures[key] = {"content": face.content, "settings": _reading_settings(settings), "error": face.error}
+                    reason = face.error.removeprefix(f"{face.input}: ")  # the record does not depend on how the input was named
+                    failures[key] = {"content": face.content, "settings": _reading_settings(settings), "error": reason}
                 elif not face.error:
                     failures.pop(key, None)
                 yield rec
@@ -569,6 +571,19 @@ def _compose_chunk(chunk: Sequence[tuple[tuple[Any, str, Path, Path], FaceEmotio
             continue
         music = {"key": comp.key, "chords": list(comp.chords), "tempo": comp.tempo, "bars": comp.bars, "form": comp.form}
         yield compose_record(input=name, face=face.face, emotion=face.emotion, probabilities=face.probabilities, quadrant=comp.quadrant, seed=seeds[k], output=str(target), status="done", **music), face, target
+
+
+def _remove_stale_temporaries(out_dir: Path) -> None:
+    """Temporary files (`.NAME.XXXXXXXX.tmp`, see `checkpoints.atomic_write_bytes`) that a killed
+    run (kill -9, a power cut) left in the output folder: a rerun removes them."""
+    import os
+    import re
+
+    stale = re.compile(r"^\..+\.[A-Za-z0-9_]{8}\.tmp$")
+    for folder, _, files in os.walk(out_dir):
+        for name in files:
+            if stale.match(name):
+                Path(folder, name).unlink(missing_ok=True)
 
 
 def _failure_key(target: Path, out_dir: Path) -> str:
@@ -628,7 +643,7 @@ def _unchanged_failures(todo: list[tuple[Any, str, Path, Path]], failures: dict[
         if content != old.get("content"):
             rest.append(item)
             continue
-        yield compose_record(input=name, seed=content_seed(settings.seed, content), error=f"{old['error']} (failed before with the same content; --retry-failed tries again)", status="failed")
+        yield compose_record(input=name, seed=content_seed(settings.seed, content), error=f"{name}: {old['error']} (failed before with the same content; --retry-failed tries again)", status="failed")
     return rest
 
 

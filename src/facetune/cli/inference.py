@@ -149,7 +149,7 @@ def compose_cmd(inputs: tuple[str, ...], output: Path | None, out_dir: Path | No
     one_file = len(inputs) == 1 and (inputs[0] == "-" or (not Path(inputs[0]).is_dir() and not any(c in inputs[0] for c in "*?[")))
     if emotion or (one_file and out_dir is None):
         if output is None:
-            raise click.UsageError("say where to write the MIDI: -o FILE (or -o - for stdout), or --out-dir DIR")
+            raise click.UsageError("say where to write the MIDI: -o FILE (or -o - for stdout)" + ("" if emotion else ", or --out-dir DIR"))
         _compose_single(None if emotion else inputs[0], output, settings, emotion, fmt, preview)
         return
     if out_dir is None:
