@@ -38,6 +38,9 @@ class Style:
     accompaniment: str
     register: float
     density: float
+    #: The share of a note's written length that sounds (notes of more than one step; at least one
+    #: step sounds): under 1 is detached, bouncing; 1 is legato.
+    articulation: float = 1.0
 
 
 #: Russell's quadrants as performance choices: arousal sets tempo, loudness and
@@ -55,7 +58,7 @@ class Style:
 #: slow in time through their tempo, so their density per bar is not set lower: below about 5
 #: onsets per bar the tune leaves more than 5 % of its beats empty.
 STYLES: dict[str, Style] = {
-    "Q1": Style(tempo=138, velocity=92, accompaniment="bounce", register=75.0, density=7.0),
+    "Q1": Style(tempo=140, velocity=92, accompaniment="bounce", register=75.0, density=7.0),
     "Q2": Style(tempo=144, velocity=108, accompaniment="drive", register=72.0, density=7.5),
     "Q3": Style(tempo=66, velocity=56, accompaniment="sustain", register=64.0, density=5.5),
     "Q4": Style(tempo=76, velocity=60, accompaniment="arpeggio", register=67.0, density=5.5),
@@ -161,13 +164,17 @@ def accompaniment(chords: list[int], style: Style, melody: Sequence[Note] = ()) 
     return out
 
 
-def _velocities(notes: list[Note], style: Style, rng: np.random.Generator) -> list[Note]:
-    """Accent the beats, soften the rest, with a little seeded variation, as a player would."""
+def _perform(notes: list[Note], style: Style, rng: np.random.Generator) -> list[Note]:
+    """Play the written notes as a player of the emotion would: accent the beats, soften the rest,
+    with a little seeded variation, and detach the notes by the style's articulation (the onsets
+    and pitches stay as written)."""
     jitter = rng.integers(-4, 5, size=len(notes)).tolist()
     out = []
     for n, j in zip(notes, jitter):
         accent = 8 if n.start % 4 == 0 else (0 if n.start % 2 == 0 else -6)
-        out.append(Note(n.pitch, n.start, n.end, max(1, min(127, style.velocity + accent + j))))
+        length = n.end - n.start
+        sounding = length if style.articulation >= 1.0 else max(1, int(round(length * style.articulation)))
+        out.append(Note(n.pitch, n.start, n.start + sounding, max(1, min(127, style.velocity + accent + j))))
     return out
 
 
@@ -240,7 +247,7 @@ def compose_emotions(songs: Sequence[tuple[str, int]], generator: MelodyGenerato
             tempo=p.tempo,
             seed=p.seed,
             bars=bars,
-            melody=_velocities(melody, p.style, p.rng),
+            melody=_perform(melody, p.style, p.rng),
             accompaniment=accompaniment(p.chords, p.style, melody),
             rolls=rolls,
             form=form_name(p.phrases),
