@@ -13,6 +13,8 @@ its first 16 bars from the first bar with a note, and prints, facetune per emoti
   phrase, rhythm repeat, motif repeat, phrase similarity, songs whose four phrases are all alike;
 - rhythm: onsets on the "and" of a beat (and of beats 2 and 4), notes, inter-onset interval,
   notes-per-bar spread, silent bars; on top: melody notes under the chord track's top note;
+- the share of notes the decode-time rules changed (the scale mask and the cadences, as counted
+  by the composer; issue 22 allows at most 5 %);
 - the raw network's scale consistency (no scale mask, no cadences: `DecodeSettings`, as
   benchmarks/melody_form.py turns them off) and the empty-beat rate;
 - Yang & Lerch (2020) overlap area against the POP909 reference, per feature, overall and per
@@ -57,7 +59,7 @@ SECTIONS = {
     "repetition": ["literal_copies", "looped_songs", "rhythm_repeat", "motif_repeat", "phrase_similarity", "all_phrases_alike"],
     "rhythm": ["offbeat_and", "and_of_2", "and_of_4", "note_count", "mean_ioi_beats", "notes_per_bar_sd", "silent_bars"],
     "on top": ["below_accompaniment"],
-    "network": ["scale_consistency", "raw_scale_consistency", "empty_beat_rate"],
+    "network": ["scale_consistency", "raw_scale_consistency", "rule_changes", "empty_beat_rate"],
 }
 COUNTS = {"looped_songs", "all_phrases_alike"}  # summed over songs, not averaged
 INTERVAL_CLIP, BIGRAM_CLIP = 12, 5
@@ -262,6 +264,8 @@ def main() -> None:
     for c, rc in zip(comps, raw_comps):
         r = song_row(c.melody, c.bars, c.accompaniment)
         r["raw_scale_consistency"] = scale_consistency(rc.melody)
+        # share of the song's notes a decode-time rule changed (the scale mask and the cadences)
+        r["rule_changes"] = (c.mask_changes + c.cadence_changes) / max(1, len(c.melody))
         rows[c.emotion].append(r)
         x, names = classifier_features(c.melody, c.bars, r)
         feats[c.emotion].append(x)
