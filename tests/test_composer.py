@@ -154,3 +154,18 @@ def test_the_network_is_asked_for_the_emotion_register_and_density(gen):
     told = _plan_song("sad", bars=16, seed=3, tempo=None, form=None, network_emotion="happy")
     assert abs(told.controls[0] - STYLES["Q1"].register) <= CONTROL_JITTER[0]  # the ablation tells the network another emotion
     assert STYLES["Q3"].register <= STYLES["Q1"].register - 3
+
+
+def test_happy_is_played_detached_and_sad_legato():
+    import numpy as np
+
+    from facetune.music.composer import STYLES, _perform
+    from facetune.music.pianoroll import Note
+
+    written = [Note(60, 0, 2), Note(62, 2, 6), Note(64, 6, 7), Note(65, 7, 15), Note(64, 16, 18)]
+    happy = _perform(written, STYLES["Q1"], np.random.default_rng(0))
+    sad = _perform(written, STYLES["Q3"], np.random.default_rng(0))
+    assert [(n.pitch, n.start) for n in happy] == [(n.pitch, n.start) for n in written]
+    # half of a note of up to a beat sounds (at least one step); a long note and the last one are held
+    assert [n.end - n.start for n in happy] == [1, 2, 1, 8, 2]
+    assert [(n.start, n.end) for n in sad] == [(n.start, n.end) for n in written]

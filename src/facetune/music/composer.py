@@ -50,7 +50,8 @@ class Style:
 #: Happy's "bounce" (bass on the beats, chords on the off-beat eighths) replaced a quarter-note
 #: chord pulse, under which the forest judge heard 17 of 50 happy songs as calm: their
 #: inter-onset gaps sat at a quarter note, as calm music's do (EMOPIA Q1 median gap 0.23 s).
-#: Register and density follow the listener studies' cues (Juslin & Laukka 2003; Gabrielsson &
+#: Happy and angry tunes are played detached (staccato), sad and calm ones legato, as performers
+#: play them in the listener studies (Juslin & Laukka 2003). Register and density follow the listener studies' cues (Juslin & Laukka 2003; Gabrielsson &
 #: Lindström 2010): happy high and busy, angry dense, sad low, calm mid-low; every value lies
 #: inside POP909's own spread of songs (mean melody pitch 63–79 and 3.3–8.9 onsets per bar from
 #: the 5th to the 95th percentile). The network lands a little above a low register and below a
@@ -58,8 +59,8 @@ class Style:
 #: slow in time through their tempo, so their density per bar is not set lower: below about 5
 #: onsets per bar the tune leaves more than 5 % of its beats empty.
 STYLES: dict[str, Style] = {
-    "Q1": Style(tempo=140, velocity=92, accompaniment="bounce", register=75.0, density=7.0),
-    "Q2": Style(tempo=144, velocity=108, accompaniment="drive", register=72.0, density=7.5),
+    "Q1": Style(tempo=140, velocity=92, accompaniment="bounce", register=75.0, density=7.0, articulation=0.5),
+    "Q2": Style(tempo=144, velocity=108, accompaniment="drive", register=72.0, density=7.5, articulation=0.5),
     "Q3": Style(tempo=66, velocity=56, accompaniment="sustain", register=64.0, density=5.5),
     "Q4": Style(tempo=76, velocity=60, accompaniment="arpeggio", register=67.0, density=5.5),
 }
@@ -166,14 +167,16 @@ def accompaniment(chords: list[int], style: Style, melody: Sequence[Note] = ()) 
 
 def _perform(notes: list[Note], style: Style, rng: np.random.Generator) -> list[Note]:
     """Play the written notes as a player of the emotion would: accent the beats, soften the rest,
-    with a little seeded variation, and detach the notes by the style's articulation (the onsets
-    and pitches stay as written)."""
+    with a little seeded variation, and detach the notes of a beat or less by the style's
+    articulation (the onsets and pitches stay as written; longer notes, such as a phrase's long
+    last note, and the song's final note are held)."""
     jitter = rng.integers(-4, 5, size=len(notes)).tolist()
     out = []
-    for n, j in zip(notes, jitter):
+    for i, (n, j) in enumerate(zip(notes, jitter)):
         accent = 8 if n.start % 4 == 0 else (0 if n.start % 2 == 0 else -6)
         length = n.end - n.start
-        sounding = length if style.articulation >= 1.0 else max(1, int(round(length * style.articulation)))
+        detach = style.articulation < 1.0 and length <= STEPS_PER_BAR // 4 and i < len(notes) - 1
+        sounding = max(1, int(round(length * style.articulation))) if detach else length
         out.append(Note(n.pitch, n.start, n.start + sounding, max(1, min(127, style.velocity + accent + j))))
     return out
 
