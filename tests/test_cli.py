@@ -373,24 +373,21 @@ def test_wav_uses_the_soundfont_given(run, tiny_generator, tmp_path):
 def _fail_writes_under(monkeypatch, folder, err: int, after: int = 0):
     """Make every temporary file under `folder` fail with `err` (ENOSPC, EROFS, EACCES) after
     `after` successful ones, as a full, read-only or forbidden disk would (this runs as root too)."""
-    import errno as _errno
     import os
-    import tempfile
 
     from facetune import checkpoints
 
-    real = tempfile.mkstemp
+    real = checkpoints._create_temporary
     made = []
 
-    def mkstemp(*a, dir=None, **kw):
-        if dir is not None and str(dir).startswith(str(folder)):
-            made.append(dir)
+    def create(tmp):
+        if tmp.startswith(str(folder)):
+            made.append(tmp)
             if len(made) > after:
                 raise OSError(err, os.strerror(err))
-        return real(*a, dir=dir, **kw)
+        return real(tmp)
 
-    monkeypatch.setattr(checkpoints.tempfile, "mkstemp", mkstemp)
-    return _errno
+    monkeypatch.setattr(checkpoints, "_create_temporary", create)
 
 
 def _one_clean_line(r, *words):

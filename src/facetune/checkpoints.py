@@ -11,7 +11,6 @@ from __future__ import annotations
 import os
 import pickle
 import platform
-import tempfile
 import zipfile
 from datetime import datetime, timezone
 from pathlib import Path
@@ -41,6 +40,11 @@ def provenance(command: str | None = None) -> dict[str, Any]:
 PENDING_TEMPS: set[str] = set()
 
 
+def _create_temporary(tmp: str) -> int:
+    """A new file, never an existing one; the umask applies, as for any file the user makes."""
+    return os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0), 0o666)
+
+
 def atomic_write_bytes(path: Path, data: bytes, *, durable: bool = True) -> None:
     """Write to a temporary file in the same folder, then rename it over `path`, so readers and
     interrupted runs only ever see a complete file. `durable` also fsyncs before the rename
@@ -50,15 +54,16 @@ def atomic_write_bytes(path: Path, data: bytes, *, durable: bool = True) -> None
     removes the temporary file and raises `OutputError`: the path and the reason in one line."""
     from .errors import OutputError
 
+    import secrets
+
     path = Path(path)
     tmp = None
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+        # named and registered before it exists, so an interruption at any point finds it to remove
+        tmp = str(path.parent / f".{path.name}.{secrets.token_hex(4)}.tmp")
         PENDING_TEMPS.add(tmp)
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)
+        fd = _create_temporary(tmp)
         with os.fdopen(fd, "wb") as fh:
             fh.write(data)
             if durable:
