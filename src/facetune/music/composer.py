@@ -60,7 +60,7 @@ class Style:
 #: onsets per bar the tune leaves more than 5 % of its beats empty.
 STYLES: dict[str, Style] = {
     "Q1": Style(tempo=140, velocity=92, accompaniment="bounce", register=75.0, density=7.0, articulation=0.5),
-    "Q2": Style(tempo=144, velocity=108, accompaniment="drive", register=72.0, density=7.5, articulation=0.5),
+    "Q2": Style(tempo=144, velocity=108, accompaniment="drive", register=72.0, density=7.0, articulation=0.5),
     "Q3": Style(tempo=66, velocity=56, accompaniment="sustain", register=64.0, density=5.5),
     "Q4": Style(tempo=76, velocity=60, accompaniment="arpeggio", register=67.0, density=5.5),
 }

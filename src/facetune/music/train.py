@@ -59,7 +59,7 @@ class GanConfig:
     nll_weight: float = 0.5
     #: How songs without an emotion label get one (see `label_by_mode_and_pace`): "lean-pace" (valence
     #: from the major/minor lean of the melody itself), "mode-pace" (from the key) or "none" (they stay unknown).
-    label_rule: str = "lean-pace"
+    label_rule: str = "mode-pace"
     #: With "lean-pace": songs whose melody leans less than this either way stay unknown.
     lean_margin: float = 0.04
     seed: int = 0
@@ -203,9 +203,7 @@ def training_rows(arrays: dict[str, np.ndarray], manifest: dict[str, Any], split
 def interval_stats(bars: Any, before: Any) -> Any:
     """How the line moves, per bar and differentiably: over the notes that start right after a
     sounding step (the step before the bar is `before`'s last), the mean interval in octaves and
-    the shares of repeated notes, steps (1–2 semitones), leaps (≥ 5) and leaps wider than an
-    octave. (B, 5). Repeats have their own share: the pitch and the onset of a step are drawn
-    apart, so a network that holds its pitch and fires an onset sings one note again and again.
+    the shares of steps (≤ 2 semitones), leaps (≥ 5) and leaps wider than an octave. (B, 4).
 
     The bars are straight-through one-hots, so `p_t · D · p_t+1` is the exact interval forward and
     still passes gradients to the scores."""
@@ -219,7 +217,7 @@ def interval_stats(bars: Any, before: Any) -> Any:
     pair = x[:, 1:, ONSET] * pitch[:, :-1].sum(-1) * pitch[:, 1:].sum(-1)
     n = pair.sum(1).clamp(min=1.0)
     shares = [(pair * size).sum(1) / n / 12.0]
-    for mask in (dist == 0, (dist >= 1) & (dist <= 2), dist >= 5, dist > 12):
+    for mask in (dist <= 2, dist >= 5, dist > 12):
         shares.append((pair * torch.einsum("bti,ij,btj->bt", pitch[:, :-1], mask.to(x.dtype), pitch[:, 1:])).sum(1) / n)
     return torch.stack(shares, 1)
 
@@ -228,7 +226,7 @@ def bar_stats(bars: Any, key: Any, before: Any | None = None) -> Any:
     """What a listener hears as a melody's character, per bar and differentiably: the pitch-class
     histogram relative to the key's tonic (mode and tonal emphasis), the mean pitch (register),
     the share of rests (articulation), the onsets per step (density) and, given the bar before,
-    the intervals (`interval_stats`). (B, 15) or (B, 20)."""
+    the intervals (`interval_stats`). (B, 15) or (B, 19)."""
     import torch
 
     x = bars[:, 0]
