@@ -229,3 +229,11 @@ def test_teacher_with_other_classes_is_refused(faces_cache, tmp_path):
     save_checkpoint(tmp_path / "t4.pt", model_payload(build_model(4, tiny=True), ["happy", "sad", "angry", "neutral"], cfg, {}))
     with pytest.raises(FacetuneError, match="teacher knows"):
         train_classifier(faces_cache, tmp_path / "run", replace(cfg, init="random", epochs=1, batch_size=16, input_size=48, teacher=str(tmp_path / "t4.pt")), device="cpu")
+
+
+def test_device_auto_without_an_accelerator_runs_onnx_without_torch(monkeypatch):
+    import facetune.classifier.inference as inference
+
+    monkeypatch.setattr(inference, "accelerator_present", lambda: False)
+    clf = inference.load_classifier(device="auto")
+    assert type(clf).__name__ != "Classifier"  # the ONNX Runtime engine, not the PyTorch module

@@ -221,3 +221,13 @@ def test_cli_pop909(tiny_pop909):
     assert json.loads(r.stdout)["groups"]["POP909 melodies"]["POP909"]["mean"]["steps"] is not None
     r = invoke("--pop909", tiny_pop909)
     assert r.exit_code == 0 and "mean_interval" in r.stdout and "POP909" in r.stdout
+
+
+def test_evaluate_music_on_a_folder_without_midi_says_nothing_to_do(tmp_path):
+    from click.testing import CliRunner
+
+    from facetune.cli import main
+
+    (tmp_path / "notes.txt").write_text("no music here")
+    result = CliRunner().invoke(main, ["evaluate", "music", str(tmp_path)])
+    assert result.exit_code == 1 and "no MIDI files" in result.output and "nothing to do" in result.output

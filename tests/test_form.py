@@ -59,3 +59,13 @@ def test_a_primed_phrase_draws_its_ending_afresh():
     assert [p.fresh_draws for p in plans[4:8]] == [False, False, True, True]
     assert [p.ref for p in plans[4:8]] == [0, 1, -1, -1]
     assert not any(p.fresh_draws for p in plans[12:16])
+
+
+def test_a_form_asked_for_must_fit_the_bars():
+    import pytest
+
+    with pytest.raises(ValueError, match="3 phrase.*16 bar.*make 4"):
+        fit_form("XYZ", 16, strict=True)
+    with pytest.raises(ValueError, match="--bars 32"):
+        fit_form("ABCDEFGH", 16, strict=True)
+    assert form_name(fit_form("AABA", 16, strict=True)) == "AABA"

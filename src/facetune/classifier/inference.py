@@ -27,6 +27,8 @@ def load_classifier(path: str | Path | None = None, device: str = "cpu", engine:
     path = Path(path) if path else DEFAULT_WEIGHTS
     if engine not in ("auto", "onnx", "torch"):
         raise FacetuneError(f"unknown engine {engine!r} (auto, onnx or torch)")
+    if device == "auto" and engine != "torch" and not accelerator_present():
+        device = "cpu"  # what "auto" would pick, without the seconds torch takes to import and find nothing
     if path.suffix == ".onnx":
         if engine == "torch" or device != "cpu":
             raise FacetuneError(f"{path}: an ONNX export runs only in ONNX Runtime on the CPU; give its .pt checkpoint for PyTorch or another device")
@@ -38,6 +40,18 @@ def load_classifier(path: str | Path | None = None, device: str = "cpu", engine:
     if engine == "onnx":
         raise FacetuneError(f"{path}: no ONNX export of this checkpoint beside it for the CPU (make one with: facetune export-onnx {path})")
     return classifier_from_payload(load_checkpoint(path, "classifier"), device, str(path))
+
+
+def accelerator_present() -> bool:
+    """Whether this machine may have a device that `--device auto` would pick over the CPU: an
+    NVIDIA driver (CUDA) or an Apple-silicon Mac (MPS). A cheap look that imports nothing; when it
+    says no, "auto" is the CPU for certain."""
+    import os
+    import platform
+
+    if platform.system() == "Darwin" and platform.machine() == "arm64":
+        return True
+    return os.path.exists("/proc/driver/nvidia") or os.path.exists("/dev/nvidia0") or os.path.exists("/dev/nvidiactl")
 
 
 def ensemble_payload(paths: list[str | Path], command: str = "", half: bool = True) -> dict[str, Any]:

@@ -138,6 +138,13 @@ def compose_cmd(inputs: tuple[str, ...], output: Path | None, out_dir: Path | No
         raise click.UsageError("give a photo (or folders of photos), or --emotion")
     if output and out_dir:
         raise click.UsageError("use -o for one input or --out-dir for many, not both")
+    if form:
+        from ..music.form import fit_form
+
+        try:
+            fit_form(form, bars, strict=True)
+        except ValueError as exc:
+            raise click.BadParameter(str(exc), param_hint="'--form'") from None
     settings = ComposeSettings(
         seed=seed, bars=bars, tempo=tempo, form=form, chords=not no_chords, png=png, wav=wav, musicxml=musicxml, soundfont=str(soundfont) if soundfont else None, force=force,
         classifier=str(classifier) if classifier else None, generator=str(generator) if generator else None,

@@ -218,7 +218,7 @@ def _plan_song(emotion: str, *, bars: int, seed: int, tempo: float | None, form:
     key = key_index(root, quadrant_mode(quadrant))
     chosen = choose_form(rng)
     try:
-        phrases = fit_form(form or chosen, bars)
+        phrases = fit_form(form or chosen, bars, strict=form is not None)
     except ValueError as exc:
         raise FacetuneError(str(exc)) from None
     chords = progression(quadrant, root, [p.letter for p in phrases], bars, rng, cadence_bars(bars))

@@ -312,6 +312,9 @@ def _load_clip(clip: Clip, layout: str, grid: str) -> dict[str, Any]:
         song = read_song(clip.path)
         pos, end, ref = _form_rows(song.phrases, len(song.chords))
         return {"pitch": song.pitch, "onset": song.onset, "chord": song.chords, "key": int(song.key), "pos": pos, "phrase_end": end, "ref": ref, "info": {"grid": "bars", "bpm": float(song.tempo), "bars": int(len(song.chords)), "form": "".join(f"{l}{n}" for l, _, n in song.phrases)}}
+    from .midi_guard import check_midi_file
+
+    check_midi_file(clip.path)  # damaged or hostile MIDI: an InputError with its reason, before pretty_midi reads it
     try:
         pm = pretty_midi.PrettyMIDI(str(clip.path))
     except Exception as exc:  # pretty_midi/mido raise many types for damaged files

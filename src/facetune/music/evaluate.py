@@ -176,6 +176,8 @@ def evaluate_music(
                 files += sorted(f for f in p.rglob("*") if f.suffix.lower() in (".mid", ".midi"))
             else:
                 files.append(p)
+        if not files:
+            raise DataError(f"no MIDI files (.mid, .midi) found in {', '.join(map(str, paths))}; nothing to do")
         per_file = evaluate_files(files, melody_track=track)
         result["groups"]["files"] = per_file["groups"]
         result["errors"] = per_file.get("errors", [])

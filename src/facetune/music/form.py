@@ -83,13 +83,20 @@ def choose_form(rng: np.random.Generator) -> str:
     return FORMS[int(rng.integers(len(FORMS)))]
 
 
-def fit_form(spec: str, n_bars: int) -> list[Phrase]:
+def fit_form(spec: str, n_bars: int, strict: bool = False) -> list[Phrase]:
     """The form's phrases for a piece of `n_bars` (one phrase per 4 bars, the last may be shorter).
 
-    A form with fewer phrases than the piece needs is repeated; one with more is cut.
+    A form with fewer phrases than the piece needs is repeated; one with more is cut. With
+    `strict` (a form the user asked for) a form of the wrong length is a ValueError instead, so a
+    request is never changed without a word.
     """
     phrases = parse_form(spec)
     need = max(1, -(-n_bars // PHRASE_BARS))
+    if strict and len(phrases) != need:
+        raise ValueError(
+            f"form {spec!r} has {len(phrases)} phrase(s), but {n_bars} bar(s) make {need} (one per {PHRASE_BARS} bars); "
+            f"give {need} letters or --bars {len(phrases) * PHRASE_BARS}"
+        )
     labels = [phrases[i % len(phrases)].label for i in range(need)]
     return parse_form("".join(labels))
 
