@@ -11,12 +11,12 @@ tomllib = pytest.importorskip("tomllib")  # Python 3.11+
 def test_licence_metadata_states_the_weights_terms():
     meta = tomllib.loads((REPO / "pyproject.toml").read_text())
     project = meta["project"]
-    assert project["license"] == "MIT AND CC-BY-NC-SA-4.0 AND LicenseRef-FER2013-research-only"  # an SPDX expression: no setuptools deprecation warning
+    assert project["license"] == "MIT AND LicenseRef-FER2013-research-only"  # an SPDX expression: no setuptools deprecation warning
     assert all((REPO / f).is_file() for f in project["license-files"])
     assert any(r.replace(" ", "") == "setuptools>=77" for r in meta["build-system"]["requires"])  # PEP 639 expressions
     assert project["urls"] and all(u.startswith("https://") for u in project["urls"].values())
     text = (REPO / "LICENSE").read_text()
-    assert "MIT License" in text and "research use only" in text.lower() and "CC BY-NC-SA 4.0" in text
+    assert "MIT License" in text and "research use only" in text.lower() and "POP909" in text
 
 
 def test_readme_states_the_input_limits_the_code_applies():

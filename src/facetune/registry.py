@@ -55,6 +55,7 @@ def list_models() -> list[dict[str, str]]:
             elif payload["kind"] == "generator":
                 dims = payload.get("dims", {})
                 aware = ", conditioned on key and song form" if dims.get("n_form") else ""
+                aware += " and on register and density" if dims.get("n_controls") else ""
                 describes = f"quadrants {', '.join(payload.get('quadrants', []))}{aware}, {payload.get('steps_per_bar')} steps/bar"
             else:
                 continue
