@@ -39,13 +39,19 @@ def wait_for(cond, timeout: float = 120.0) -> None:
         time.sleep(0.05)
 
 
-@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
-def test_signal_during_batch_compose_leaves_only_complete_files(tmp_path, tiny_classifier, tiny_generator, sig):
+def faces_folder(tmp_path, n: int, seed: int):
+    """A folder of `n` synthetic face crops (the three classes in turn)."""
     src = tmp_path / "faces"
     src.mkdir()
-    rng = np.random.default_rng(0)
-    for i in range(300):
+    rng = np.random.default_rng(seed)
+    for i in range(n):
         Image.fromarray(face_image(i % 3, rng)).save(src / f"f{i:03d}.png")
+    return src
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
+def test_signal_during_batch_compose_leaves_only_complete_files(tmp_path, tiny_classifier, tiny_generator, sig):
+    src = faces_folder(tmp_path, 300, seed=0)
     out = tmp_path / "songs"
     args = ["compose", src, "--out-dir", out, "--classifier", tiny_classifier, "--generator", tiny_generator, "--batch-size", "8", "--png"]
     proc = facetune(*args)
@@ -78,11 +84,7 @@ def test_signal_during_batch_compose_leaves_only_complete_files(tmp_path, tiny_c
 def test_signal_at_any_phase_exits_130_or_143_within_a_second(tmp_path, tiny_classifier, tiny_generator, sig, delay):
     """Starting up, loading models, reading, composing: the exit code is 128 + the signal, within a
     second, with no traceback and no abort ("terminate called without an active exception")."""
-    src = tmp_path / "faces"
-    src.mkdir()
-    rng = np.random.default_rng(1)
-    for i in range(400):
-        Image.fromarray(face_image(i % 3, rng)).save(src / f"f{i:03d}.png")
+    src = faces_folder(tmp_path, 400, seed=1)
     out = tmp_path / "songs"
     proc = facetune("compose", src, "--out-dir", out, "--classifier", tiny_classifier, "--generator", tiny_generator, "--batch-size", "8", "--png")
     time.sleep(delay)
