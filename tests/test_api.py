@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 from PIL import Image
@@ -184,12 +186,44 @@ def test_a_rerun_removes_a_killed_runs_temporaries_and_names_do_not_change_the_r
     (src / "bad.png").write_text("not an image")
     Image.fromarray(face_image(0, np.random.default_rng(0))).save(src / "good.png")
     (out / "sub").mkdir(parents=True)
-    (out / "sub" / ".good.mid.a1b2c3d4.tmp").write_bytes(b"half a song")  # what kill -9 mid-write leaves
+    (out / ".good.mid.a1b2c3d4.tmp").write_bytes(b"half a song")  # what kill -9 mid-write leaves
+    (out / "sub" / ".other.mid.e5f6g7h8.tmp").write_bytes(b"another run's song, being written")
     settings = ComposeSettings(classifier=str(tiny_classifier), generator=str(tiny_generator))
     list(compose_many([(p, str(p), Path(p.name)) for p in sorted(src.iterdir())], out, settings))
-    assert not list(out.rglob("*.tmp"))
+    assert [p.name for p in out.rglob("*.tmp")] == [".other.mid.e5f6g7h8.tmp"]  # not this run's output: another shard's, perhaps
     record = (out / FAILURES_FILE).read_bytes()
     (out / FAILURES_FILE).unlink()
     monkeypatch.chdir(tmp_path)
     list(compose_many([(Path("in") / p.name, f"in/{p.name}", Path(p.name)) for p in sorted(src.iterdir())], out, settings))
     assert (out / FAILURES_FILE).read_bytes() == record
+
+
+def test_shards_together_compose_what_one_run_does(tmp_path, tiny_classifier, tiny_generator):
+    """Every input belongs to exactly one shard; the shards' songs and records are the unsharded
+    run's; names that collide across shards (x.png, x.jpg) are the unsharded run's too."""
+    from pathlib import Path
+
+    from facetune.api import ComposeSettings, compose_many, failures_file, shard_owns
+
+    src = tmp_path / "in"
+    src.mkdir()
+    rng = np.random.default_rng(3)
+    for i in range(12):
+        Image.fromarray(face_image(i % 3, rng)).save(src / f"f{i:02d}.png")
+    Image.fromarray(face_image(1, rng)).save(src / "x.jpg")
+    Image.fromarray(face_image(2, rng)).save(src / "x.png")
+    (src / "broken.png").write_text("not an image")
+    items = [(p, p.name, Path(p.name)) for p in sorted(src.iterdir())]
+    owners = [[k for k in range(1, 4) if shard_owns(rel, (k, 3))] for _, _, rel in items]
+    assert all(len(o) == 1 for o in owners) and len({o[0] for o in owners}) == 3
+    base = ComposeSettings(classifier=str(tiny_classifier), generator=str(tiny_generator))
+    whole = sorted(map(str, [r for r in compose_many(items, tmp_path / "whole", base)]))
+    parts = []
+    for k in (1, 2, 3):
+        parts += [r for r in compose_many(items, tmp_path / "sharded", replace(base, shard=(k, 3)))]
+    assert sorted(str({**r, "output": (r["output"] or "").replace("sharded", "whole") or None}) for r in parts) == whole
+    songs = lambda root: {p.relative_to(root).as_posix(): p.read_bytes() for p in root.rglob("*.mid")}  # noqa: E731
+    assert songs(tmp_path / "sharded") == songs(tmp_path / "whole") and "x.png.mid" in songs(tmp_path / "whole")
+    assert failures_file(tmp_path / "sharded", (1, 3)).name == ".facetune-failed.1-of-3.json"
+    again = [r["status"] for k in (1, 2, 3) for r in compose_many(items, tmp_path / "sharded", replace(base, shard=(k, 3)))]
+    assert again.count("skipped") == 14 and "done" not in again  # a rerun of each shard skips what it owns

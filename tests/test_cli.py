@@ -598,3 +598,21 @@ def test_help_says_stdin_and_exit_codes_and_every_option_has_help(run):
         cmd = main.commands[name]
         for sub in cmd.commands.values() if isinstance(cmd, click.Group) else [cmd]:
             assert all(p.help for p in sub.params if isinstance(p, click.Option) and not p.hidden), sub.name
+
+
+def test_classify_shards_split_the_inputs_once(run, crops, tiny_classifier):
+    whole = run("classify", crops, "--classifier", tiny_classifier, "--format", "json")
+    parts = [run("classify", crops, "--classifier", tiny_classifier, "--format", "json", "--shard", f"{k}/3") for k in (1, 2, 3)]
+    assert sorted(whole.stdout.splitlines()) == sorted(line for r in parts for line in r.stdout.splitlines())
+    assert all("shard" in r.stderr for r in parts)
+
+
+@pytest.mark.parametrize("bad", ["0/3", "4/3", "3", "a/b"])
+def test_a_bad_shard_is_a_usage_error(run, bad):
+    r = run("classify", "x.png", "--shard", bad)
+    assert r.exit_code == 2 and "not a shard" in r.output + r.stderr
+
+
+def test_a_shard_needs_a_batch(run, tmp_path):
+    r = run("compose", "--emotion", "sad", "-o", tmp_path / "s.mid", "--shard", "1/2")
+    assert r.exit_code == 2 and "--out-dir" in r.output + r.stderr

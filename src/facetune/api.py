@@ -336,6 +336,8 @@ class ComposeSettings:
     workers: int = 0
     max_bytes: int = DEFAULT_MAX_BYTES
     retry_failed: bool = False
+    #: (K, N): compose only the inputs that shard K of N owns (`shard_owns`); (1, 1) is all of them.
+    shard: tuple[int, int] = (1, 1)
 
 
 #: The fields of a compose record, in the order JSON and CSV give them.
@@ -421,8 +423,25 @@ def write_song(comp: Any, target: Path | None, settings: ComposeSettings, extras
 
 #: Songs generated together: bar *t* of all of them is one forward pass of the network.
 GENERATION_BATCH = 64
-#: The batch's record of inputs that failed, in the output folder (see `compose_many`).
+#: The batch's record of inputs that failed, in the output folder (see `compose_many`); shard K of
+#: N keeps its own (`.facetune-failed.K-of-N.json`), so shards running side by side never share one.
 FAILURES_FILE = ".facetune-failed.json"
+
+
+def shard_owns(rel: Path, shard: tuple[int, int]) -> bool:
+    """Whether shard K of N (K counts from 1, as in `split -n K/N`) owns the input at relative path
+    `rel`: a stable hash of the path, so every shard agrees on who owns what on any host and in
+    any listing order, and the shards together own each input exactly once."""
+    k, n = shard
+    if n == 1:
+        return True
+    digest = hashlib.blake2b(Path(rel).as_posix().encode("utf-8", "surrogateescape"), digest_size=8).digest()
+    return int.from_bytes(digest, "big") % n == k - 1
+
+
+def failures_file(out_dir: Path, shard: tuple[int, int] = (1, 1)) -> Path:
+    """Where a run (or one shard of it) keeps its record of failed inputs."""
+    return out_dir / (FAILURES_FILE if shard[1] == 1 else FAILURES_FILE.replace(".json", f".{shard[0]}-of-{shard[1]}.json"))
 
 
 def output_names(items: Sequence[tuple[Any, str, Path]], out_dir: Path, settings: ComposeSettings = ComposeSettings()) -> list[Path]:
@@ -502,9 +521,12 @@ def compose_many(items: Sequence[tuple[Any, str, Path]], out_dir: str | Path, se
     _check_soundfont(settings)
     check_seed(settings.seed)
     targets = output_names(items, out_dir, settings)
+    own = [i for i, (_, _, rel) in enumerate(items) if shard_owns(rel, settings.shard)]
+    items, targets = [items[i] for i in own], [targets[i] for i in own]
     _check_out_dir(out_dir)
-    _remove_stale_temporaries(out_dir)
-    failures = _load_failures(out_dir)
+    record = failures_file(out_dir, settings.shard)
+    _remove_stale_temporaries(out_dir, {record} | {p for t in targets for p in (t, *extra_outputs(t, settings))})
+    failures = _load_failures(record)
     todo = []
     for (src, name, rel), target in zip(items, targets):
         if target.exists() and not target.is_dir() and not settings.force:
@@ -517,7 +539,7 @@ def compose_many(items: Sequence[tuple[Any, str, Path]], out_dir: str | Path, se
         if todo:
             yield from _compose_todo(todo, out_dir, failures, settings, on_read)
     finally:
-        _save_failures(out_dir, failures)
+        _save_failures(record, failures)
 
 
 def _compose_todo(todo: list[tuple[Any, str, Path, Path]], out_dir: Path, failures: dict[str, Any], settings: ComposeSettings, on_read: Callable[[str, str | None], None] | None) -> Iterator[dict[str, Any]]:
@@ -573,16 +595,18 @@ def _compose_chunk(chunk: Sequence[tuple[tuple[Any, str, Path, Path], FaceEmotio
         yield compose_record(input=name, face=face.face, emotion=face.emotion, probabilities=face.probabilities, quadrant=comp.quadrant, seed=seeds[k], output=str(target), status="done", **music), face, target
 
 
-def _remove_stale_temporaries(out_dir: Path) -> None:
+def _remove_stale_temporaries(out_dir: Path, outputs: set[Path]) -> None:
     """Temporary files (`.NAME.XXXXXXXX.tmp`, see `checkpoints.atomic_write_bytes`) that a killed
-    run (kill -9, a power cut) left in the output folder: a rerun removes them."""
+    run (kill -9, a power cut) left for one of this run's `outputs`: a rerun removes them, and
+    leaves alone those of other files, such as another shard's writing beside it."""
     import os
     import re
 
-    stale = re.compile(r"^\..+\.[A-Za-z0-9_]{8}\.tmp$")
+    stale = re.compile(r"^\.(.+)\.[A-Za-z0-9_]{8}\.tmp$")
     for folder, _, files in os.walk(out_dir):
         for name in files:
-            if stale.match(name):
+            m = stale.match(name)
+            if m and Path(folder, m.group(1)) in outputs:
                 Path(folder, name).unlink(missing_ok=True)
 
 
@@ -595,17 +619,17 @@ def _reading_settings(settings: ComposeSettings) -> str:
     return f"detect={settings.detect} classes={','.join(settings.classes or ())} classifier={settings.classifier or ''}"
 
 
-def _load_failures(out_dir: Path) -> dict[str, Any]:
+def _load_failures(path: Path) -> dict[str, Any]:
     import json
 
     try:
-        data = json.loads((out_dir / FAILURES_FILE).read_bytes())
+        data = json.loads(path.read_bytes())
         return dict(data["failed"]) if isinstance(data.get("failed"), dict) else {}
     except (OSError, ValueError, AttributeError, KeyError, TypeError):
         return {}
 
 
-def _save_failures(out_dir: Path, failures: dict[str, Any]) -> None:
+def _save_failures(path: Path, failures: dict[str, Any]) -> None:
     """The record of failed inputs, written atomically (sorted, so a resumed run writes the same
     bytes as an uninterrupted one); none left, no file. A full disk only costs the record."""
     import json
@@ -613,7 +637,6 @@ def _save_failures(out_dir: Path, failures: dict[str, Any]) -> None:
     from . import console
     from .checkpoints import atomic_write_bytes
 
-    path = out_dir / FAILURES_FILE
     try:
         if not failures:
             path.unlink(missing_ok=True)

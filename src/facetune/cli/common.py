@@ -130,6 +130,16 @@ def _parse_size(value: str) -> int:
     return int(m.group(1)) * 1024 ** " KMG".index(m.group(2).upper() or " ")
 
 
+def _parse_shard(value: str) -> tuple[int, int]:
+    """K/N with 1 <= K <= N, as in `split -n K/N`."""
+    import re
+
+    m = re.fullmatch(r"\s*(\d+)\s*/\s*(\d+)\s*", value)
+    if not m or not 1 <= int(m.group(1)) <= int(m.group(2)):
+        raise ValueError(f"{value!r} is not a shard: give K/N with 1 <= K <= N (2/8 is the second of eight)")
+    return int(m.group(1)), int(m.group(2))
+
+
 #: --classes as FER class names, --emotion as a known emotion or quadrant, --form as a song form.
 check_classes = usage_check(_parse_classes)
 check_emotion = usage_check(_parse_emotion, keep_text=True)
@@ -143,6 +153,7 @@ CLASSIFIER_OPTION = click.option("--classifier", type=click.Path(path_type=Path)
 ENGINE_OPTION = click.option("--engine", type=click.Choice(["auto", "onnx", "torch"]), default="auto", show_default=True, help="auto: ONNX Runtime on the CPU when the checkpoint has an ONNX export beside it, else PyTorch.")
 GENERATOR_OPTION = click.option("--generator", type=click.Path(path_type=Path), help="Generator checkpoint (default: the shipped model).")
 DEVICE_OPTION = click.option("--device", default="cpu", show_default=True, callback=check_device, help="Device for the classifier: cpu, auto, cuda, cuda:N or mps.")
+SHARD_OPTION = click.option("--shard", default="1/1", show_default=True, callback=usage_check(_parse_shard), help="Process only shard K of N of the inputs (K from 1): each input belongs to one shard by a stable hash of its relative path, so N runs (a job array, N hosts) with the same inputs and output folder together do exactly what one run does.")
 MAX_BYTES_OPTION = click.option("--max-bytes", default="64M", show_default=True, callback=check_size, help="Read at most this much of each input (bytes, or with K, M, G); a larger file, or anything but a regular file, is that input's error, not a hang.")
 OVERWRITE_OPTION = click.option("--force", is_flag=True, help="Overwrite existing outputs.")
 REBUILD_OPTION = click.option("--force", is_flag=True, help="Rebuild even if the cache is up to date.")
@@ -177,6 +188,17 @@ def read_stdin(max_bytes: int) -> bytes:
     if len(data) > max_bytes:
         raise FacetuneError(f"-: stdin holds more than {max_bytes:,} bytes, the limit per input (--max-bytes raises it)")
     return data
+
+
+def own_inputs(items: list[tuple[Any, str, Path]], shard: tuple[int, int]) -> list[tuple[Any, str, Path]]:
+    """The inputs shard K of N owns (`api.shard_owns`), said on stderr when the run is a shard."""
+    from ..api import shard_owns
+
+    if shard[1] == 1:
+        return items
+    own = [it for it in items if shard_owns(it[2], shard)]
+    console.info(f"shard {shard[0]}/{shard[1]}: {len(own)} of {len(items)} input(s)")
+    return own
 
 
 def expand_inputs(paths: tuple[str, ...], max_bytes: int) -> list[tuple[Any, str, Path]]:

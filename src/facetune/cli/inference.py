@@ -17,10 +17,12 @@ from .common import (
     GENERATOR_OPTION,
     MAX_BYTES_OPTION,
     OVERWRITE_OPTION,
+    SHARD_OPTION,
     check_classes,
     check_emotion,
     check_form,
     check_output_file,
+    own_inputs,
     expand_inputs,
     handle_errors,
     main,
@@ -44,9 +46,10 @@ BATCH_SIZE_HELP = "Face crops classified together (larger: faster, more memory).
 @DEVICE_OPTION
 @ENGINE_OPTION
 @MAX_BYTES_OPTION
+@SHARD_OPTION
 @OVERWRITE_OPTION
 @handle_errors
-def classify_cmd(inputs: tuple[str, ...], fmt: str | None, output: Path | None, all_faces: bool, no_detect: bool, classes: tuple[str, ...] | None, classifier: Path | None, batch_size: int, workers: int, device: str, engine: str, max_bytes: int, force: bool) -> None:
+def classify_cmd(inputs: tuple[str, ...], fmt: str | None, output: Path | None, all_faces: bool, no_detect: bool, classes: tuple[str, ...] | None, classifier: Path | None, batch_size: int, workers: int, device: str, engine: str, max_bytes: int, shard: tuple[int, int], force: bool) -> None:
     """Photo → face → emotion, with probabilities. INPUTS are files, folders (recursive), globs,
     or - for an image on stdin.
 
@@ -59,7 +62,7 @@ def classify_cmd(inputs: tuple[str, ...], fmt: str | None, output: Path | None, 
         fmt = "table" if output is None else ("csv" if output.suffix.lower() == ".csv" else "json")
     if output is not None and str(output) != "-":
         refuse_overwrite(output, force)
-    items = expand_inputs(inputs, max_bytes)
+    items = own_inputs(expand_inputs(inputs, max_bytes), shard)
     class_list = list(classes) if classes else None
     clf = load_classifier(str(classifier) if classifier else None, device, engine)
     console.debug(f"classifier {clf.path}: {clf.engine} engine, {len(clf.input_sizes)} network(s)")
@@ -111,6 +114,7 @@ def classify_cmd(inputs: tuple[str, ...], fmt: str | None, output: Path | None, 
 @DEVICE_OPTION
 @MAX_BYTES_OPTION
 @click.option("--retry-failed", is_flag=True, help="With --out-dir: try again inputs that failed in an earlier run though their content is unchanged (OUT_DIR/.facetune-failed.json).")
+@SHARD_OPTION
 @click.option("--png", is_flag=True, help="Also save a piano-roll picture beside each MIDI file (.png).")
 @click.option("--wav", is_flag=True, help="Also render audio beside each MIDI file (.wav): FluidSynth with a General MIDI SoundFont, else a built-in piano-like synth.")
 @click.option("--soundfont", type=click.Path(path_type=Path), help="SoundFont (.sf2) for --wav (default: $FACETUNE_SOUNDFONT, then the usual system places).")
@@ -118,7 +122,7 @@ def classify_cmd(inputs: tuple[str, ...], fmt: str | None, output: Path | None, 
 @click.option("--preview", is_flag=True, help="Show the piano roll in the terminal (one input).")
 @OVERWRITE_OPTION
 @handle_errors
-def compose_cmd(inputs: tuple[str, ...], output: Path | None, out_dir: Path | None, emotion: str | None, seed: int, bars: int, tempo: float | None, no_chords: bool, form: str | None, fmt: str, no_detect: bool, classes: tuple[str, ...] | None, classifier: Path | None, generator: Path | None, batch_size: int, workers: int, device: str, max_bytes: int, retry_failed: bool, png: bool, wav: bool, soundfont: Path | None, musicxml: bool, preview: bool, force: bool) -> None:
+def compose_cmd(inputs: tuple[str, ...], output: Path | None, out_dir: Path | None, emotion: str | None, seed: int, bars: int, tempo: float | None, no_chords: bool, form: str | None, fmt: str, no_detect: bool, classes: tuple[str, ...] | None, classifier: Path | None, generator: Path | None, batch_size: int, workers: int, device: str, max_bytes: int, retry_failed: bool, shard: tuple[int, int], png: bool, wav: bool, soundfont: Path | None, musicxml: bool, preview: bool, force: bool) -> None:
     """Photo → emotion → a new melody over chords, as MIDI. INPUTS are files, folders
     (recursive), globs, or - for an image on stdin.
 
@@ -148,12 +152,14 @@ def compose_cmd(inputs: tuple[str, ...], output: Path | None, out_dir: Path | No
     settings = ComposeSettings(
         seed=seed, bars=bars, tempo=tempo, form=form, chords=not no_chords, png=png, wav=wav, musicxml=musicxml, soundfont=str(soundfont) if soundfont else None, force=force,
         classifier=str(classifier) if classifier else None, generator=str(generator) if generator else None,
-        classes=classes, detect=False if no_detect else None, device=device, batch_size=batch_size, workers=workers, max_bytes=max_bytes, retry_failed=retry_failed,
+        classes=classes, detect=False if no_detect else None, device=device, batch_size=batch_size, workers=workers, max_bytes=max_bytes, retry_failed=retry_failed, shard=shard,
     )
     check_output_file(output)
     if out_dir is not None and out_dir.exists() and not out_dir.is_dir():
         raise click.BadParameter(f"{out_dir} is a file; --out-dir names a folder", param_hint="'--out-dir'")
     one_file = len(inputs) == 1 and (inputs[0] == "-" or (not Path(inputs[0]).is_dir() and not any(c in inputs[0] for c in "*?[")))
+    if shard != (1, 1) and out_dir is None:
+        raise click.UsageError("--shard splits a batch: give --out-dir DIR")
     if emotion or (one_file and out_dir is None):
         if output is None:
             raise click.UsageError("say where to write the MIDI: -o FILE (or -o - for stdout)" + ("" if emotion else ", or --out-dir DIR"))
@@ -219,6 +225,7 @@ def _compose_batch(inputs: tuple[str, ...], out_dir: Path, settings: Any, fmt: s
             console.error(error)
 
     items = expand_inputs(inputs, settings.max_bytes)
+    own_inputs(items, settings.shard)  # says how many this shard owns; compose_many names every output from all of them
     stopped = None
     try:
         for rec in compose_many(items, out_dir, settings, on_read=read):
