@@ -38,8 +38,8 @@ class Style:
     accompaniment: str
     register: float
     density: float
-    #: The share of a note's written length that sounds (notes of more than one step; at least one
-    #: step sounds): under 1 is detached, bouncing; 1 is legato.
+    #: The share of a note's written length that sounds, for notes of a beat or less (at least one
+    #: step sounds; longer notes and the song's last note are held): under 1 is detached; 1 legato.
     articulation: float = 1.0
 
 
@@ -51,13 +51,15 @@ class Style:
 #: chord pulse, under which the forest judge heard 17 of 50 happy songs as calm: their
 #: inter-onset gaps sat at a quarter note, as calm music's do (EMOPIA Q1 median gap 0.23 s).
 #: Happy and angry tunes are played detached (staccato), sad and calm ones legato, as performers
-#: play them in the listener studies (Juslin & Laukka 2003). Register and density follow the listener studies' cues (Juslin & Laukka 2003; Gabrielsson &
-#: Lindström 2010): happy high and busy, angry dense, sad low, calm mid-low; every value lies
-#: inside POP909's own spread of songs (mean melody pitch 63–79 and 3.3–8.9 onsets per bar from
-#: the 5th to the 95th percentile). The network lands a little above a low register and below a
-#: high density (asked 64 and 5.5, sad songs average about 67.5 and 4.5), and sad and calm are
-#: slow in time through their tempo, so their density per bar is not set lower: below about 5
-#: onsets per bar the tune leaves more than 5 % of its beats empty.
+#: play them in the listener studies (Juslin & Laukka 2003). Register and density, what the
+#: network is asked for, follow the same studies' cues (and Gabrielsson & Lindström 2010): happy
+#: high and busy, angry dense, sad low, calm mid-low; every value lies inside POP909's own spread
+#: of songs (mean melody pitch 63–79 and 3.3–8.9 onsets per bar from the 5th to the 95th
+#: percentile). The network lands a little above a low register and below a high density (asked
+#: 64 and 5.5, sad songs average 65.0 and 4.9), and sad and calm are slow in time through their
+#: tempo, so their density per bar is not set lower: below about 5 onsets per bar the tune leaves
+#: more than 5 % of its beats empty. Happy moved from 126 to 140 BPM with its tune: at 126 the
+#: tune ran at 3.0 notes/s, the pace of calm EMOPIA top lines (2.9), not of happy ones (4.1).
 STYLES: dict[str, Style] = {
     "Q1": Style(tempo=140, velocity=92, accompaniment="bounce", register=75.0, density=7.0, articulation=0.5),
     "Q2": Style(tempo=144, velocity=108, accompaniment="drive", register=72.0, density=7.0, articulation=0.5),
