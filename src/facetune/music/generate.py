@@ -108,7 +108,7 @@ class MelodyGenerator:
         end = np.array([int(p.phrase_end) if settings.phrase_position else 0 for p in plans])
         form = form_features_np(pos, end, np.array([int(p.ref >= 0) for p in plans])) if d.n_form else None
         wanted = np.array([s.request.controls or (REGISTER_CENTER, DENSITY_CENTER) for s in songs], np.float64)
-        controls = song_controls(wanted[:, 0], wanted[:, 1]) if getattr(d, "n_controls", 0) else None
+        controls = song_controls(wanted[:, 0], wanted[:, 1]) if d.n_controls else None
         y = condition_np(emotion, chord, d, key, form, controls)
         z = np.stack([i[0] for i in inputs]).astype(np.float64)
         prev = np.stack([i[1] for i in inputs]).astype(np.float64)

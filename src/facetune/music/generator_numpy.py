@@ -87,7 +87,7 @@ def condition_np(emotion: Any, chord: Any, dims: Any, key: Any = None, form: Any
         parts.append(_one_hot(key if key is not None else np.zeros_like(chord), dims.n_keys))
     if dims.n_form:
         parts.append(np.asarray(form, dtype=np.float32) if form is not None else np.zeros((len(chord), dims.n_form), np.float32))
-    if getattr(dims, "n_controls", 0):
+    if dims.n_controls:
         parts.append(np.asarray(controls, dtype=np.float32) if controls is not None else np.zeros((len(chord), dims.n_controls), np.float32))
     return np.concatenate(parts, 1).astype(np.float32)
 
