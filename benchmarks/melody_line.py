@@ -227,6 +227,22 @@ def fmt(v, key: str = "") -> str:
     return f"{v:.3f}" if abs(v) < 10 else f"{v:.1f}"
 
 
+def _overrides(pairs: list[str]) -> dict:
+    """`--set FIELD=VALUE` pairs as DecodeSettings fields, each value parsed as its field's type."""
+    from dataclasses import fields
+
+    from facetune.music.composer import DecodeSettings
+
+    types = {f.name: type(f.default) for f in fields(DecodeSettings)}
+    out: dict = {}
+    for pair in pairs:
+        name, _, value = pair.partition("=")
+        if name not in types:
+            raise SystemExit(f"--set {pair}: no decode setting {name!r} (one of {', '.join(types)})")
+        out[name] = value.lower() in ("1", "true", "yes") if types[name] is bool else types[name](value)
+    return out
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--n", type=int, default=50, help="songs per emotion (seeds 0..n-1)")
@@ -235,6 +251,7 @@ def main() -> None:
     ap.add_argument("--pop909-n", type=int, default=200, help="POP909 reference melodies (and as many again, disjoint, for the nulls)")
     ap.add_argument("--cache", help="music cache: novelty and shared runs against its training melodies")
     ap.add_argument("--json", help="write every figure to this JSON file")
+    ap.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE", help="override a decode setting (DecodeSettings field), e.g. --set temperature=0.8; repeatable")
     args = ap.parse_args()
     t_start = time.perf_counter()
 
@@ -244,7 +261,7 @@ def main() -> None:
     from facetune.music.metrics import scale_consistency
 
     gen = load_generator(args.generator)
-    base = DecodeSettings(**gen.info.get("decode", {}))
+    base = replace(DecodeSettings(**gen.info.get("decode", {})), **_overrides(args.set))
     raw = replace(base, scale_mask=False, cadences=False)
     songs = [(e, s) for e in EMOTIONS for s in range(args.n)]
     t0 = time.perf_counter()

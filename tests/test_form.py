@@ -34,9 +34,12 @@ def test_plan_restates_and_answers_motifs():
     assert plans[2].latent_from == 0 and plans[2].variation == MOTIF_VARIATION and plans[2].ref == 0
     assert plans[10].latent_from == 8 and plans[10].ref == 8
     assert plan_bars(parse_form("AABA"), 16, motif_reference=False)[2].ref == -1
-    # the second A restates the first, bar by bar; the last A restates the second
-    assert [p.ref for p in plans[4:8]] == [0, 1, 2, 3]
-    assert [p.ref for p in plans[12:16]] == [4, 5, 6, 7]
+    # the second A restates the first, bar by bar, except its bar 3, which answers its own bar 1
+    # (the verse varies there); the last A restates the second the same way
+    assert [p.ref for p in plans[4:8]] == [0, 1, 4, 3]
+    assert [p.ref for p in plans[12:16]] == [4, 5, 12, 7]
+    assert plans[6].latent_from == 4 and plans[6].variation == MOTIF_VARIATION
+    assert [p.ref for p in plan_bars(parse_form("AABA"), 16, motif_reference=False)[4:8]] == [0, 1, 2, 3]
     assert [p.ref for p in plans[8:12]] == [-1, -1, 8, -1]
     assert [p.pos for p in plans[:8]] == [0, 1, 2, 3] * 2
     assert [b for b, p in enumerate(plans) if p.phrase_end] == [3, 7, 11, 15]

@@ -7,7 +7,8 @@ POP909's human phrase labels how real songs restate a phrase) and started from t
 mixed with fresh noise by the phrase's variation, with the same uniforms for its onset draws
 (the rhythm comes back) and fresh ones for its pitch draws, so the pitches change in the places
 where the network itself is unsure, as a singer varies a verse; where the chord differs, the bar it
-restates is first moved along the scale to the new chord (see `composer`). A primed letter,
+restates is first moved along the scale to the new chord (see `composer`). Its third bar answers its
+own first bar instead, so the verse also changes in one place of its own. A primed letter,
 `A'`, writes its second half anew, from fresh draws and without a bar to restate, the way a
 restated phrase often changes its ending. A new
 phrase answers its first bar with its third (bar 3 reuses bar 1's noise, varied) — the
@@ -106,7 +107,10 @@ def plan_bars(phrases: list[Phrase], n_bars: int, motif_reference: bool = True) 
 
     With `motif_reference`, bar 3 of a new phrase is also conditioned on bar 1 as the bar it
     restates, so the network brings the motif back (over its own chord) instead of only
-    starting from the same noise.
+    starting from the same noise. In a restated phrase, bar 3 answers that phrase's own bar 1
+    the same way rather than restating the earlier phrase's bar 3: the verse keeps its motif but
+    changes in that place (with all four bars restated, a quarter of the restated bars came back
+    note for note, more than POP909's 17 %).
     """
     plans: list[BarPlan] = []
     for b in range(n_bars):
@@ -116,7 +120,10 @@ def plan_bars(phrases: list[Phrase], n_bars: int, motif_reference: bool = True) 
         if phrase.restates is not None:
             src = phrase.restates * PHRASE_BARS + pos
             varied_ending = phrase.variation >= PRIMED_VARIATION and pos >= PHRASE_BARS // 2
-            plans.append(BarPlan(p, pos, end, -1 if varied_ending else src, src, phrase.variation, fresh_draws=varied_ending))
+            if pos == 2 and motif_reference and not varied_ending:
+                plans.append(BarPlan(p, pos, end, b - 2, b - 2, MOTIF_VARIATION))
+            else:
+                plans.append(BarPlan(p, pos, end, -1 if varied_ending else src, src, phrase.variation, fresh_draws=varied_ending))
         elif pos == 2:
             plans.append(BarPlan(p, pos, end, b - 2 if motif_reference else -1, b - 2, MOTIF_VARIATION))
         else:
