@@ -12,12 +12,16 @@ song's form takes one, the middle of the song ends on V and the end on the tonic
 
 | quadrant | mode | progressions |
 |---|---|---|
-| Q1 happy | major | I–V–vi–IV · I–IV–V–IV · I–vi–IV–V · IV–V–iii–vi · I–IV–vi–V |
+| Q1 happy | major | I–V–vi–IV · I–IV–V–I · I–V–IV–V · I–ii–V–I · I–IV–I–V |
 | Q2 angry | minor | i–iv–V–i · i–bII–V–i · i–VI–V–i · i–iv–i–V · i–VII–VI–V |
 | Q3 sad | minor | i–iv–i–V · i–VI–iv–V · i–v–iv–i · i–iv–VI–V · i–iv–v–i |
 
 Minor progressions return to i often and lean on iv and V: progressions built mostly of the
-relative major's chords (i–VI–III–VII) make a melody over them read as major.
+relative major's chords (i–VI–III–VII) make a melody over them read as major. Happy ones lean on
+I, IV and V the same way: when four of the five passed through vi or iii (I–vi–IV–V,
+IV–V–iii–vi and I–IV–vi–V beside I–V–vi–IV), a happy tune alone leaned major by only 0.05
+(Krumhansl–Kessler; POP909's major melodies 0.125) and a third of them read as E or A minor;
+over these, 0.08.
 | Q4 calm | major | I–IV–I–IV · I–iii–IV–I · I–vi–ii–V · IV–I–ii–I · I–V–IV–I |
 """
 from __future__ import annotations
@@ -49,10 +53,10 @@ _M, _m = "maj", "min"
 PROGRESSIONS: dict[str, list[list[tuple[int, str]]]] = {
     "Q1": [
         [(0, _M), (7, _M), (9, _m), (5, _M)],
-        [(0, _M), (5, _M), (7, _M), (5, _M)],
-        [(0, _M), (9, _m), (5, _M), (7, _M)],
-        [(5, _M), (7, _M), (4, _m), (9, _m)],
-        [(0, _M), (5, _M), (9, _m), (7, _M)],
+        [(0, _M), (5, _M), (7, _M), (0, _M)],
+        [(0, _M), (7, _M), (5, _M), (7, _M)],
+        [(0, _M), (2, _m), (7, _M), (0, _M)],
+        [(0, _M), (5, _M), (0, _M), (7, _M)],
     ],
     "Q2": [
         [(0, _m), (5, _m), (7, _M), (0, _m)],
