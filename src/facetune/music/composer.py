@@ -41,6 +41,9 @@ class Style:
     #: The share of a note's written length that sounds, for notes of a beat or less (at least one
     #: step sounds; longer notes and the song's last note are held): under 1 is detached; 1 legato.
     articulation: float = 1.0
+    #: The temperature the network's onsets are drawn at (`SongRequest.onset_temperature`): under 1
+    #: the rhythm settles on the network's likeliest patterns, so it drives and recurs.
+    onset_temperature: float = 1.0
 
 
 #: Russell's quadrants as performance choices: arousal sets tempo, loudness and
@@ -61,8 +64,8 @@ class Style:
 #: more than 5 % of its beats empty. Happy moved from 126 to 140 BPM with its tune: at 126 the
 #: tune ran at 3.0 notes/s, the pace of calm EMOPIA top lines (2.9), not of happy ones (4.1).
 STYLES: dict[str, Style] = {
-    "Q1": Style(tempo=140, velocity=92, accompaniment="bounce", register=75.0, density=7.0, articulation=0.5),
-    "Q2": Style(tempo=144, velocity=108, accompaniment="drive", register=72.0, density=7.0, articulation=0.5),
+    "Q1": Style(tempo=140, velocity=92, accompaniment="bounce", register=75.0, density=7.0, articulation=0.5, onset_temperature=0.8),
+    "Q2": Style(tempo=144, velocity=108, accompaniment="drive", register=72.0, density=7.0, articulation=0.5, onset_temperature=0.6),
     "Q3": Style(tempo=66, velocity=56, accompaniment="sustain", register=64.0, density=5.5),
     "Q4": Style(tempo=76, velocity=60, accompaniment="arpeggio", register=67.0, density=5.5),
 }
@@ -198,6 +201,7 @@ class _SongPlan:
     tempo: float
     seed: int
     controls: tuple[float, float]
+    onset_temperature: float
 
 
 def _plan_song(emotion: str, *, bars: int, seed: int, tempo: float | None, form: str | None, network_emotion: str | None) -> _SongPlan:
@@ -228,7 +232,7 @@ def _plan_song(emotion: str, *, bars: int, seed: int, tempo: float | None, form:
     told = STYLES[heard]
     jitter = rng.uniform(-1.0, 1.0, 2) * CONTROL_JITTER
     controls = (told.register + float(jitter[0]), told.density + float(jitter[1]))
-    return _SongPlan(name, quadrant, heard, key, chords, phrases, style, rng, float(tempo or style.tempo), int(seed), controls)
+    return _SongPlan(name, quadrant, heard, key, chords, phrases, style, rng, float(tempo or style.tempo), int(seed), controls, told.onset_temperature)
 
 
 def compose_emotions(songs: Sequence[tuple[str, int]], generator: MelodyGenerator | None = None, *, bars: int = 16, tempo: float | None = None, form: str | None = None, settings: DecodeSettings | None = None, network_emotion: str | None = None) -> list[Composition]:
@@ -240,7 +244,7 @@ def compose_emotions(songs: Sequence[tuple[str, int]], generator: MelodyGenerato
     gen = generator or load_generator()
     settings = settings or gen.default_settings()
     plans = [_plan_song(e, bars=bars, seed=s, tempo=tempo, form=form, network_emotion=network_emotion) for e, s in songs]
-    requests = [SongRequest(p.heard, p.chords, p.key, p.seed, plan_bars(p.phrases, bars, settings.motif_reference), p.controls) for p in plans]
+    requests = [SongRequest(p.heard, p.chords, p.key, p.seed, plan_bars(p.phrases, bars, settings.motif_reference), p.controls, p.onset_temperature) for p in plans]
     out = []
     for p, (rolls, changed) in zip(plans, gen.generate_many(requests, settings)):
         melody = rolls_to_notes(rolls)

@@ -57,7 +57,9 @@ class SongRequest:
     """One song for the network: the emotion it is told, the chords (one per bar), the key, the
     seed of its noise and uniforms, the form plan (`music.form.plan_bars`; None: no form) and the
     song controls, mean melody pitch and onsets per bar (`generator_numpy.song_controls`; None:
-    the data's centre)."""
+    the data's centre), and the temperature its onsets are drawn at (under 1 the network's more
+    likely onsets become surer and its unlikely ones rarer, so its own likeliest rhythms come
+    back more often; 1: as trained)."""
 
     quadrant: str
     chords: Sequence[int]
@@ -65,6 +67,7 @@ class SongRequest:
     seed: int
     plans: Sequence[Any] | None = None
     controls: tuple[float, float] | None = None
+    onset_temperature: float = 1.0
 
 
 class _TorchScores:
@@ -235,7 +238,8 @@ def _step_choices(lg: np.ndarray, songs: Sequence[_Draft], b: int, settings: Dec
         ok = np.stack([d.ok for d in songs])
         masked = np.where(ok[:, None, :], raw, -np.inf)
     best = masked.argmax(2)
-    p_on = 1 / (1 + np.exp(-lg[..., ONSET]))
+    sharp = np.array([d.request.onset_temperature for d in songs], np.float64)[:, None]
+    p_on = 1 / (1 + np.exp(-lg[..., ONSET] / sharp))
     picks = _draw_rows(masked.reshape(-1, REST + 1), u, settings.top_p).reshape(n, STEPS_PER_BAR)
     off_key = np.zeros((n, STEPS_PER_BAR), bool)
     if settings.scale_mask:
