@@ -480,7 +480,7 @@ def find_faces(
     return [Face(f.box, _crop(rgb, f, margin, size)) for f in found]
 
 
-def _walk_images(root: Path) -> list[Path]:
+def _walk_images(root: Path, suffixes: tuple[str, ...] = IMAGE_SUFFIXES) -> list[Path]:
     """Every entry with an image suffix under `root` (hidden names left out), whatever it is: a
     regular file, but also a FIFO, a device, a dangling symlink, a symlink loop or a folder named
     like an image (`x.jpg/`), so that each of those gets its own error record ("not a regular
@@ -509,15 +509,16 @@ def _walk_images(root: Path) -> list[Path]:
                 is_dir = False
             if entry.name.startswith(".") and not is_dir:
                 continue
-            if path.suffix.lower() in IMAGE_SUFFIXES:
+            if path.suffix.lower() in suffixes:
                 found.append(path)
             elif is_dir:
                 stack.append(path)
     return found
 
 
-def iter_image_files(inputs: list[str | Path]) -> list[tuple[Path, Path]]:
-    """Expand files, folders (recursively) and globs into (file, path relative to its root) pairs.
+def iter_image_files(inputs: list[str | Path], suffixes: tuple[str, ...] = IMAGE_SUFFIXES) -> list[tuple[Path, Path]]:
+    """Expand files, folders (recursively: files with one of `suffixes`) and globs into (file, path
+    relative to its root) pairs.
 
     Missing inputs are returned too, so the caller reports each as its own error record.
     Order is stable (sorted within each folder) so batch runs are reproducible.
@@ -528,7 +529,7 @@ def iter_image_files(inputs: list[str | Path]) -> list[tuple[Path, Path]]:
     for item in inputs:
         p = Path(item)
         if p.is_dir():
-            out += [(f, f.relative_to(p)) for f in sorted(_walk_images(p))]
+            out += [(f, f.relative_to(p)) for f in sorted(_walk_images(p, suffixes))]
         elif p.exists() or str(item) == "-":
             out.append((p, Path(p.name)))
         elif any(ch in str(item) for ch in "*?["):

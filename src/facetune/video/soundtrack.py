@@ -201,3 +201,15 @@ def soundtrack_many(items: Sequence[tuple[Any, str, Path]], out_dir: str | Path,
             yield {"input": name, "status": "failed", "output": str(target), "segments": None, "error": str(exc)}
             continue
         yield {"input": name, "status": "done", "output": str(target), "segments": [s.to_dict() for s in res.segments], "error": None}
+
+
+def video_items(inputs: Sequence[str | Path]) -> list[tuple[Path, str, Path]]:
+    """Files and folders (recursively, files with a video suffix) → (path, name, relative path);
+    FacetuneError when there is none."""
+    from ..faces.photos import iter_image_files
+    from .frames import VIDEO_SUFFIXES
+
+    items = [(path, str(path), rel) for path, rel in iter_image_files(list(inputs), VIDEO_SUFFIXES)]
+    if not items:
+        raise FacetuneError(f"no videos found in {', '.join(map(str, inputs))} (looked for {', '.join(VIDEO_SUFFIXES)}); nothing to do")
+    return items
