@@ -18,6 +18,8 @@ from typing import Any, Callable, Sequence
 from ..errors import FacetuneError, refuse_overwrite
 from .timeline import FrameReading, Segment
 
+#: The music's sample rate in the scored video and the WAV.
+SAMPLE_RATE = 44100
 #: What each output suffix of `-o` is.
 AUDIO_SUFFIX, MIDI_SUFFIX, TIMELINE_SUFFIX, PICTURE_SUFFIX = ".wav", ".mid", ".json", ".png"
 
@@ -130,6 +132,12 @@ def soundtrack(video: str | Path, output: str | Path | None = None, *, midi: str
     score = compose_score(moods, info.duration, load_generator(settings.generator), ScoreSettings(seed=settings.seed, chords=settings.chords))
     result = SoundtrackResult(str(video), info.duration, readings, found, score)
     _write_outputs(result, info, targets, settings)
+    if result.renderer and settings.renderer == "auto":
+        from .. import console
+        from ..music.audio import FALLBACK_NAME, fallback_notice
+
+        if result.renderer.startswith(FALLBACK_NAME):
+            console.warn(fallback_notice())
     return result
 
 
@@ -147,7 +155,7 @@ def _write_outputs(result: SoundtrackResult, info: Any, targets: dict[str, Path]
     import tempfile
 
     from ..checkpoints import atomic_write_bytes
-    from ..music.audio import AUDIO_PROGRAMS, render_wav
+    from ..music.audio import AUDIO_PROGRAMS, render_samples, render_wav
     from .picture import timeline_png
 
     written: list[Path] = []
@@ -164,12 +172,12 @@ def _write_outputs(result: SoundtrackResult, info: Any, targets: dict[str, Path]
             elif kind == "wav":
                 result.renderer = render_wav(result.score.midi_bytes(settings.chords, AUDIO_PROGRAMS), path, soundfont=settings.soundfont, renderer=settings.renderer)
             else:
-                with tempfile.TemporaryDirectory(prefix=".facetune-", dir=path.parent) as work:
-                    music = Path(work) / "music.wav"
-                    result.renderer = render_wav(result.score.midi_bytes(settings.chords, AUDIO_PROGRAMS), music, soundfont=settings.soundfont, renderer=settings.renderer)
-                    from .mux import write_scored_video
+                from .mux import write_scored_video
 
-                    write_scored_video(Path(result.input), music, path, info, mix=None if settings.replace_audio else settings.mix)
+                with tempfile.TemporaryDirectory(prefix=".facetune-", dir=path.parent) as work:
+                    samples, result.renderer = render_samples(result.score.midi_bytes(settings.chords, AUDIO_PROGRAMS), Path(work), soundfont=settings.soundfont, sample_rate=SAMPLE_RATE, renderer=settings.renderer)
+                    write_scored_video(Path(result.input), samples, SAMPLE_RATE, path, info, mix=None if settings.replace_audio else settings.mix)
+                    del samples  # the memory map, before its file goes
             written.append(path)
             result.outputs[kind] = str(path)
     except BaseException:
