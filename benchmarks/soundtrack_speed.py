@@ -56,15 +56,17 @@ def make_clip(path: Path, seconds: float, size: tuple[int, int], rate: int) -> N
 DECODE = "import av, sys\nwith av.open(sys.argv[1]) as c:\n    s = c.streams.video[0]\n    s.thread_type = 'AUTO'\n    n = sum(1 for _ in c.decode(s))\nprint(n)"
 
 
-def timed(args: list[str]) -> tuple[float, int]:
-    """Wall seconds and peak memory (MB, max RSS from GNU time) of one process."""
-    with tempfile.NamedTemporaryFile("r") as rss:
+def timed(args: list[str]) -> tuple[float, float, int]:
+    """Wall seconds, CPU seconds (user + system, children included) and peak memory (MB, max RSS)
+    of one process, from GNU time. On a shared machine the CPU seconds are what load does not inflate."""
+    with tempfile.NamedTemporaryFile("r") as out:
         t = time.perf_counter()
-        done = subprocess.run(["/usr/bin/time", "-f", "%M", "-o", rss.name, *args], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        done = subprocess.run(["/usr/bin/time", "-f", "%U %S %M", "-o", out.name, *args], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
         wall = time.perf_counter() - t
         if done.returncode:
             raise SystemExit(f"failed: {' '.join(args)}\n{done.stderr[-2000:]}")
-        return wall, int(rss.read().strip().splitlines()[-1]) // 1024
+        user, system, rss = out.read().strip().splitlines()[-1].split()
+        return wall, float(user) + float(system), int(rss) // 1024
 
 
 def main() -> None:
@@ -83,15 +85,17 @@ def main() -> None:
             t = time.perf_counter()
             make_clip(video, seconds, size, a.rate)
             print(f"made {a.minutes:g} min {a.size} {a.rate} fps video in {time.perf_counter() - t:.0f} s ({video.stat().st_size / 1e6:.1f} MB)")
-        runs: dict[str, list[tuple[float, int]]] = {"decode": [], "soundtrack": []}
+        runs: dict[str, list[tuple[float, float, int]]] = {"decode": [], "soundtrack": []}
         for i in range(a.repeats):
             runs["decode"].append(timed([sys.executable, "-c", DECODE, str(video)]))
             out = Path(tmp) / f"scored{i}.mp4"
             runs["soundtrack"].append(timed([sys.executable, "-m", "facetune", "-q", "soundtrack", str(video), "-o", str(out), "--timeline", str(out.with_suffix(".json"))]))
         for name, values in runs.items():
-            wall = statistics.median(w for w, _ in values)
-            rss = max(m for _, m in values)
-            print(f"{name}: median {wall:.1f} s over {a.repeats} run(s) ({', '.join(f'{w:.1f}' for w, _ in values)}), {seconds / wall:.1f}x real time, peak RSS {rss} MB")
+            wall = statistics.median(w for w, _, _ in values)
+            cpu = statistics.median(c for _, c, _ in values)
+            rss = max(m for _, _, m in values)
+            print(f"{name}: wall median {wall:.1f} s over {a.repeats} run(s) ({', '.join(f'{w:.1f}' for w, _, _ in values)}), {seconds / wall:.1f}x real time; "
+                  f"CPU median {cpu:.1f} s ({seconds / cpu:.1f}x real time per core); peak RSS {rss} MB")
         print(f"  reference: python -c '<decode every frame with PyAV>' VIDEO; measured: facetune -q soundtrack VIDEO -o scored.mp4 --timeline t.json")
         print(f"  uptime: {subprocess.run(['uptime'], capture_output=True, text=True).stdout.strip()}")
 
