@@ -272,3 +272,29 @@ def test_missing_pyav_is_one_line(monkeypatch):
     monkeypatch.setattr(builtins, "__import__", no_av)
     r = CliRunner().invoke(main, ["soundtrack", "x.mp4", "-o", "y.mid"])
     assert r.exit_code == 1 and "pip install 'facetune[video]'" in r.stderr and len(r.stderr.strip().splitlines()) == 1
+
+
+def test_variable_frame_rate_and_odd_sizes_are_sampled_by_time(tmp_path):
+    """Frames 50 ms apart, then 300 ms apart, at 321×181 (4:4:4, so odd sizes can be coded)."""
+    from fractions import Fraction
+
+    from facetune.video.frames import sample_frames
+
+    path = tmp_path / "vfr.mkv"
+    times = [i * 0.05 for i in range(40)] + [2.0 + i * 0.3 for i in range(10)]
+    with av.open(str(path), "w") as out:
+        stream = out.add_stream("libx264", rate=20)
+        stream.width, stream.height, stream.pix_fmt = 321, 181, "yuv444p"
+        stream.codec_context.time_base = Fraction(1, 1000)
+        for k, t in enumerate(times):
+            frame = av.VideoFrame.from_ndarray(frame_of("sad" if t < 2.0 else "happy", (321, 181)), format="rgb24")
+            frame.pts, frame.time_base = round(t * 1000), Fraction(1, 1000)
+            out.mux(stream.encode(frame))
+        out.mux(stream.encode(None))
+    samples = list(sample_frames(path, fps=2))
+    got = [round(s.time, 2) for s in samples]
+    assert got[:4] == [0.0, 0.5, 1.0, 1.5] and 2.0 in got and all(b > a for a, b in zip(got, got[1:]))
+    assert all(abs(g - t) <= 0.3 for g, t in zip(got, [0.0, 0.5, 1.0, 1.5, 2.0, 2.6, 3.2, 3.8, 4.4]))
+    assert samples[0].image.shape[1] == 320 and samples[0].image.shape[0] in (180, 182)
+    res = soundtrack(path, tmp_path / "vfr.json", seed=1, min_bars=0.0)
+    assert [s.emotion for s in res.segments] == ["sad", "happy"]
