@@ -3,7 +3,8 @@
 
     python examples/make_video.py examples/video/astronaut.mp4
     facetune soundtrack examples/video/astronaut.mp4 -o examples/video/astronaut_scored.mp4 \\
-        --timeline examples/video/astronaut.json --png examples/video/astronaut.png --seed 1
+        --timeline examples/video/astronaut.json --png examples/video/astronaut.png \\
+        --midi examples/video/astronaut.mid --seed 1
 """
 from __future__ import annotations
 
