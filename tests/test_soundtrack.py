@@ -194,6 +194,17 @@ def invoke(*args):
 def bad_videos(d: Path, good: Path) -> dict[str, Path]:
     data = good.read_bytes()
     (d / "truncated.mp4").write_bytes(data[: len(data) // 2])
+    faststart = d / "faststart.mp4"
+    with av.open(str(faststart), "w", options={"movflags": "faststart"}) as out:  # the index first: the cut loses pictures, not the index
+        stream = out.add_stream("libx264", rate=RATE)
+        stream.width, stream.height, stream.pix_fmt = W, H, "yuv420p"
+        for i in range(60):
+            frame = av.VideoFrame.from_ndarray(frame_of("happy" if i < 30 else "sad"), format="rgb24")
+            frame.pts = i
+            out.mux(stream.encode(frame))
+        out.mux(stream.encode(None))
+    data = faststart.read_bytes()
+    (d / "cut_faststart.mp4").write_bytes(data[: int(len(data) * 0.6)])
     (d / "zero.mp4").write_bytes(b"")
     (d / "text.mp4").write_text("just some text, not a video\n")
     out = av.open(str(d / "audio.mp4"), "w")
@@ -205,10 +216,10 @@ def bad_videos(d: Path, good: Path) -> dict[str, Path]:
     out.mux(stream.encode(None))
     out.close()
     make_video(d / "noface.mp4", [(None, 0.0, 2.0)])
-    return {n: d / n for n in ("truncated.mp4", "zero.mp4", "text.mp4", "audio.mp4", "noface.mp4")}
+    return {n: d / n for n in ("truncated.mp4", "cut_faststart.mp4", "zero.mp4", "text.mp4", "audio.mp4", "noface.mp4")}
 
 
-@pytest.mark.parametrize("name", ["truncated.mp4", "zero.mp4", "text.mp4", "audio.mp4", "noface.mp4"])
+@pytest.mark.parametrize("name", ["truncated.mp4", "cut_faststart.mp4", "zero.mp4", "text.mp4", "audio.mp4", "noface.mp4"])
 def test_bad_video_is_one_line_and_exit_1(scored, tmp_path, name):
     _, good, _ = scored
     path = bad_videos(tmp_path, good)[name]

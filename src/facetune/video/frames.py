@@ -22,6 +22,8 @@ VIDEO_EXTRA = "pip install 'facetune[video]'"
 VIDEO_SUFFIXES = (".mp4", ".mov", ".m4v", ".mkv", ".webm", ".avi")
 #: Sampling this many times fewer frames than the video has skips decoding non-reference frames.
 SKIP_BELOW = 4
+#: Pictures that end this many seconds before the stated duration mean a truncated file.
+TRUNCATED_GAP = 1.0
 
 
 def need_av() -> Any:
@@ -128,12 +130,13 @@ def sample_frames(path: str | Path, fps: float = 2.0, max_side: int = 480) -> It
             stream.codec_context.skip_frame = "NONREF"
         size = None
         due = 0.0
-        last = -1.0
+        last = seen = -1.0
         try:
             for frame in container.decode(stream):
                 if frame.time is None:
                     continue
                 t = float(frame.time) - info.start
+                seen = max(seen, t)
                 if t + 1e-6 < due:
                     continue
                 if size is None:
@@ -148,3 +151,5 @@ def sample_frames(path: str | Path, fps: float = 2.0, max_side: int = 480) -> It
             raise InputError(f"{path}: the video is damaged after {max(last, 0.0):.1f} s ({_why(exc)})") from None
     if last < 0:
         raise InputError(f"{path}: no picture could be decoded from the video stream")
+    if info.duration and seen < info.duration - TRUNCATED_GAP:
+        raise InputError(f"{path}: the pictures end at {seen:.1f} s though the video says it lasts {info.duration:.1f} s (a truncated file?)")
