@@ -246,10 +246,11 @@ def test_cli_refuses_to_overwrite_without_force(scored, tmp_path):
     (["-o", "a.mp4", "--out-dir", "x"], "not both"),
     (["-o", "a.xyz"], "unknown output type"),
     (["--out-dir", "x", "--midi", "a.mid"], "--midi name one file"),
+    (["-o", "a.webm"], "a WebM file cannot hold"),
 ])
 def test_cli_usage_errors(scored, tmp_path, args, message):
     _, video, _ = scored
-    r = CliRunner().invoke(main, ["soundtrack", str(video), *[str(tmp_path / a) if a.endswith((".mp4", ".mid", ".xyz")) or a == "x" else a for a in args]])
+    r = CliRunner().invoke(main, ["soundtrack", str(video), *[str(tmp_path / a) if a.endswith((".mp4", ".mid", ".xyz", ".webm")) or a == "x" else a for a in args]])
     assert r.exit_code in (1, 2) and message in r.output + r.stderr
 
 
@@ -309,3 +310,13 @@ def test_variable_frame_rate_and_odd_sizes_are_sampled_by_time(tmp_path):
     assert samples[0].image.shape[1] == 320 and samples[0].image.shape[0] in (180, 182)
     res = soundtrack(path, tmp_path / "vfr.json", seed=1, min_bars=0.0)
     assert [s.emotion for s in res.segments] == ["sad", "happy"]
+
+
+@pytest.mark.parametrize("suffix", [".mkv", ".mov"])
+def test_other_containers_copy_the_video_too(tmp_path, suffix):
+    short = make_video(tmp_path / "short.mp4", [("happy", 0.0, 3.0)])
+    out = tmp_path / f"scored{suffix}"
+    soundtrack(short, out, seed=1, renderer="fallback")
+    with av.open(str(short)) as a, av.open(str(out)) as b:
+        assert [bytes(p) for p in a.demux(a.streams.video[0]) if p.dts is not None] == [bytes(p) for p in b.demux(b.streams.video[0]) if p.dts is not None]
+        assert b.streams.audio[0].codec_context.name == "aac"

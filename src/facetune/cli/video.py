@@ -15,7 +15,7 @@ FILE = click.Path(path_type=Path, dir_okay=False)
 
 @main.command("soundtrack")
 @click.argument("videos", nargs=-1, required=True)
-@click.option("-o", "--output", type=FILE, help="What to write for one video, by its suffix: a scored copy of the video (.mp4, .mov, .m4v, .mkv, .webm, .avi), or .mid, .wav, .json (timeline) or .png.")
+@click.option("-o", "--output", type=FILE, help="What to write for one video, by its suffix: a scored copy of the video (.mp4, .mov, .m4v, .mkv, .webm), or .mid, .wav, .json (timeline) or .png.")
 @click.option("--out-dir", type=click.Path(path_type=Path, file_okay=False), help="Folder for many videos: OUT_DIR/<relative path> (the scored video, with .mid and .json beside it).")
 @click.option("--midi", type=FILE, help="Also write the music as MIDI to this file.")
 @click.option("--wav", type=FILE, help="Also write the music as audio to this file (FluidSynth with a General MIDI SoundFont, else a built-in piano-like synth).")

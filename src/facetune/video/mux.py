@@ -17,7 +17,9 @@ from ..errors import FacetuneError, OutputError
 from .frames import VideoInfo, need_av
 
 #: Muxer and audio codec per output suffix.
-CONTAINERS = {".mp4": ("mp4", "aac"), ".m4v": ("mp4", "aac"), ".mov": ("mov", "aac"), ".mkv": ("matroska", "aac"), ".webm": ("webm", "libopus"), ".avi": ("avi", "libmp3lame")}
+CONTAINERS = {".mp4": ("mp4", "aac"), ".m4v": ("mp4", "aac"), ".mov": ("mov", "aac"), ".mkv": ("matroska", "aac"), ".webm": ("webm", "libopus")}
+#: Video codecs a WebM file may hold (the others take what FFmpeg can put in them).
+WEBM_VIDEO = ("vp8", "vp9", "av1")
 #: Samples per encoded block, and how far (s) audio is written ahead of the video packets.
 BLOCK = 4096
 LEAD_SECONDS = 1.0
@@ -33,6 +35,14 @@ def container_for(path: Path) -> tuple[str, str]:
         return CONTAINERS[path.suffix.lower()]
     except KeyError:
         raise FacetuneError(f"{path}: cannot write a video with suffix {path.suffix!r} (use {', '.join(CONTAINERS)})") from None
+
+
+def check_target(target: Path, info: VideoInfo) -> None:
+    """The scored copy can hold the input's video stream as it is (it is copied, not re-encoded):
+    else one FacetuneError before any work."""
+    container_for(target)
+    if target.suffix.lower() == ".webm" and info.codec not in WEBM_VIDEO:
+        raise FacetuneError(f"{target}: a WebM file cannot hold {info.path}'s {info.codec} video, which is copied as it is, not re-encoded; write .mp4, .mkv or .mov")
 
 
 def _peak(samples: np.ndarray, total: int) -> float:
@@ -192,5 +202,5 @@ def write_scored_video(src: Path, samples: np.ndarray, sample_rate: int, target:
     with temporary_beside(target) as tmp:
         try:
             _mux(av, src, (samples, sample_rate), tmp, info, muxer, codec, rate, mix)
-        except av.FFmpegError as exc:
+        except (av.FFmpegError, ValueError) as exc:
             raise FacetuneError(f"{target}: FFmpeg could not write it ({str(exc).splitlines()[0] if str(exc) else type(exc).__name__})") from None

@@ -127,6 +127,11 @@ def soundtrack(video: str | Path, output: str | Path | None = None, *, midi: str
         refuse_overwrite(path, settings.force)
     if "wav" in targets or "video" in targets:
         _check_soundfont(settings)
+    if "video" in targets:
+        from .frames import probe
+        from .mux import check_target
+
+        check_target(targets["video"], probe(video))
     info, readings, found = analyse(video, settings, on_frame)
     moods = [Mood(s.emotion, s.start, s.end) for s in found]
     score = compose_score(moods, info.duration, load_generator(settings.generator), ScoreSettings(seed=settings.seed, chords=settings.chords))
