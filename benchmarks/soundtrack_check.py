@@ -62,8 +62,8 @@ def main() -> None:
             close = [o for o in offsets if abs(o) < 0.05]
             print(f"   onsets {lo:.0f}-{hi:.0f} s: {len(close)} of {len(offsets)} MIDI onsets heard within 50 ms, median offset {1000 * float(np.median(close)):+.1f} ms")
         with av.open(str(video)) as x, av.open(str(d / "scored.mp4")) as y:
-            px = [(bytes(p), p.pts, p.is_keyframe) for p in x.demux(x.streams.video[0]) if p.dts is not None]
-            py = [(bytes(p), p.pts, p.is_keyframe) for p in y.demux(y.streams.video[0]) if p.dts is not None]
+            px = [(bytes(p), p.pts, p.is_keyframe) for p in x.demux(x.streams.video[0]) if p.size]
+            py = [(bytes(p), p.pts, p.is_keyframe) for p in y.demux(y.streams.video[0]) if p.size]
         print(f"3. video packets: {len(px)} in, {len(py)} out, identical: {px == py}")
         midi = read_back((d / "clip.mid").read_bytes())
         tpb = 4 * midi.ticks_per_beat

@@ -149,7 +149,7 @@ def _mux(av: Any, src: Path, music_in: tuple[np.ndarray, int], tmp: Path, info: 
                 out.mux(audio.encode(frame))
 
         for packet in source.demux(video_in):
-            if packet.dts is None:
+            if not packet.size:  # the demuxer's closing empty packet (a real one may lack a dts: Matroska keeps none)
                 continue
             audio_until((float(packet.pts * packet.time_base) if packet.pts is not None else 0.0) - info.start + LEAD_SECONDS)
             packet.stream = video_out
