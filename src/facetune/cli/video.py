@@ -103,14 +103,18 @@ def _many(videos: tuple[str, ...], out_dir: Path, settings: Any, fmt: str) -> No
     from ..video.soundtrack import soundtrack_many, video_items
 
     counts: Counter[str] = Counter()
-    for rec in soundtrack_many(video_items(videos), out_dir, settings):
-        counts[rec["status"]] += 1
-        if fmt == "json":
-            click.echo(json.dumps(rec))
-        else:
-            click.echo(_line(rec))
-            if rec["error"]:
-                console.error(rec["error"])
+    items = video_items(videos)
+    with console.progress() as prog:
+        task = prog.add_task("scoring", total=len(items))
+        for rec in soundtrack_many(items, out_dir, settings):
+            prog.advance(task)
+            counts[rec["status"]] += 1
+            if fmt == "json":
+                click.echo(json.dumps(rec))
+            else:
+                click.echo(_line(rec))
+                if rec["error"]:
+                    console.error(rec["error"])
     console.info(", ".join(f"{n} {status}" for status, n in sorted(counts.items())))
     if counts["failed"]:
         sys.exit(EXIT_FAILED)
