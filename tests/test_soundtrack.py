@@ -161,6 +161,10 @@ def test_same_seed_same_bytes(scored, tmp_path):
     d, video, _ = scored
     soundtrack(video, tmp_path / "again.mid", seed=1)
     assert (tmp_path / "again.mid").read_bytes() == (d / "clip.mid").read_bytes()
+    short = make_video(tmp_path / "short.mp4", [("sad", 0.0, 3.0)])
+    for name in ("one", "two"):
+        soundtrack(short, tmp_path / f"{name}.mp4", seed=2, renderer="fallback")
+    assert (tmp_path / "one.mp4").read_bytes() == (tmp_path / "two.mp4").read_bytes()
 
 
 def test_original_sound_kept_under_the_music_or_replaced(scored, tmp_path):
