@@ -127,28 +127,45 @@ def render_wav(midi: bytes, path: str | Path, *, soundfont: str | Path | None = 
     frames = round((midi_end_seconds(summary) + TAIL_SECONDS) * sample_rate)
     with tempfile.TemporaryDirectory(prefix="facetune-fs-") as tmp:
         audio, label = render_samples(midi, Path(tmp), soundfont=soundfont, sample_rate=sample_rate, renderer=renderer, summary=summary)
-        audio = np.array(audio)  # read while the raw file is there
+        audio = audio[:]  # read while the raw file is there
     atomic_write_bytes(Path(path), _wav_bytes(_fit(audio, frames, sample_rate), sample_rate), durable=False)
     return label
 
 
 def render_samples(midi: bytes, folder: Path, *, soundfont: str | Path | None = None, sample_rate: int = 44100, renderer: str = "auto", summary: MidiSummary | None = None) -> tuple[np.ndarray, str]:
     """The MIDI's sound as float samples (frames, channels), not normalised, and the renderer's
-    label (see `render_wav`). FluidSynth's rendering stays on disk in `folder` and comes back
-    memory-mapped, so an hour of music costs no memory until it is read, block by block."""
+    label (see `render_wav`). FluidSynth's rendering stays on disk in `folder` and is read a slice
+    at a time (`RawSamples`), so an hour of music (1.3 GB of samples) costs no memory."""
     summary = summary or read_back(midi)
     program = shutil.which("fluidsynth") if renderer != "fallback" else None
     font = find_soundfont(soundfont) if renderer != "fallback" else None
     if program and font:
         raw = folder / "music.raw"
         _fluidsynth_raw(midi, raw, program, font, sample_rate, timeout=30 + 2 * midi_end_seconds(summary))
-        usable = raw.stat().st_size // 8
-        return np.memmap(raw, dtype="<f4", mode="r", shape=(usable, 2)), f"FluidSynth with {font.name}"
+        return RawSamples(raw, 2), f"FluidSynth with {font.name}"
     if renderer == "fluidsynth":
         raise FacetuneError(f"FluidSynth rendering needs {'a SoundFont' if program else 'the fluidsynth program'}: {fallback_notice()}")
     missing = "asked for" if renderer == "fallback" else " and ".join(
         m for m, ok in (("fluidsynth", program), ("SoundFont", font)) if not ok) + " not found"
     return _piano_like(summary, sample_rate)[:, None], f"{FALLBACK_NAME} ({missing})"
+
+
+class RawSamples:
+    """Float32 little-endian frames in a raw file, read only as sliced (`samples[a:b]`), by plain
+    reads: unlike a memory map, what has been read does not stay in the process's memory."""
+
+    def __init__(self, path: Path, channels: int) -> None:
+        self.path, self.channels = path, channels
+        self.shape = (path.stat().st_size // (4 * channels), channels)
+
+    def __len__(self) -> int:
+        return self.shape[0]
+
+    def __getitem__(self, part: slice) -> np.ndarray:
+        start, stop, _ = part.indices(len(self))
+        with open(self.path, "rb") as fh:
+            fh.seek(start * 4 * self.channels)
+            return np.fromfile(fh, dtype="<f4", count=max(0, stop - start) * self.channels).reshape(-1, self.channels)
 
 
 def _fluidsynth_raw(midi: bytes, raw: Path, program: str, soundfont: Path, sample_rate: int, timeout: float) -> None:

@@ -53,7 +53,7 @@ def _peak(samples: np.ndarray, total: int) -> float:
 def _music_blocks(samples: np.ndarray, rate: int, total: int, channels: int) -> Iterator[np.ndarray]:
     """The music as (channels, n) float32 blocks, exactly `total` frames (silence after its end),
     its peak at MUSIC_PEAK and faded out where it is cut; `samples` (frames, channels) may be a
-    memory-mapped file, read one block at a time."""
+    file read one block at a time (`music.audio.RawSamples`)."""
     peak = _peak(samples, total)
     gain = MUSIC_PEAK / peak if peak > 0 else 1.0
     fade = max(1, round(FADE_SECONDS * rate))

@@ -182,7 +182,6 @@ def _write_outputs(result: SoundtrackResult, info: Any, targets: dict[str, Path]
                 with tempfile.TemporaryDirectory(prefix=".facetune-", dir=path.parent) as work:
                     samples, result.renderer = render_samples(result.score.midi_bytes(settings.chords, AUDIO_PROGRAMS), Path(work), soundfont=settings.soundfont, sample_rate=SAMPLE_RATE, renderer=settings.renderer)
                     write_scored_video(Path(result.input), samples, SAMPLE_RATE, path, info, mix=None if settings.replace_audio else settings.mix)
-                    del samples  # the memory map, before its file goes
             written.append(path)
             result.outputs[kind] = str(path)
     except BaseException:
