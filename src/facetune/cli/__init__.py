@@ -10,7 +10,7 @@ from . import signals
 
 if _os.path.basename(_sys.argv[0]) in ("facetune", "__main__.py"):  # the program itself, not a library user
     signals.install()  # from here on, Ctrl-C or SIGTERM while importing ends at once with 130 or 143
-from . import evaluation, inference, training  # noqa: E402,F401  (registers the commands)
+from . import evaluation, inference, training, video  # noqa: E402,F401  (registers the commands)
 from .common import main
 
 __all__ = ["main"]

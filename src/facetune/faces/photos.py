@@ -265,7 +265,7 @@ class Located:
     landmarks: np.ndarray
 
 
-def locate_faces(rgb: np.ndarray, max_side: int = 800) -> list[Located]:
+def locate_faces(rgb: np.ndarray, max_side: int = 800, min_face: int | None = None) -> list[Located]:
     """Faces in an RGB photo, largest first, in original-image pixels.
 
     The MTCNN detector goes first: it scores its boxes, so clutter is rarely taken for a
@@ -274,6 +274,8 @@ def locate_faces(rgb: np.ndarray, max_side: int = 800) -> list[Located]:
     cascades (frontal, then the permissive `alt2`, then profile on the image and its
     mirror) propose boxes, and MTCNN's last network keeps those it judges to be faces:
     on textured backgrounds the cascades alone report a face in about 3 photos of 10.
+    `min_face` (pixels of the scaled photo; default 5% of its shorter side, at least 20) is the
+    smallest face looked for: a video's main face is larger, and a larger minimum is much faster.
     """
     import cv2
 
@@ -282,7 +284,7 @@ def locate_faces(rgb: np.ndarray, max_side: int = 800) -> list[Located]:
     h, w = rgb.shape[:2]
     scale = min(1.0, max_side / max(h, w))
     small = cv2.resize(rgb, (max(1, round(w * scale)), max(1, round(h * scale))), interpolation=cv2.INTER_AREA) if scale < 1 else rgb
-    min_face = max(20, int(min(small.shape[:2]) * 0.05))
+    min_face = max(20, int(min(small.shape[:2]) * 0.05)) if min_face is None else max(12, min_face)
     detections = mtcnn.detect(small, min_face=min_face)
     for degrees in () if detections else RETRY_TILTS:
         detections = _detect_tilted(small, degrees, min_face)
@@ -480,7 +482,7 @@ def find_faces(
     return [Face(f.box, _crop(rgb, f, margin, size)) for f in found]
 
 
-def _walk_images(root: Path) -> list[Path]:
+def _walk_images(root: Path, suffixes: tuple[str, ...] = IMAGE_SUFFIXES) -> list[Path]:
     """Every entry with an image suffix under `root` (hidden names left out), whatever it is: a
     regular file, but also a FIFO, a device, a dangling symlink, a symlink loop or a folder named
     like an image (`x.jpg/`), so that each of those gets its own error record ("not a regular
@@ -509,15 +511,16 @@ def _walk_images(root: Path) -> list[Path]:
                 is_dir = False
             if entry.name.startswith(".") and not is_dir:
                 continue
-            if path.suffix.lower() in IMAGE_SUFFIXES:
+            if path.suffix.lower() in suffixes:
                 found.append(path)
             elif is_dir:
                 stack.append(path)
     return found
 
 
-def iter_image_files(inputs: list[str | Path]) -> list[tuple[Path, Path]]:
-    """Expand files, folders (recursively) and globs into (file, path relative to its root) pairs.
+def iter_image_files(inputs: list[str | Path], suffixes: tuple[str, ...] = IMAGE_SUFFIXES) -> list[tuple[Path, Path]]:
+    """Expand files, folders (recursively: files with one of `suffixes`) and globs into (file, path
+    relative to its root) pairs.
 
     Missing inputs are returned too, so the caller reports each as its own error record.
     Order is stable (sorted within each folder) so batch runs are reproducible.
@@ -528,7 +531,7 @@ def iter_image_files(inputs: list[str | Path]) -> list[tuple[Path, Path]]:
     for item in inputs:
         p = Path(item)
         if p.is_dir():
-            out += [(f, f.relative_to(p)) for f in sorted(_walk_images(p))]
+            out += [(f, f.relative_to(p)) for f in sorted(_walk_images(p, suffixes))]
         elif p.exists() or str(item) == "-":
             out.append((p, Path(p.name)))
         elif any(ch in str(item) for ch in "*?["):

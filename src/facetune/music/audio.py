@@ -125,46 +125,70 @@ def render_wav(midi: bytes, path: str | Path, *, soundfont: str | Path | None = 
         raise ValueError(f"sample_rate {sample_rate} is outside 8000..96000 (FluidSynth's range)")
     summary = read_back(midi)
     frames = round((midi_end_seconds(summary) + TAIL_SECONDS) * sample_rate)
-    program = shutil.which("fluidsynth") if renderer != "fallback" else None
-    font = find_soundfont(soundfont) if renderer != "fallback" else None
-    if program and font:
-        audio = _fluidsynth(midi, program, font, sample_rate, timeout=30 + 2 * frames / sample_rate)
-        label = f"FluidSynth with {font.name}"
-    elif renderer == "fluidsynth":
-        raise FacetuneError(f"FluidSynth rendering needs {'a SoundFont' if program else 'the fluidsynth program'}: {fallback_notice()}")
-    else:
-        audio = _piano_like(summary, sample_rate)
-        missing = "asked for" if renderer == "fallback" else " and ".join(
-            m for m, ok in (("fluidsynth", program), ("SoundFont", font)) if not ok) + " not found"
-        label = f"{FALLBACK_NAME} ({missing})"
+    with tempfile.TemporaryDirectory(prefix="facetune-fs-") as tmp:
+        audio, label = render_samples(midi, Path(tmp), soundfont=soundfont, sample_rate=sample_rate, renderer=renderer, summary=summary)
+        audio = audio[:]  # read while the raw file is there
     atomic_write_bytes(Path(path), _wav_bytes(_fit(audio, frames, sample_rate), sample_rate), durable=False)
     return label
 
 
-def _fluidsynth(midi: bytes, program: str, soundfont: Path, sample_rate: int, timeout: float) -> np.ndarray:
-    """FluidSynth's rendering as (frames, 2) float32. Raw float output cannot clip, whatever the
-    SoundFont's loudness; -f os.devnull keeps a user's ~/.fluidsynth from changing the sound."""
+def render_samples(midi: bytes, folder: Path, *, soundfont: str | Path | None = None, sample_rate: int = 44100, renderer: str = "auto", summary: MidiSummary | None = None) -> tuple[np.ndarray, str]:
+    """The MIDI's sound as float samples (frames, channels), not normalised, and the renderer's
+    label (see `render_wav`). FluidSynth's rendering stays on disk in `folder` and is read a slice
+    at a time (`RawSamples`), so an hour of music (1.3 GB of samples) costs no memory."""
+    summary = summary or read_back(midi)
+    program = shutil.which("fluidsynth") if renderer != "fallback" else None
+    font = find_soundfont(soundfont) if renderer != "fallback" else None
+    if program and font:
+        raw = folder / "music.raw"
+        _fluidsynth_raw(midi, raw, program, font, sample_rate, timeout=30 + 2 * midi_end_seconds(summary))
+        return RawSamples(raw, 2), f"FluidSynth with {font.name}"
+    if renderer == "fluidsynth":
+        raise FacetuneError(f"FluidSynth rendering needs {'a SoundFont' if program else 'the fluidsynth program'}: {fallback_notice()}")
+    missing = "asked for" if renderer == "fallback" else " and ".join(
+        m for m, ok in (("fluidsynth", program), ("SoundFont", font)) if not ok) + " not found"
+    return _piano_like(summary, sample_rate)[:, None], f"{FALLBACK_NAME} ({missing})"
+
+
+class RawSamples:
+    """Float32 little-endian frames in a raw file, read only as sliced (`samples[a:b]`), by plain
+    reads: unlike a memory map, what has been read does not stay in the process's memory."""
+
+    def __init__(self, path: Path, channels: int) -> None:
+        self.path, self.channels = path, channels
+        self.shape = (path.stat().st_size // (4 * channels), channels)
+
+    def __len__(self) -> int:
+        return self.shape[0]
+
+    def __getitem__(self, part: slice) -> np.ndarray:
+        start, stop, _ = part.indices(len(self))
+        with open(self.path, "rb") as fh:
+            fh.seek(start * 4 * self.channels)
+            return np.fromfile(fh, dtype="<f4", count=max(0, stop - start) * self.channels).reshape(-1, self.channels)
+
+
+def _fluidsynth_raw(midi: bytes, raw: Path, program: str, soundfont: Path, sample_rate: int, timeout: float) -> None:
+    """FluidSynth's rendering into `raw`: little-endian float32 stereo frames. Raw float output
+    cannot clip, whatever the SoundFont's loudness; -f os.devnull keeps a user's ~/.fluidsynth
+    from changing the sound."""
     with open(soundfont, "rb") as fh:
         head = fh.read(12)
     if head[:4] != b"RIFF" or head[8:12] != b"sfbk":  # else FluidSynth quietly plays its default font
         raise FacetuneError(f"{soundfont}: not a SoundFont (.sf2/.sf3) file")
-    with tempfile.TemporaryDirectory(prefix="facetune-fs-") as tmp:
-        mid, raw = Path(tmp, "song.mid"), Path(tmp, "song.raw")
-        mid.write_bytes(midi)
-        cmd = [program, "-q", "-n", "-i", "-f", os.devnull, "-F", str(raw), "-T", "raw", "-O", "float", "-E", "little",
-               "-r", str(sample_rate), "-g", "1.0", str(soundfont), str(mid)]
-        try:
-            done = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, check=False)
-        except subprocess.TimeoutExpired:
-            raise FacetuneError(f"fluidsynth did not finish within {timeout:.0f} s rendering with {soundfont}") from None
-        except OSError as exc:
-            raise FacetuneError(f"fluidsynth could not be run: {exc}") from None
-        data = raw.read_bytes() if raw.is_file() else b""
-        if done.returncode != 0 or not data:
-            why = (done.stderr or done.stdout).strip().splitlines()
-            raise FacetuneError(f"fluidsynth failed (exit {done.returncode}) with {soundfont}: {why[-1] if why else 'no audio written'}")
-    usable = len(data) // 8 * 8
-    return np.frombuffer(data[:usable], dtype="<f4").reshape(-1, 2)
+    mid = raw.with_suffix(".mid")
+    mid.write_bytes(midi)
+    cmd = [program, "-q", "-n", "-i", "-f", os.devnull, "-F", str(raw), "-T", "raw", "-O", "float", "-E", "little",
+           "-r", str(sample_rate), "-g", "1.0", str(soundfont), str(mid)]
+    try:
+        done = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, check=False)
+    except subprocess.TimeoutExpired:
+        raise FacetuneError(f"fluidsynth did not finish within {timeout:.0f} s rendering with {soundfont}") from None
+    except OSError as exc:
+        raise FacetuneError(f"fluidsynth could not be run: {exc}") from None
+    if done.returncode != 0 or not raw.is_file() or raw.stat().st_size < 8:
+        why = (done.stderr or done.stdout).strip().splitlines()
+        raise FacetuneError(f"fluidsynth failed (exit {done.returncode}) with {soundfont}: {why[-1] if why else 'no audio written'}")
 
 
 def _fit(audio: np.ndarray, frames: int, sample_rate: int) -> np.ndarray:

@@ -59,7 +59,9 @@ class SongRequest:
     song controls, mean melody pitch and onsets per bar (`generator_numpy.song_controls`; None:
     the data's centre), and the temperature its onsets are drawn at (under 1 the network's more
     likely onsets become surer and its unlikely ones rarer, so its own likeliest rhythms come
-    back more often; 1: as trained)."""
+    back more often; 1: as trained). `before` holds bar rolls written ahead of this song (a
+    soundtrack's previous segment, in its own key): the network reads them as the bars before
+    bar 0, so a melody carries on across a change of emotion; empty, the song starts from silence."""
 
     quadrant: str
     chords: Sequence[int]
@@ -68,6 +70,7 @@ class SongRequest:
     plans: Sequence[Any] | None = None
     controls: tuple[float, float] | None = None
     onset_temperature: float = 1.0
+    before: Sequence[np.ndarray] = ()
 
 
 class _TorchScores:
@@ -159,6 +162,7 @@ class _Draft:
         self.ok = np.append(self.allowed, True)
         self.latents: list[tuple[np.ndarray, np.ndarray]] = []
         self.history: list[np.ndarray] = []
+        self.before = [np.asarray(bar, np.float32) for bar in request.before]
         self.scale_changes = self.cadence_moves = 0
         self.held = REST
 
@@ -175,7 +179,8 @@ class _Draft:
             u = u if plan.fresh_draws else np.stack([u0[0], u[1]])
         self.latents.append((z, u))
         empty = np.zeros((STEPS_PER_BAR, BAR_WIDTH), np.float32)
-        prev = [self.history[-1 - i] if i < len(self.history) else empty for i in range(self.dims.prev_bars)]
+        past = self.before + self.history if self.before else self.history
+        prev = [past[-1 - i] if i < len(past) else empty for i in range(self.dims.prev_bars)]
         if self.dims.reference:
             chords = self.request.chords
             prev.append(_follow_chord(self.history[plan.ref], chords[plan.ref], chords[b], self.request.key) if plan.ref >= 0 else empty)

@@ -45,7 +45,9 @@ class MidiSummary:
     """What a read-back check needs from a file: timing, meter, key and every track's notes.
 
     `microseconds_per_beat`, `time_signature` and `key_number` are the first such
-    events in the file (None if absent). `tracks` holds every track that has a
+    events in the file (None if absent); `tempo_map` and `key_map` list every tempo
+    (tick, microseconds per beat) and key (tick, key number) event, for pieces whose
+    tempo and key change (a soundtrack). `tracks` holds every track that has a
     name or a note, in file order, as (name, [(pitch, start_tick, end_tick, velocity)])
     sorted by start, pitch, end.
     """
@@ -55,6 +57,8 @@ class MidiSummary:
     time_signature: tuple[int, int] | None = None
     key_number: int | None = None
     tracks: list[tuple[str, list[tuple[int, int, int, int]]]] = field(default_factory=list)
+    tempo_map: list[tuple[int, int]] = field(default_factory=list)
+    key_map: list[tuple[int, int]] = field(default_factory=list)
 
     @property
     def tempo(self) -> float:
@@ -67,8 +71,16 @@ class MidiSummary:
         return max((n[2] for _, notes in self.tracks for n in notes), default=0)
 
     def seconds(self, tick: int) -> float:
-        """A tick in seconds at the file's first tempo."""
-        return tick * (self.microseconds_per_beat or 500000) / 1e6 / self.ticks_per_beat
+        """A tick in seconds: at the file's first tempo, or through every tempo change it has."""
+        if len(self.tempo_map) <= 1:
+            return tick * (self.microseconds_per_beat or 500000) / 1e6 / self.ticks_per_beat
+        elapsed, last_tick, usec = 0.0, 0, 500000
+        for at, value in sorted(self.tempo_map):
+            if at >= tick:
+                break
+            elapsed += (at - last_tick) * usec
+            last_tick, usec = at, value
+        return (elapsed + (tick - last_tick) * usec) / 1e6 / self.ticks_per_beat
 
 
 def _vlq(value: int) -> bytes:
@@ -140,17 +152,10 @@ def _track(name: str, notes: Sequence[Note], channel: int, program: int, ticks_p
     return _chunk(b"MTrk", body)
 
 
-def midi_bytes(tracks: list[tuple[str, list[Note]]], *, tempo: float, key_number: int, ticks_per_beat: int = 480, program: int = 0, programs: Sequence[int] | None = None) -> bytes:
-    """A type-1 Standard MIDI File: a tempo/4-4/key track, then one track per (name, notes).
-
-    Notes are on the sixteenth-note grid (`Note.start`/`end` in steps), so every
-    tick is exact. Channels follow pretty_midi (0, 1, ..., skipping the drum
-    channel 9). `programs` gives each track its own General MIDI program (audio
-    renders the chords on a softer instrument than the melody); without it every
-    track gets `program`. The same input always gives the same bytes.
-    """
+def _usec(tempo: object) -> int:
+    """Microseconds per beat of a tempo in BPM, or ValueError."""
     try:
-        bpm = float(tempo)
+        bpm = float(tempo)  # type: ignore[arg-type]
     except (TypeError, ValueError):
         raise ValueError(f"tempo must be a number, got {tempo!r}") from None
     if not 0 < bpm < float("inf"):
@@ -158,6 +163,33 @@ def midi_bytes(tracks: list[tuple[str, list[Note]]], *, tempo: float, key_number
     usec = round(60e6 / bpm)
     if not 0 < usec <= 0xFFFFFF:
         raise ValueError(f"tempo {tempo} does not fit a MIDI tempo event")
+    return usec
+
+
+def _changes(tempo_changes: Sequence[tuple[int, float]], key_changes: Sequence[tuple[int, int]], ticks_per_step: int) -> bytes:
+    """Tempo and key-signature events after the first, at their steps, in time order."""
+    events = [(int(step), 0, _usec(bpm).to_bytes(3, "big")) for step, bpm in tempo_changes]
+    events += [(int(step), 1, struct.pack(">bB", *KEY_SIGNATURES[_int_in(key, 0, 23, "key_number")])) for step, key in key_changes]
+    out, tick = bytearray(), 0
+    for step, kind, payload in sorted(events):
+        at = _int_in(step, 0, _MAX_TICK // ticks_per_step, "change step") * ticks_per_step
+        out += _vlq(at - tick) + _meta(0x51 if kind == 0 else 0x59, payload)[1:]
+        tick = at
+    return bytes(out)
+
+
+def midi_bytes(tracks: list[tuple[str, list[Note]]], *, tempo: float, key_number: int, ticks_per_beat: int = 480, program: int = 0, programs: Sequence[int] | None = None, tempo_changes: Sequence[tuple[int, float]] = (), key_changes: Sequence[tuple[int, int]] = ()) -> bytes:
+    """A type-1 Standard MIDI File: a tempo/4-4/key track, then one track per (name, notes).
+
+    Notes are on the sixteenth-note grid (`Note.start`/`end` in steps), so every
+    tick is exact. Channels follow pretty_midi (0, 1, ..., skipping the drum
+    channel 9). `programs` gives each track its own General MIDI program (audio
+    renders the chords on a softer instrument than the melody); without it every
+    track gets `program`. `tempo_changes` and `key_changes` are (step, BPM) and
+    (step, key number) events after the first tempo and key. The same input always
+    gives the same bytes.
+    """
+    usec = _usec(tempo)
     ticks_per_beat = _int_in(ticks_per_beat, 4, 0x7FFC, "ticks_per_beat")
     if ticks_per_beat % STEPS_PER_BEAT:
         raise ValueError(f"ticks_per_beat {ticks_per_beat} is not a multiple of {STEPS_PER_BEAT}")
@@ -175,6 +207,7 @@ def midi_bytes(tracks: list[tuple[str, list[Note]]], *, tempo: float, key_number
         _meta(0x51, usec.to_bytes(3, "big"))
         + _meta(0x58, bytes((4, 2, 24, 8)))  # 4/4: denominator as a power of 2, 24 clocks a click, 8 32nds a beat
         + _meta(0x59, struct.pack(">bB", sf, minor))
+        + _changes(tempo_changes, key_changes, ticks_per_beat // STEPS_PER_BEAT)
         + _END_OF_TRACK
     )
     out = [_chunk(b"MThd", struct.pack(">HHH", 1, len(tracks) + 1, ticks_per_beat)), _chunk(b"MTrk", conductor)]
@@ -208,20 +241,25 @@ def _key_number(sf: int, minor: int) -> int:
 _META_LEN = {0x51: 3, 0x58: 4, 0x59: 2}
 
 
-def _meta_event(summary: MidiSummary, kind: int, payload: bytes) -> str | None:
-    """Record the first tempo, meter and key; return the text of a track name."""
+def _meta_event(summary: MidiSummary, kind: int, payload: bytes, tick: int = 0) -> str | None:
+    """Record the first tempo, meter and key, and every tempo and key change; return the text of a track name."""
     if kind == 0x03:
         return payload.decode("latin-1")
     if kind in _META_LEN and len(payload) != _META_LEN[kind]:
         raise ValueError(f"MIDI meta event {kind:#04x} has length {len(payload)}")
-    if kind == 0x51 and summary.microseconds_per_beat is None:
-        summary.microseconds_per_beat = int.from_bytes(payload, "big")
-        if not summary.microseconds_per_beat:
+    if kind == 0x51:
+        usec = int.from_bytes(payload, "big")
+        if not usec:
             raise ValueError("MIDI tempo of 0 microseconds per beat")
+        summary.tempo_map.append((tick, usec))
+        if summary.microseconds_per_beat is None:
+            summary.microseconds_per_beat = usec
     elif kind == 0x58 and summary.time_signature is None:
         summary.time_signature = (payload[0], 1 << payload[1])
-    elif kind == 0x59 and summary.key_number is None:
-        summary.key_number = _key_number(struct.unpack(">b", payload[:1])[0], payload[1])
+    elif kind == 0x59:
+        summary.key_map.append((tick, _key_number(struct.unpack(">b", payload[:1])[0], payload[1])))
+        if summary.key_number is None:
+            summary.key_number = summary.key_map[-1][1]
     return None
 
 
@@ -255,7 +293,7 @@ def _parse_track(data: bytes, pos: int, end: int, summary: MidiSummary) -> tuple
             if kind == 0x2F:
                 break
             if kind >= 0:
-                text = _meta_event(summary, kind, payload)
+                text = _meta_event(summary, kind, payload, tick)
                 name = text if text is not None and name is None else name
             continue
         if byte & 0x80:

@@ -1,0 +1,113 @@
+"""Speed, memory and streaming of `facetune soundtrack`, each printed with the command that measures it.
+
+    python benchmarks/soundtrack_speed.py [--minutes 5] [--size 1280x720] [--rate 30] [--repeats 3]
+    python benchmarks/soundtrack_speed.py --minutes 60 --size 640x360 --rate 30 --repeats 1
+
+A video is generated first (H.264, x264 `veryfast`, CRF 23): the FER2013 fixture faces
+(tests/fixtures/faces) at 200 px, drifting across a textured background, the emotion changing
+every 20 s. Then, alternated `--repeats` times, whole processes:
+
+- the reference: decoding every frame of the video with PyAV (`decode`, the floor any reader of
+  this file pays);
+- `facetune soundtrack VIDEO -o scored.mp4 --timeline t.json` (the scored copy, audio included).
+
+It prints medians of wall time, real-time factors (video seconds per wall second) and the peak
+memory (max RSS, from GNU time) of each. The machine is shared: note `uptime` beside the figures.
+"""
+from __future__ import annotations
+
+import argparse
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+FACES = ROOT / "tests" / "fixtures" / "faces"
+EMOTIONS = ("happy", "sad", "angry")
+
+
+def make_clip(path: Path, seconds: float, size: tuple[int, int], rate: int, noise: float = 0.0, bitrate: str | None = None) -> None:
+    """The benchmark video, written frame by frame (never held whole). `noise` adds sensor-like
+    grain (Gaussian, this standard deviation, from 16 precomputed frames in turn), which raises the
+    bitrate towards a camera's: a clean synthetic picture codes to almost nothing and decodes fast;
+    `bitrate` (x264's average bitrate, 6M) spends that many bits on it, as a camera does."""
+    import av
+    from PIL import Image
+
+    w, h = size
+    rng = np.random.default_rng(0)
+    background = (rng.integers(60, 140, (h // 8 + 1, w // 8 + 1, 3), dtype=np.uint8).repeat(8, 0).repeat(8, 1))[:h, :w]
+    faces = {e: np.asarray(Image.open(FACES / f"{e}.jpg").convert("RGB").resize((200, 200), Image.BICUBIC)) for e in EMOTIONS}
+    grain = [rng.normal(0, noise, (h, w, 1)).astype(np.int16) for _ in range(16)] if noise else []
+    with av.open(str(path), "w") as out:
+        stream = out.add_stream("libx264", rate=rate, options={"preset": "veryfast", **({"b": bitrate} if bitrate else {"crf": "23"})})
+        stream.width, stream.height, stream.pix_fmt = w, h, "yuv420p"
+        for i in range(round(seconds * rate)):
+            t = i / rate
+            frame = background.copy()
+            x = int((w - 200) * (0.5 + 0.4 * np.sin(t / 7)))
+            y = int((h - 200) * (0.5 + 0.3 * np.cos(t / 5)))
+            frame[y : y + 200, x : x + 200] = faces[EMOTIONS[int(t // 20) % 3]]
+            if grain:
+                frame = np.clip(frame + grain[i % len(grain)], 0, 255).astype(np.uint8)
+            out.mux(stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")))
+        out.mux(stream.encode(None))
+
+
+DECODE = "import av, sys\nwith av.open(sys.argv[1]) as c:\n    s = c.streams.video[0]\n    s.thread_type = 'AUTO'\n    n = sum(1 for _ in c.decode(s))\nprint(n)"
+
+
+def timed(args: list[str]) -> tuple[float, float, int]:
+    """Wall seconds, CPU seconds (user + system, children included) and peak memory (MB, max RSS)
+    of one process, from GNU time. On a shared machine the CPU seconds are what load does not inflate."""
+    with tempfile.NamedTemporaryFile("r") as out:
+        t = time.perf_counter()
+        done = subprocess.run(["/usr/bin/time", "-f", "%U %S %M", "-o", out.name, *args], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        wall = time.perf_counter() - t
+        if done.returncode:
+            raise SystemExit(f"failed: {' '.join(args)}\n{done.stderr[-2000:]}")
+        user, system, rss = out.read().strip().splitlines()[-1].split()
+        return wall, float(user) + float(system), int(rss) // 1024
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--minutes", type=float, default=5.0)
+    ap.add_argument("--size", default="1280x720")
+    ap.add_argument("--rate", type=int, default=30)
+    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--noise", type=float, default=0.0, help="Grain (standard deviation) added to every frame, for a camera-like picture.")
+    ap.add_argument("--bitrate", help="x264's average bitrate (6M), for a camera-like file; default: CRF 23.")
+    ap.add_argument("--keep", type=Path, help="Write the video here (and reuse it if it is there).")
+    a = ap.parse_args()
+    size = tuple(int(v) for v in a.size.split("x"))
+    seconds = a.minutes * 60
+    with tempfile.TemporaryDirectory() as tmp:
+        video = a.keep or Path(tmp) / "clip.mp4"
+        if not video.exists():
+            t = time.perf_counter()
+            make_clip(video, seconds, size, a.rate, a.noise, a.bitrate)
+            print(f"made {a.minutes:g} min {a.size} {a.rate} fps video (grain {a.noise:g}) in {time.perf_counter() - t:.0f} s")
+        print(f"video: {video.stat().st_size / 1e6:.1f} MB, {8 * video.stat().st_size / seconds / 1e6:.2f} Mbit/s")
+        runs: dict[str, list[tuple[float, float, int]]] = {"decode": [], "soundtrack": []}
+        for i in range(a.repeats):
+            runs["decode"].append(timed([sys.executable, "-c", DECODE, str(video)]))
+            out = Path(tmp) / f"scored{i}.mp4"
+            runs["soundtrack"].append(timed([sys.executable, "-m", "facetune", "-q", "soundtrack", str(video), "-o", str(out), "--timeline", str(out.with_suffix(".json"))]))
+        for name, values in runs.items():
+            wall = statistics.median(w for w, _, _ in values)
+            cpu = statistics.median(c for _, c, _ in values)
+            rss = max(m for _, _, m in values)
+            print(f"{name}: wall median {wall:.1f} s over {a.repeats} run(s) ({', '.join(f'{w:.1f}' for w, _, _ in values)}), {seconds / wall:.1f}x real time; "
+                  f"CPU median {cpu:.1f} s ({seconds / cpu:.1f}x real time per core); peak RSS {rss} MB")
+        print(f"  reference: python -c '<decode every frame with PyAV>' VIDEO; measured: facetune -q soundtrack VIDEO -o scored.mp4 --timeline t.json")
+        print(f"  uptime: {subprocess.run(['uptime'], capture_output=True, text=True).stdout.strip()}")
+
+
+if __name__ == "__main__":
+    main()
