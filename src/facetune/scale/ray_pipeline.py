@@ -60,8 +60,12 @@ def start_ray(ray_settings: RaySettings = RaySettings()) -> None:
     ray = require_ray()
     if not ray.is_initialized():
         local = ray_settings.address in (None, "local")
-        ray.init(address=ray_settings.address, num_cpus=ray_settings.num_cpus if local else None, include_dashboard=False, log_to_driver=False,
-                 logging_level=logging.WARNING if console.is_quiet() else logging.INFO, configure_logging=True)
+        try:
+            ray.init(address=ray_settings.address, num_cpus=ray_settings.num_cpus if local else None, include_dashboard=False, log_to_driver=False,
+                     logging_level=logging.WARNING if console.is_quiet() else logging.INFO)
+        except ConnectionError as exc:
+            hint = "is it running? A cluster made by `ray start` also wants its token: export RAY_AUTH_MODE=token, with the token in ~/.ray/auth_token or RAY_AUTH_TOKEN"
+            raise FacetuneError(f"cannot join the Ray cluster at {ray_settings.address or 'RAY_ADDRESS'}: {str(exc).splitlines()[0]} ({hint})") from None
     ray.data.DataContext.get_current().enable_progress_bars = not console.is_quiet()
 
 
