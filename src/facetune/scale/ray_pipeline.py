@@ -80,17 +80,17 @@ def _columns(rows: list[dict[str, Any]]) -> dict[str, list[Any]]:
     return {k: [r[k] for r in rows] for k in rows[0]} if rows else {}
 
 
-def _content(row: dict[str, Any], settings: ComposeSettings) -> tuple[Any, str | None]:
-    """An input's content for decoding (its local path, or its bytes from a URI) and its fingerprint,
-    or (None, None) when it cannot be read."""
+def _digest(row: dict[str, Any], settings: ComposeSettings) -> str | None:
+    """An input's fingerprint (its song seed comes from it), read but not decoded; None when it
+    cannot be read."""
     from ..errors import InputError
     from ..faces.photos import read_source, source_digest
 
     try:
         data = read_uri(row["source"], settings.max_bytes) if is_uri(row["source"]) else read_source(row["source"], settings.max_bytes, row["name"])[0]
     except InputError:
-        return None, None
-    return (data if is_uri(row["source"]) else row["source"]), source_digest(data)
+        return None
+    return source_digest(data)
 
 
 class ClassifyStage:
@@ -110,7 +110,7 @@ class ClassifyStage:
         rows = _row_dicts(batch)
         todo = []
         for row in rows:
-            source, digest = _content(row, self.settings) if row["skip"] or row["old"] else (None, None)
+            digest = _digest(row, self.settings) if row["skip"] or row["old"] else None
             seed = content_seed(self.settings.seed, digest) if digest else None
             row["record"], row["face"] = "", ""
             if row["skip"]:
@@ -177,7 +177,7 @@ class ComposeStage:
     def _compose(self, todo: list[dict[str, Any]], base: Path) -> list[dict[str, Any]]:
         """The songs of `todo` written under `base` (the output folder, or a scratch folder whose
         files are uploaded); a failure that dooms the rest (a full disk) fails the batch's rest."""
-        from ..api import FaceEmotion, _compose_chunk, compose_record, extra_outputs
+        from ..api import FaceEmotion, _compose_chunk, compose_record
 
         chunk = [((r["source"], r["name"], Path(r["rel"]), base / r["rel"]), FaceEmotion(**json.loads(r["face"]))) for r in todo]
         results: list[dict[str, Any]] = []
