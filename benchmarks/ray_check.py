@@ -1,7 +1,7 @@
 """The Ray pipeline's figures (issue 24): throughput against the local batch, Ray's fixed start-up
 cost, a two-node cluster on one machine, a worker killed with -9, and per-stage timings.
 
-    python benchmarks/ray_check.py [--crops 2000] [--repeats 3] [--only throughput two-nodes fault stages]
+    python benchmarks/ray_check.py [--crops 2000] [--repeats 3] [--only throughput two-nodes fault stages] [--one-thread]
 
 - throughput: songs per second over --crops FER2013 test crops (../shared/data/fer2013/test),
   each run a fresh process into a fresh folder: the local batch (`compose_many`, what
@@ -16,7 +16,7 @@ cost, a two-node cluster on one machine, a worker killed with -9, and per-stage 
 - fault: a local cluster of 2 CPUs; a classify actor once the first record is back and a compose
   actor after 200 records are killed with -9 (pids from Ray's state API): byte-identical tree,
   same records.
-- stages: one core, in-process, per input: reading, decoding (and detection), classifying,
+- stages: one core (a fresh process, OMP_NUM_THREADS=1), per input: reading, decoding (and detection), classifying,
   generating, writing the MIDI; and MTCNN face detection on a 512×512 photo.
 """
 from __future__ import annotations
@@ -81,22 +81,25 @@ def one_run(mode: str, workers: int, inp: str, out: str) -> None:
     print(json.dumps({"imports": t1 - t0 if mode == "local" else None, "start": t1 - t0, "first": first - t1, "job": t2 - t1, "records": records}))
 
 
-def measure(mode: str, workers: int, inp: Path, out: Path) -> dict:
+def measure(mode: str, workers: int, inp: Path, out: Path, env: dict[str, str] | None = None) -> dict:
     t = time.perf_counter()
-    p = subprocess.run([sys.executable, __file__, "--one", mode, str(workers), str(inp), str(out)], capture_output=True, text=True, check=True)
+    p = subprocess.run([sys.executable, __file__, "--one", mode, str(workers), str(inp), str(out)], capture_output=True, text=True, check=True, env={**os.environ, **(env or {})})
     result = json.loads(p.stdout.strip().splitlines()[-1])
     result["wall"] = time.perf_counter() - t
     return result
 
 
-def throughput(tmp: Path, n: int, repeats: int) -> None:
-    runs: dict[str, list[dict]] = {"local": [], "ray1": [], "ray2": []}
+def throughput(tmp: Path, n: int, repeats: int, one_thread: bool) -> None:
+    """`one_thread` adds the local batch with OMP_NUM_THREADS=1 (one ONNX Runtime thread, as each
+    Ray actor gets): on a machine busier than its cores, the default thread pool's spinning costs."""
+    contenders = [("local", 0, "local", None), ("ray", 1, "ray1", None), ("ray", 2, "ray2", None)]
+    contenders += [("local", 0, "local-1-thread", {"OMP_NUM_THREADS": "1"})] if one_thread else []
+    runs: dict[str, list[dict]] = {key: [] for _, _, key, _ in contenders}
     reference = None
     for r in range(repeats):
-        for mode, workers in (("local", 0), ("ray", 1), ("ray", 2)):
-            key = mode if mode == "local" else f"ray{workers}"
+        for mode, workers, key, env in contenders:
             out = tmp / f"{key}-{r}"
-            res = measure(mode, workers, tmp / "in", out)
+            res = measure(mode, workers, tmp / "in", out, env)
             songs, recs = tree(out), record_set(res.pop("records"), out)
             if reference is None:
                 reference = (songs, recs)
@@ -107,7 +110,7 @@ def throughput(tmp: Path, n: int, repeats: int) -> None:
     med = {k: {f: statistics.median(x[f] for x in v) for f in ("wall", "job", "start", "first")} for k, v in runs.items()}
     for k, m in med.items():
         print(f"{k}: median wall {m['wall']:.2f} s = {n / m['wall']:.1f} songs/s whole process; job {m['job']:.2f} s = {n / m['job']:.1f} songs/s; start-up {m['start']:.2f} s; first record after {m['first']:.2f} s")
-    for k in ("ray1", "ray2"):
+    for k in [k for k in runs if k != "local"]:
         print(f"{k} / local: {med['local']['wall'] / med[k]['wall']:.2f}x whole process, {med['local']['job'] / med[k]['job']:.2f}x job alone")
     print(f"all runs byte-identical with the same records: {all(x['same'] for v in runs.values() for x in v)}")
 
@@ -187,8 +190,12 @@ def killed_run(tmp: Path, reference: Path, reference_records: set[str]) -> None:
 
 
 def stages(tmp: Path, n: int) -> None:
-    """Seconds per input of each stage on one core (OMP_NUM_THREADS=1 for the classifier)."""
-    os.environ["OMP_NUM_THREADS"] = "1"
+    """Each stage's time per input on one core: in a fresh process with OMP_NUM_THREADS=1, so that
+    ONNX Runtime and numpy's BLAS each run one thread, as in a Ray actor."""
+    subprocess.run([sys.executable, __file__, "--stages", str(tmp), str(n)], check=True, env={**os.environ, "OMP_NUM_THREADS": "1"})
+
+
+def stages_here(tmp: Path, n: int) -> None:
     import numpy as np
 
     from facetune.api import ComposeSettings, content_seed, load_classifier, load_generator, write_song
@@ -229,17 +236,21 @@ def main() -> None:
     if len(sys.argv) > 1 and sys.argv[1] == "--one":
         one_run(sys.argv[2], int(sys.argv[3]), sys.argv[4], sys.argv[5])
         return
+    if len(sys.argv) > 1 and sys.argv[1] == "--stages":
+        stages_here(Path(sys.argv[2]), int(sys.argv[3]))
+        return
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--crops", type=int, default=2000)
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--only", nargs="+", default=["throughput", "two-nodes", "fault", "stages"])
+    ap.add_argument("--one-thread", action="store_true", help="Throughput: also the local batch with OMP_NUM_THREADS=1.")
     args = ap.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         make_inputs(tmp / "in", args.crops)
         print(f"{args.crops} crops; load: {os.getloadavg()}", flush=True)
         if "throughput" in args.only:
-            throughput(tmp, args.crops, args.repeats)
+            throughput(tmp, args.crops, args.repeats, args.one_thread)
         if {"two-nodes", "fault"} & set(args.only):
             res = measure("local", 0, tmp / "in", tmp / "reference")
             reference_records = record_set(res["records"], tmp / "reference")
