@@ -159,3 +159,24 @@ def test_the_cli_composes_on_ray_and_says_how_to_get_ray_without_it(cluster, pho
     result = CliRunner().invoke(main, [*args[:3], str(tmp_path / "other"), "--ray"])
     assert result.exit_code == 1 and "pip install 'facetune[ray]'" in result.output and "Traceback" not in result.output
     assert not (tmp_path / "other").exists()
+
+
+def test_two_shards_on_ray_write_the_local_batch_tree(cluster, photos, settings, local_run, tmp_path):
+    from facetune.scale.ray_pipeline import compose_ray
+
+    reference, expected = local_run
+    out = tmp_path / "songs"
+    records = [r for k in (1, 2) for r in compose_ray([str(photos)], out, replace(settings, shard=(k, 2)))]
+    assert as_set(records, out, reference) == as_set(expected, reference, reference) and len(records) == 34
+    assert {k: v for k, v in tree(out).items() if not k.startswith(".")} == {k: v for k, v in tree(reference).items() if not k.startswith(".")}
+
+
+def test_actors_run_one_thread(cluster):
+    """Ray gives each actor OMP_NUM_THREADS (1 for half a CPU): ONNX Runtime and BLAS run one thread."""
+
+    @ray.remote(num_cpus=0.5)
+    class Probe:
+        def threads(self) -> str:
+            return os.environ.get("OMP_NUM_THREADS", "")
+
+    assert ray.get(Probe.remote().threads.remote()) == "1"
