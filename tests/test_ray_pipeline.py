@@ -17,6 +17,8 @@ from conftest import face_image
 
 ray = pytest.importorskip("ray")
 pytest.importorskip("ray.data")
+#: A Ray cluster of processes and about 100 s in all: `-m 'not slow'` leaves them out, CI runs them.
+pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")
