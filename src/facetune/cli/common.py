@@ -201,9 +201,15 @@ def own_inputs(items: list[tuple[Any, str, Path]], shard: tuple[int, int]) -> li
     return own
 
 
+def no_images(paths: tuple[str, ...]) -> str:
+    from ..faces.photos import IMAGE_SUFFIXES
+
+    return f"no images found in {', '.join(paths)} (looked for {', '.join(sorted(IMAGE_SUFFIXES))}); nothing to do"
+
+
 def expand_inputs(paths: tuple[str, ...], max_bytes: int) -> list[tuple[Any, str, Path]]:
     """Expand CLI inputs: files, folders, globs and '-' (an image on stdin) → (source, name, relative path)."""
-    from ..faces.photos import IMAGE_SUFFIXES, iter_image_files
+    from ..faces.photos import iter_image_files
 
     out: list[tuple[Any, str, Path]] = []
     for path, rel in iter_image_files(list(paths)):
@@ -212,6 +218,5 @@ def expand_inputs(paths: tuple[str, ...], max_bytes: int) -> list[tuple[Any, str
         else:
             out.append((path, str(path), rel))
     if not out:
-        looked = ", ".join(sorted(IMAGE_SUFFIXES))
-        raise FacetuneError(f"no images found in {', '.join(paths)} (looked for {looked}); nothing to do")
+        raise FacetuneError(no_images(paths))
     return out

@@ -29,6 +29,7 @@ from .common import (
     read_stdin,
     write_text,
 )
+from .scale import RAY_OPTION, batch_records, check_out_dir, check_ray
 
 BATCH_SIZE_HELP = "Face crops classified together (larger: faster, more memory)."
 
@@ -97,7 +98,7 @@ def classify_cmd(inputs: tuple[str, ...], fmt: str | None, output: Path | None, 
 @main.command("compose")
 @click.argument("inputs", nargs=-1)
 @click.option("-o", "--output", type=click.Path(path_type=Path), help="MIDI file to write for one input ('-' for stdout; a .musicxml name writes the lead sheet instead).")
-@click.option("--out-dir", type=click.Path(path_type=Path), help="Folder for many inputs: OUT_DIR/<relative path>/<stem>.mid.")
+@click.option("--out-dir", callback=check_out_dir, help="Folder for many inputs: OUT_DIR/<relative path>/<stem>.mid (with --ray, also a URI: s3://bucket/songs).")
 @click.option("--emotion", callback=check_emotion, help="Skip the photo: happy, sad, angry, calm, any FER class, or Q1-Q4.")
 @click.option("--seed", default=0, show_default=True, type=click.IntRange(0), help="Base seed (≥ 0). With photos, each song's seed is a hash of this and the photo's bytes: the same photo gives the same song anywhere; with --emotion, the song's seed.")
 @click.option("--bars", default=16, show_default=True, type=click.IntRange(1, 256), help="Length in bars of 4/4.")
@@ -115,6 +116,7 @@ def classify_cmd(inputs: tuple[str, ...], fmt: str | None, output: Path | None, 
 @MAX_BYTES_OPTION
 @click.option("--retry-failed", is_flag=True, help="With --out-dir: try again inputs that failed in an earlier run though their content is unchanged (OUT_DIR/.facetune-failed.json).")
 @SHARD_OPTION
+@RAY_OPTION
 @click.option("--png", is_flag=True, help="Also save a piano-roll picture beside each MIDI file (.png).")
 @click.option("--wav", is_flag=True, help="Also render audio beside each MIDI file (.wav): FluidSynth with a General MIDI SoundFont, else a built-in piano-like synth.")
 @click.option("--soundfont", type=click.Path(path_type=Path), help="SoundFont (.sf2) for --wav (default: $FACETUNE_SOUNDFONT, then the usual system places).")
@@ -122,7 +124,7 @@ def classify_cmd(inputs: tuple[str, ...], fmt: str | None, output: Path | None, 
 @click.option("--preview", is_flag=True, help="Show the piano roll in the terminal (one input).")
 @OVERWRITE_OPTION
 @handle_errors
-def compose_cmd(inputs: tuple[str, ...], output: Path | None, out_dir: Path | None, emotion: str | None, seed: int, bars: int, tempo: float | None, no_chords: bool, form: str | None, fmt: str, no_detect: bool, classes: tuple[str, ...] | None, classifier: Path | None, generator: Path | None, batch_size: int, workers: int, device: str, max_bytes: int, retry_failed: bool, shard: tuple[int, int], png: bool, wav: bool, soundfont: Path | None, musicxml: bool, preview: bool, force: bool) -> None:
+def compose_cmd(inputs: tuple[str, ...], output: Path | None, out_dir: Path | None, emotion: str | None, seed: int, bars: int, tempo: float | None, no_chords: bool, form: str | None, fmt: str, no_detect: bool, classes: tuple[str, ...] | None, classifier: Path | None, generator: Path | None, batch_size: int, workers: int, device: str, max_bytes: int, retry_failed: bool, shard: tuple[int, int], ray_address: str | None, png: bool, wav: bool, soundfont: Path | None, musicxml: bool, preview: bool, force: bool) -> None:
     """Photo → emotion → a new melody over chords, as MIDI. INPUTS are files, folders
     (recursive), globs, or - for an image on stdin.
 
@@ -155,11 +157,10 @@ def compose_cmd(inputs: tuple[str, ...], output: Path | None, out_dir: Path | No
         classes=classes, detect=False if no_detect else None, device=device, batch_size=batch_size, workers=workers, max_bytes=max_bytes, retry_failed=retry_failed, shard=shard,
     )
     check_output_file(output)
-    if out_dir is not None and out_dir.exists() and not out_dir.is_dir():
-        raise click.BadParameter(f"{out_dir} is a file; --out-dir names a folder", param_hint="'--out-dir'")
     one_file = len(inputs) == 1 and (inputs[0] == "-" or (not Path(inputs[0]).is_dir() and not any(c in inputs[0] for c in "*?[")))
     if shard != (1, 1) and out_dir is None:
         raise click.UsageError("--shard splits a batch: give --out-dir DIR")
+    check_ray(ray_address, inputs, out_dir)
     if emotion or (one_file and out_dir is None):
         if output is None:
             raise click.UsageError("say where to write the MIDI: -o FILE (or -o - for stdout)" + ("" if emotion else ", or --out-dir DIR"))
@@ -169,7 +170,7 @@ def compose_cmd(inputs: tuple[str, ...], output: Path | None, out_dir: Path | No
         raise click.UsageError("a folder, a glob or several inputs need --out-dir DIR (-o writes one song)")
     if preview:
         raise click.UsageError("--preview shows one composition; use it with -o")
-    _compose_batch(inputs, out_dir, settings, fmt)
+    _compose_batch(inputs, out_dir, settings, fmt, ray_address)
 
 
 def _compose_single(source: str | None, output: Path, settings: Any, emotion: str | None, fmt: str, preview: bool) -> None:
@@ -206,13 +207,12 @@ def _report_song(res: Any, record: dict[str, Any], fmt: str, preview: bool, chor
         where.print(console.compose_summary(res))
 
 
-def _compose_batch(inputs: tuple[str, ...], out_dir: Path, settings: Any, fmt: str) -> None:
-    """Many photos → OUT_DIR/<relative path>.mid: each record on stdout as it comes (a line, a JSON
-    record or a CSV row), failures also on stderr, then a summary on stderr."""
+def _compose_batch(inputs: tuple[str, ...], out_dir: Any, settings: Any, fmt: str, ray_address: str | None) -> None:
+    """Many photos → OUT_DIR/<relative path>.mid, here or on a Ray cluster: each record on stdout as
+    it comes (a line, a JSON record or a CSV row), failures also on stderr, then a summary on stderr."""
     import json
     from collections import Counter
 
-    from ..api import compose_many
     from ..errors import OutputError
 
     counts: Counter[str] = Counter()
@@ -224,11 +224,10 @@ def _compose_batch(inputs: tuple[str, ...], out_dir: Path, settings: Any, fmt: s
             told.add(name)
             console.error(error)
 
-    items = expand_inputs(inputs, settings.max_bytes)
-    own_inputs(items, settings.shard)  # says how many this shard owns; compose_many names every output from all of them
+    total, records = batch_records(inputs, out_dir, settings, ray_address, read)
     stopped = None
     try:
-        for rec in compose_many(items, out_dir, settings, on_read=read):
+        for rec in records:
             counts[rec["status"]] += 1
             emotions[rec["emotion"]] += rec["status"] == "done"
             if fmt == "json":
@@ -240,7 +239,7 @@ def _compose_batch(inputs: tuple[str, ...], out_dir: Path, settings: Any, fmt: s
                 if rec["status"] == "failed" and rec["input"] not in told:
                     console.error(rec["error"])
     except OutputError as exc:
-        stopped = f"stopped: {exc}; {len(items) - sum(counts.values())} input(s) not composed (rerun to resume)"
+        stopped = f"stopped: {exc}; {total - sum(counts.values())} input(s) not composed (rerun to resume)"
     if fmt == "text" and not console.is_quiet():
         console.err.print(console.batch_table(out_dir, counts, +emotions))
     if stopped:
