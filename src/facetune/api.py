@@ -67,8 +67,9 @@ class ComposeResult:
 def load_classifier(path: str | None = None, device: str = "cpu", engine: str = "auto") -> Any:
     """The classifier at `path` (default: the shipped weights), loaded once per process.
 
-    engine: "auto" runs the ONNX export beside the checkpoint in ONNX Runtime on the CPU when
-    there is one (about 2× faster, no torch import), else PyTorch; "onnx" or "torch" insist.
+    engine: "auto" runs, on the CPU, the int8 export beside the checkpoint in ONNX Runtime when
+    there is one, else the float export (no torch import either way), else PyTorch; "int8",
+    "onnx" (the float export) or "torch" insist.
     """
     from .classifier.inference import load_classifier as _load
     from .registry import resolve_model
