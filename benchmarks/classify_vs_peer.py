@@ -84,6 +84,7 @@ def main() -> None:
     print(f"{len(crops)} leak-free crops; load {os.getloadavg()[0]:.1f} at start")
     runs: dict[str, list[tuple[float, float]]] = {e: [] for e in engines + (["peer"] if args.peer_python else [])}
     scores: dict[str, str] = {}
+    preds: dict[str, dict[str, str]] = {}
     with tempfile.TemporaryDirectory() as tmp_name:
         tmp = Path(tmp_name)
         listing = tmp / "crops.txt"
@@ -94,7 +95,8 @@ def main() -> None:
                 cmd = ["xargs", "-s", "1000000", sys.executable, "-m", "facetune", "-q", "classify", "--format", "csv", "-o", str(out), "--engine", engine]
                 with open(listing) as stdin:
                     runs[engine].append(timed(cmd, stdin=stdin))
-                scores[engine] = score(facetune_preds(out))
+                preds[engine] = facetune_preds(out)
+                scores[engine] = score(preds[engine])
             if args.peer_python:
                 out = tmp / f"peer{r}.csv"
                 runs["peer"].append(timed([args.peer_python, str(PEER), "--list", str(listing), "--out", str(out)]))
@@ -110,6 +112,9 @@ def main() -> None:
         for e in engines:
             ratios = [w2 / w1 for (w1, _), (w2, _) in zip(runs[e], runs["peer"])]
             print(f"{e} / peer: {statistics.median(n / w for w, _ in runs[e]) / peer:.2f} (per round: {', '.join(f'{x:.2f}' for x in ratios)})")
+    for a, b in zip(engines, engines[1:]):
+        same = sum(preds[a][p] == preds[b][p] for p in preds[a])
+        print(f"{a} and {b} give the same emotion for {same:,} of {len(preds[a]):,} crops ({same / len(preds[a]):.2%})")
     print(f"load {os.getloadavg()[0]:.1f} at end")
 
 

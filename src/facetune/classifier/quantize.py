@@ -24,9 +24,8 @@ from ..errors import DataError, FacetuneError, refuse_overwrite
 
 @dataclass(frozen=True)
 class QuantizeSettings:
-    """How the int8 graph is calibrated. 300 crops a class (7 classes, with their flips: 4,200
-    crops) settle every activation range: MinMax, Percentile and Entropy calibration were compared
-    on them (classifier model card); `seed` picks the crops."""
+    """How the int8 graph is calibrated: 300 crops a class (7 classes, with their flips: 4,200
+    crops), MinMax ranges; `seed` picks the crops."""
 
     per_class: int = 300
     seed: int = 0
