@@ -130,14 +130,14 @@ def test_classify_engines_agree_through_the_cli(tmp_path):
 
 @pytest.mark.slow
 def test_shipped_classifier_runs_without_importing_torch():
-    """The cold-start path: the shipped export is current and classify never imports torch."""
+    """The cold-start path: the shipped int8 export is current, chosen first, and classify never imports torch."""
     code = (
         "import sys; from facetune.api import classify, load_classifier; "
         "r = classify('examples/photos/astronaut.png'); "
         "print(load_classifier().engine, r[0].emotion, 'torch' in sys.modules)"
     )
     out = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, check=True).stdout.split()
-    assert out == ["onnx", "happy", "False"]
+    assert out == ["int8", "happy", "False"]
 
 
 def test_training_export_only_warns_when_it_cannot_export(tmp_path, monkeypatch, capsys):

@@ -67,8 +67,9 @@ class ComposeResult:
 def load_classifier(path: str | None = None, device: str = "cpu", engine: str = "auto") -> Any:
     """The classifier at `path` (default: the shipped weights), loaded once per process.
 
-    engine: "auto" runs the ONNX export beside the checkpoint in ONNX Runtime on the CPU when
-    there is one (about 2× faster, no torch import), else PyTorch; "onnx" or "torch" insist.
+    engine: "auto" runs, on the CPU, the int8 export beside the checkpoint in ONNX Runtime when
+    there is one, else the float export (no torch import either way), else PyTorch; "int8",
+    "onnx" (the float export) or "torch" insist.
     """
     from .classifier.inference import load_classifier as _load
     from .registry import resolve_model
@@ -166,7 +167,8 @@ def iter_classify(
 ) -> Iterator[tuple[int, list[FaceEmotion]]]:
     """Stream (input index, its records) in input order, classifying crops in batches.
 
-    Memory stays flat: only one batch of crops is held at a time, and no input is read beyond
+    Memory stays flat: at most three batches of crops are held at a time (the next two are decoded
+    in a background thread while one is classified), and no input is read beyond
     `max_bytes` (see `faces.photos.read_image_bytes`). The classifier is loaded only once an input
     decodes: leading unreadable inputs are reported without it, so a rerun over broken inputs
     loads no model (the first readable input is decoded twice). `on_read(index, error or None)`
@@ -206,7 +208,8 @@ def iter_classify(
                 records.append(FaceEmotion(labels[i], list(f.box) if f.box else None, emotion, {c: round(float(v), 4) for c, v in zip(active, p)}, quadrant_of(emotion), content=digest))
             yield i, records
 
-    for i, faces, err, digest in _iter_faces(sources[first:], detect, all_faces, clf.crop_size, clf.face_margin, workers, max_bytes):
+    faces_stream = _iter_faces(sources[first:], detect, all_faces, clf.crop_size, clf.face_margin, workers, max_bytes)
+    for i, faces, err, digest in _prefetched(faces_stream, depth=2 * batch_size) if len(sources) - first > batch_size else faces_stream:  # decode the next batch while this one is classified
         item = (i + first, faces, err, digest)
         if on_read is not None:
             on_read(i + first, None if err is None else str(err))

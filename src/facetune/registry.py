@@ -60,7 +60,31 @@ def list_models() -> list[dict[str, str]]:
             else:
                 continue
             out.append({"kind": payload["kind"], "name": f.name, "describes": describes, "figures": _figures(payload), "path": str(f), "origin": origin})
+            if payload["kind"] == "classifier":
+                out.extend(_exports(f, origin))
     return out
+
+
+def _exports(checkpoint: Path, origin: str) -> list[dict[str, str]]:
+    """A classifier's ONNX exports beside it, float and int8, each with the engine that runs it
+    and whether it is current (made from this very checkpoint file); read without onnxruntime."""
+    import json
+
+    from .classifier.onnx_metadata import file_sha256, read_onnx_metadata
+
+    rows = []
+    for f, engine, what in ((checkpoint.with_suffix(".onnx"), "onnx", "float"), (checkpoint.with_suffix(".int8.onnx"), "int8", "int8")):
+        if not f.is_file():
+            continue
+        try:
+            meta = json.loads(read_onnx_metadata(f).get("facetune", "{}"))
+        except (ValueError, OSError):  # not a readable graph: listed as unused
+            meta = {}
+        current = meta.get("source_sha256") == file_sha256(checkpoint) and ("quantization" in meta) == (engine == "int8")
+        state = f"{what} ONNX export of {checkpoint.name}, --engine {engine}" if current else f"{what} ONNX export, not of the current {checkpoint.name} (unused)"
+        figures = f"{f.stat().st_size / 1e6:.1f} MB; accuracy and speed per engine: {checkpoint.with_suffix('.md').name}"
+        rows.append({"kind": "classifier", "name": f.name, "describes": state, "figures": figures, "path": str(f), "origin": origin})
+    return rows
 
 
 def resolve_model(name: str | None, kind: str) -> str | None:

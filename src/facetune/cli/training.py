@@ -123,20 +123,28 @@ def train_ensemble_cmd(members: tuple[Path, ...], out: Path, data: Path | None, 
 
 @main.command("export-onnx")
 @click.argument("checkpoint", type=click.Path(path_type=Path))
-@click.option("-o", "--output", type=click.Path(path_type=Path), help="ONNX file to write (default: beside the checkpoint, same name, .onnx).")
+@click.option("-o", "--output", type=click.Path(path_type=Path), help="ONNX file to write (default: beside the checkpoint, same name, .onnx; with --int8, .int8.onnx).")
+@click.option("--int8", "calibration", type=click.Path(path_type=Path), help="Write the int8 export instead, from the float export beside the checkpoint, calibrated on the training face crops in this folder (one sub-folder per class, e.g. ../shared/data/fer2013/train).")
 @OVERWRITE_OPTION
 @handle_errors
-def export_onnx_cmd(checkpoint: Path, output: Path | None, force: bool) -> None:
-    """Export a classifier checkpoint to ONNX, for about 2× faster CPU inference in ONNX Runtime.
+def export_onnx_cmd(checkpoint: Path, output: Path | None, calibration: Path | None, force: bool) -> None:
+    """Export a classifier checkpoint to ONNX, for about 2× faster CPU inference in ONNX Runtime,
+    or (--int8) its int8 twin, faster again on CPUs with int8 instructions.
 
-    Training writes this export itself; use this for older checkpoints. `classify` and
+    Training writes the float export itself; use this for older checkpoints. `classify` and
     `evaluate` use an export beside the checkpoint only while it matches the checkpoint's SHA-256.
     Needs the onnx package (pip install onnx).
     """
     from ..classifier.onnx_engine import export_onnx
 
-    out = export_onnx(checkpoint, output, force=force)
-    console.info(f"ONNX export written to {out}")
+    if calibration is None:
+        out = export_onnx(checkpoint, output, force=force)
+        console.info(f"ONNX export written to {out}")
+        return
+    from ..classifier.quantize import quantize_checkpoint
+
+    out = quantize_checkpoint(checkpoint, calibration, output, force=force)
+    console.info(f"int8 ONNX export written to {out}")
 
 
 @main.command("export-generator")
