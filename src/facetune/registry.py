@@ -73,6 +73,7 @@ def _exports(checkpoint: Path, origin: str) -> list[dict[str, str]]:
     from .classifier.onnx_metadata import file_sha256, read_onnx_metadata
 
     rows = []
+    source = None
     for f, engine, what in ((checkpoint.with_suffix(".onnx"), "onnx", "float"), (checkpoint.with_suffix(".int8.onnx"), "int8", "int8")):
         if not f.is_file():
             continue
@@ -80,7 +81,8 @@ def _exports(checkpoint: Path, origin: str) -> list[dict[str, str]]:
             meta = json.loads(read_onnx_metadata(f).get("facetune", "{}"))
         except (ValueError, OSError):  # not a readable graph: listed as unused
             meta = {}
-        current = meta.get("source_sha256") == file_sha256(checkpoint) and ("quantization" in meta) == (engine == "int8")
+        source = source or file_sha256(checkpoint)  # read once, for the first export found
+        current = meta.get("source_sha256") == source and ("quantization" in meta) == (engine == "int8")
         state = f"{what} ONNX export of {checkpoint.name}, --engine {engine}" if current else f"{what} ONNX export, not of the current {checkpoint.name} (unused)"
         figures = f"{f.stat().st_size / 1e6:.1f} MB; accuracy and speed per engine: {checkpoint.with_suffix('.md').name}"
         rows.append({"kind": "classifier", "name": f.name, "describes": state, "figures": figures, "path": str(f), "origin": origin})

@@ -204,6 +204,13 @@ class _SongPlan:
     onset_temperature: float
 
 
+def style_controls(style: Style, rng: np.random.Generator) -> tuple[float, float]:
+    """The register and density the network is asked for: the style's, each strayed by up to
+    CONTROL_JITTER with the song's generator, so songs of one emotion differ in both."""
+    jitter = rng.uniform(-1.0, 1.0, 2) * CONTROL_JITTER
+    return style.register + float(jitter[0]), style.density + float(jitter[1])
+
+
 def _plan_song(emotion: str, *, bars: int, seed: int, tempo: float | None, form: str | None, network_emotion: str | None) -> _SongPlan:
     """Key, form and chord progression for an emotion and a seed (the seed's generator goes on to the velocities)."""
     from .chords import key_index, progression, quadrant_mode
@@ -230,8 +237,7 @@ def _plan_song(emotion: str, *, bars: int, seed: int, tempo: float | None, form:
     chords = progression(quadrant, root, [p.letter for p in phrases], bars, rng, cadence_bars(bars))
     heard = quadrant_of(network_emotion) if network_emotion else quadrant
     told = STYLES[heard]
-    jitter = rng.uniform(-1.0, 1.0, 2) * CONTROL_JITTER
-    controls = (told.register + float(jitter[0]), told.density + float(jitter[1]))
+    controls = style_controls(told, rng)
     return _SongPlan(name, quadrant, heard, key, chords, phrases, style, rng, float(tempo or style.tempo), int(seed), controls, told.onset_temperature)
 
 

@@ -223,7 +223,7 @@ def _shifted(notes: Sequence[Note], steps: int) -> list[Note]:
 def compose_score(moods: Sequence[Mood], duration: float, generator: Any = None, settings: ScoreSettings = ScoreSettings()) -> Score:
     """The piece for `moods` (in time order, covering 0..`duration` seconds), deterministic for the seed."""
     from .chords import KEY_NAMES, chord_name
-    from .composer import CONTROL_JITTER, STYLES, _perform, accompaniment
+    from .composer import STYLES, _perform, accompaniment, style_controls
     from .form import form_name, plan_bars
     from .generate import SongRequest, load_generator
     from .pianoroll import rolls_to_notes
@@ -244,8 +244,7 @@ def compose_score(moods: Sequence[Mood], duration: float, generator: Any = None,
     first = 0
     for part, tempo, n in zip(parts, tempos, counts):
         style = STYLES[part.quadrant]
-        jitter = part.rng.uniform(-1.0, 1.0, 2) * CONTROL_JITTER
-        controls = (style.register + float(jitter[0]), style.density + float(jitter[1]))
+        controls = style_controls(style, part.rng)
         request = SongRequest(part.quadrant, part.chords, part.key, part.seed, plan_bars(part.phrases, n, decode.motif_reference), controls, style.onset_temperature, before=rolls[-gen.dims.prev_bars:])
         [(part_rolls, _)] = gen.generate_many([request], decode)
         rolls.extend(part_rolls)

@@ -125,8 +125,10 @@ def soundtrack(video: str | Path, output: str | Path | None = None, *, midi: str
     targets = _targets(output, midi, wav, timeline, png)
     for path in targets.values():
         refuse_overwrite(path, settings.force)
-    if "wav" in targets or "video" in targets:
-        _check_soundfont(settings)
+    if settings.soundfont and ("wav" in targets or "video" in targets):
+        from ..music.audio import find_soundfont
+
+        find_soundfont(settings.soundfont)  # a --soundfont that is not there fails before the video is read
     if "video" in targets:
         from .frames import probe
         from .mux import check_target
@@ -144,14 +146,6 @@ def soundtrack(video: str | Path, output: str | Path | None = None, *, midi: str
         if result.renderer.startswith(FALLBACK_NAME):
             console.warn(fallback_notice())
     return result
-
-
-def _check_soundfont(settings: SoundtrackSettings) -> None:
-    """A --soundfont that is not there fails before the video is read."""
-    if settings.soundfont:
-        from ..music.audio import find_soundfont
-
-        find_soundfont(settings.soundfont)
 
 
 def _write_outputs(result: SoundtrackResult, info: Any, targets: dict[str, Path], settings: SoundtrackSettings) -> None:
