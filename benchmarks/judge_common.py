@@ -25,6 +25,7 @@ import io
 import json
 import shlex
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -137,6 +138,22 @@ def feature_matrix(items, features, cache_name: str | None = None, version: str 
     return x
 
 
+def decode_overrides(pairs: list[str]) -> dict:
+    """`--set FIELD=VALUE` pairs as DecodeSettings fields, each value parsed as its field's type."""
+    from dataclasses import fields
+
+    from facetune.music.composer import DecodeSettings
+
+    types = {f.name: type(f.default) for f in fields(DecodeSettings)}
+    out: dict = {}
+    for pair in pairs:
+        name, _, value = pair.partition("=")
+        if name not in types:
+            raise SystemExit(f"--set {pair}: no decode setting {name!r} (one of {', '.join(types)})")
+        out[name] = value.lower() in ("1", "true", "yes") if types[name] is bool else types[name](value)
+    return out
+
+
 def parser(doc: str) -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(description=doc.strip().splitlines()[0])
     ap.add_argument("--n", type=int, default=50, help="compositions per emotion (seeds 0..n-1)")
@@ -147,6 +164,7 @@ def parser(doc: str) -> argparse.ArgumentParser:
     ap.add_argument("--melody-only", action="store_true", help="judge the melody track alone (no chord track), as a judge that hears only the tune would; implies --train-on-melody")
     ap.add_argument("--train-on-melody", action="store_true", help="train and test the judge on the top line (skyline) of the labelled pieces, and judge the top line of the compositions")
     ap.add_argument("--texture-judge", action="store_true", help="with --melody-only: keep the judge trained on whole textures (out of its domain on a lone line; for comparison)")
+    ap.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE", help="override a decode setting (DecodeSettings field), e.g. --set pitch_walk=0.2; repeatable")
     ap.add_argument("--network-emotion", default=None, help="ablation: tell the network this emotion in every song, keeping each song's own key, chords and style")
     return ap
 
@@ -163,9 +181,10 @@ def compositions(args) -> dict[str, list]:
     from facetune.music.composer import compose_emotion, load_generator
 
     gen = load_generator(args.generator)
+    settings = replace(gen.default_settings(), **decode_overrides(getattr(args, "set", [])))
     for emotion, _ in EMOTIONS:
         net = getattr(args, "network_emotion", None)
-        songs = (compose_emotion(emotion, gen, bars=16, seed=seed, network_emotion=net) for seed in range(args.n))
+        songs = (compose_emotion(emotion, gen, bars=16, seed=seed, network_emotion=net, settings=settings) for seed in range(args.n))
         out[emotion] = [(c.seed, read_midi(c.midi_bytes(chords=not getattr(args, "melody_only", False)))) for c in songs]
     return out
 
@@ -178,6 +197,7 @@ def source_line(args) -> str:
     if melody_mode(args):
         tracks += ", its top line, judged by a judge trained on top lines"
     net = f", network told '{args.network_emotion}' in every song" if args.network_emotion else ""
+    net += f", decode {' '.join(args.set)}" if getattr(args, "set", []) else ""
     return f"compose_emotion(..., bars=16, seed=0..{args.n - 1}), generator {args.generator or 'shipped'}, {tracks}{net}"
 
 

@@ -44,6 +44,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from judge_common import decode_overrides  # noqa: E402
 from melody_form import EMOTIONS, _all_alike  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
@@ -227,22 +228,6 @@ def fmt(v, key: str = "") -> str:
     return f"{v:.3f}" if abs(v) < 10 else f"{v:.1f}"
 
 
-def _overrides(pairs: list[str]) -> dict:
-    """`--set FIELD=VALUE` pairs as DecodeSettings fields, each value parsed as its field's type."""
-    from dataclasses import fields
-
-    from facetune.music.composer import DecodeSettings
-
-    types = {f.name: type(f.default) for f in fields(DecodeSettings)}
-    out: dict = {}
-    for pair in pairs:
-        name, _, value = pair.partition("=")
-        if name not in types:
-            raise SystemExit(f"--set {pair}: no decode setting {name!r} (one of {', '.join(types)})")
-        out[name] = value.lower() in ("1", "true", "yes") if types[name] is bool else types[name](value)
-    return out
-
-
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--n", type=int, default=50, help="songs per emotion (seeds 0..n-1)")
@@ -261,7 +246,7 @@ def main() -> None:
     from facetune.music.metrics import scale_consistency
 
     gen = load_generator(args.generator)
-    base = replace(DecodeSettings(**gen.info.get("decode", {})), **_overrides(args.set))
+    base = replace(DecodeSettings(**gen.info.get("decode", {})), **decode_overrides(args.set))
     raw = replace(base, scale_mask=False, cadences=False)
     songs = [(e, s) for e in EMOTIONS for s in range(args.n)]
     t0 = time.perf_counter()

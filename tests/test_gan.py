@@ -79,12 +79,13 @@ def test_song_controls_are_the_last_columns_of_y_in_both_engines():
     from facetune.music.generator_numpy import condition_np, form_features_np, song_controls
 
     d = tiny_dims()
-    ctrl = song_controls([76.0, 64.0], [7.5, 3.5])
-    assert np.allclose(ctrl, [[1.0, 1.0], [-1.0, -1.0]])  # 70 ± 6 semitones, 5.5 ± 2 onsets per bar
+    ctrl = song_controls([76.0, 64.0], [7.5, 3.5], [0.2, -0.12])
+    assert np.allclose(ctrl, [[1.0, 1.0, 1.0], [-1.0, -1.0, -1.0]])  # 70 ± 6 semitones, 5.5 ± 2 onsets per bar, lean 0.04 ± 0.16
     form = form_features_np(np.array([0, 3]), np.array([0, 1]), np.array([0, 0]))
     y_np = condition_np([0, 2], [3, 4], d, [0, 12], form, ctrl)
     y_t = condition(torch.tensor([0, 2]), torch.tensor([3, 4]), d, torch.tensor([0, 12]), torch.from_numpy(form), torch.from_numpy(ctrl))
-    assert np.array_equal(y_np, y_t.numpy()) and y_np[:, -2:].tolist() == ctrl.tolist()
+    assert np.array_equal(y_np, y_t.numpy()) and y_np[:, -3:].tolist() == ctrl.tolist()
+    assert np.allclose(song_controls([76.0], [7.5])[:, 2], 0.0)  # no lean asked: the data's centre
 
 
 def test_copy_path_makes_the_reference_bar_win():

@@ -44,6 +44,34 @@ def test_row_draws_match_one_draw_per_row(top_p):
     assert _draw_rows(scores, u, top_p).tolist() == [_scalar_draw(s, x, top_p) for s, x in zip(scores, u)]
 
 
+def _draft(walk: float):
+    from facetune.music.generate import SongRequest, _Draft
+    from facetune.music.gan import tiny_dims
+
+    return _Draft(tiny_dims(), SongRequest("Q1", [0] * 4, 0, 0), DecodeSettings(pitch_walk=walk))
+
+
+def test_pitch_walk_keeps_each_draw_uniform_and_moves_in_small_steps():
+    """The walk's uniforms are still uniform on [0, 1] (so every note is the network's own draw),
+    successive ones differ by about the walk's size, and the walk carries on across bars."""
+    rng = np.random.default_rng(0)
+    draft = _draft(0.2)
+    bars = [draft.pitch_uniforms(rng.random(), rng.standard_normal(STEPS_PER_BAR) * 0.2) for _ in range(4000)]
+    u = np.concatenate(bars)
+    assert u.min() >= 0.0 and u.max() <= 1.0
+    assert np.abs(np.histogram(u, bins=10, range=(0, 1))[0] / len(u) - 0.1).max() < 0.01
+    steps = np.abs(np.diff(u))
+    assert 0.1 < np.median(steps) < 0.2 and np.median(steps) < np.median(np.abs(np.diff(rng.random(len(u))))) / 2
+    assert abs(bars[1][0] - bars[0][-1]) < 1.0  # the next bar starts where the last one stopped, not afresh
+
+
+def test_without_a_walk_the_pitch_uniforms_are_the_bars_own(gen):
+    d0, d1 = _draft(0.0), _draft(0.3)
+    assert np.array_equal(d0.inputs(0)[0], d1.inputs(0)[0])  # the noise is untouched
+    assert not np.array_equal(d0.latents[0][1][1], d1.latents[0][1][1])
+    assert np.array_equal(d0.latents[0][1][0], d1.latents[0][1][0])  # the onset uniforms too
+
+
 def test_the_shipped_generator_runs_in_numpy_by_default():
     gen = load_generator()
     assert gen.engine == "numpy"
@@ -62,7 +90,7 @@ def test_numpy_and_torch_engines_write_the_same_songs(tiny_generator):
     torch_gen = load_generator(str(tiny_generator), engine="torch")
     songs = [(e, s) for e in EMOTIONS for s in range(3)]
     guided = DecodeSettings(guidance=1.5, top_p=0.9)
-    for settings in (None, guided):
+    for settings in (None, guided, DecodeSettings(pitch_walk=0.2)):
         a = compose_emotions(songs, numpy_gen, settings=settings)
         b = compose_emotions(songs, torch_gen, settings=settings)
         assert [c.midi_bytes() for c in a] == [c.midi_bytes() for c in b]

@@ -108,7 +108,26 @@ def test_song_controls_and_mode_pace_labels_from_the_cache():
     counts = label_by_mode_and_pace(arrays, {"clips": [{"bpm": 120}, {"bpm": 60}]})
     assert arrays["quadrant"].tolist() == [0, 0, 2, 2] and counts == {"Q1": 1, "Q2": 0, "Q3": 1, "Q4": 0, "unknown": 0}
     add_song_controls(arrays)
-    assert np.allclose(arrays["controls"][:2], song_controls(72.0, 8.0)) and np.allclose(arrays["controls"][2:], song_controls(60.0, 1.0))
+    assert np.allclose(arrays["controls"][:2, :2], song_controls(72.0, 8.0)[:2]) and np.allclose(arrays["controls"][2:, :2], song_controls(60.0, 1.0)[:2])
+
+
+def test_melody_lean_hears_major_and_minor_tunes():
+    """A tune on C–E–G leans major, one resting on A with C and E leans minor; the lean is read per
+    song, over its melodic bars, and weighs each note by how long it sounds."""
+    import numpy as np
+
+    from facetune.music.pianoroll import LOW_PITCH
+    from facetune.music.train import melody_lean
+
+    def col(midi: int) -> int:
+        return midi - LOW_PITCH
+
+    pitch = np.full((3, 16), -1, np.int8)
+    pitch[0, :8], pitch[0, 8:12], pitch[0, 12:] = col(72), col(76), col(79)  # C E G
+    pitch[1, :10], pitch[1, 10:13], pitch[1, 13:] = col(69), col(72), col(76)  # A (long) C E
+    pitch[2, :] = col(71)  # a third song with only non-melodic bars: no sounding step counted
+    lean = melody_lean({"pitch": pitch}, np.array([0, 1, 2]), np.array([True, True, False]))
+    assert lean[0] > 0.1 and lean[1] < -0.1 and lean[2] == 0.0
 
 
 def test_lean_pace_labels_hear_the_mode_in_the_tune():

@@ -15,6 +15,7 @@ song's form takes one, the middle of the song ends on V and the end on the tonic
 | Q1 happy | major | I–V–vi–IV · I–IV–V–I · I–V–IV–V · I–ii–V–I · I–IV–I–V |
 | Q2 angry | minor | i–iv–V–i · i–bII–V–i · i–VI–V–i · i–iv–i–V · i–VII–VI–V |
 | Q3 sad | minor | i–iv–i–V · i–VI–iv–V · i–v–iv–i · i–iv–VI–V · i–iv–v–i |
+| Q4 calm | major | I–IV–I–IV · I–iii–IV–I · I–ii–IV–I · I–IV–V–I · I–V–IV–I |
 
 Minor progressions return to i often and lean on iv and V: progressions built mostly of the
 relative major's chords (i–VI–III–VII) make a melody over them read as major. Happy ones lean on
@@ -22,7 +23,8 @@ I, IV and V the same way: when four of the five passed through vi or iii (I–vi
 IV–V–iii–vi and I–IV–vi–V beside I–V–vi–IV), a happy tune alone leaned major by only 0.05
 (Krumhansl–Kessler; POP909's major melodies 0.125) and a third of them read as E or A minor;
 over these, 0.08.
-| Q4 calm | major | I–IV–I–IV · I–iii–IV–I · I–vi–ii–V · IV–I–ii–I · I–V–IV–I |
+Calm's the same: over I–vi–ii–V and IV–I–ii–I calm tunes leaned minor (−0.04 and −0.06, 40
+songs each); over I–ii–IV–I and I–IV–V–I, which replaced them, +0.12 and +0.04.
 """
 from __future__ import annotations
 
@@ -75,8 +77,8 @@ PROGRESSIONS: dict[str, list[list[tuple[int, str]]]] = {
     "Q4": [
         [(0, _M), (5, _M), (0, _M), (5, _M)],
         [(0, _M), (4, _m), (5, _M), (0, _M)],
-        [(0, _M), (9, _m), (2, _m), (7, _M)],
-        [(5, _M), (0, _M), (2, _m), (0, _M)],
+        [(0, _M), (2, _m), (5, _M), (0, _M)],
+        [(0, _M), (5, _M), (7, _M), (0, _M)],
         [(0, _M), (7, _M), (5, _M), (0, _M)],
     ],
 }

@@ -41,6 +41,10 @@ class DecodeSettings:
     `motif_reference` has bar 3 of a new phrase restate bar 1 (see `music.form.plan_bars`);
     `phrase_position` tells the network each bar's place in its phrase and the phrase ends, which
     it learned from POP909's human phrase labels (so phrases breathe and end on long notes).
+    `pitch_walk` couples the pitch draws of successive steps (see `_Draft.pitch_uniforms`): 0,
+    each step draws on its own; above 0, each step's uniform is the last one moved by a Gaussian
+    step of that size, so every note is still drawn from the network's own distribution at its
+    step, but a note tends to take the same place in it as the note before.
     """
 
     guidance: float = 1.0
@@ -50,13 +54,14 @@ class DecodeSettings:
     cadences: bool = True
     motif_reference: bool = True
     phrase_position: bool = True
+    pitch_walk: float = 0.0
 
 
 @dataclass(frozen=True)
 class SongRequest:
     """One song for the network: the emotion it is told, the chords (one per bar), the key, the
     seed of its noise and uniforms, the form plan (`music.form.plan_bars`; None: no form) and the
-    song controls, mean melody pitch and onsets per bar (`generator_numpy.song_controls`; None:
+    song controls, mean melody pitch, onsets per bar and major/minor lean (`generator_numpy.song_controls`; None:
     the data's centre), and the temperature its onsets are drawn at (under 1 the network's more
     likely onsets become surer and its unlikely ones rarer, so its own likeliest rhythms come
     back more often; 1: as trained). `before` holds bar rolls written ahead of this song (a
@@ -68,7 +73,7 @@ class SongRequest:
     key: int
     seed: int
     plans: Sequence[Any] | None = None
-    controls: tuple[float, float] | None = None
+    controls: tuple[float, float, float] | None = None
     onset_temperature: float = 1.0
     before: Sequence[np.ndarray] = ()
 
@@ -102,7 +107,7 @@ class MelodyGenerator:
 
     def _bar_scores(self, songs: Sequence["_Draft"], inputs: Sequence[tuple[np.ndarray, np.ndarray]], b: int, settings: DecodeSettings) -> np.ndarray:
         """The network's (n, 16, BAR_WIDTH) scores for bar `b` of `songs`, in one pass, with guidance."""
-        from .generator_numpy import DENSITY_CENTER, REGISTER_CENTER, UNKNOWN_EMOTION, condition_np, form_features_np, song_controls
+        from .generator_numpy import DENSITY_CENTER, LEAN_CENTER, REGISTER_CENTER, UNKNOWN_EMOTION, condition_np, form_features_np, song_controls
 
         d = self.dims
         guided = settings.guidance != 1.0 and d.n_emotions > UNKNOWN_EMOTION
@@ -113,8 +118,8 @@ class MelodyGenerator:
         pos = np.array([p.pos if settings.phrase_position else -1 for p in plans])
         end = np.array([int(p.phrase_end) if settings.phrase_position else 0 for p in plans])
         form = form_features_np(pos, end, np.array([int(p.ref >= 0) for p in plans])) if d.n_form else None
-        wanted = np.array([s.request.controls or (REGISTER_CENTER, DENSITY_CENTER) for s in songs], np.float64)
-        controls = song_controls(wanted[:, 0], wanted[:, 1]) if d.n_controls else None
+        wanted = np.array([s.request.controls or (REGISTER_CENTER, DENSITY_CENTER, LEAN_CENTER) for s in songs], np.float64)
+        controls = song_controls(wanted[:, 0], wanted[:, 1], wanted[:, 2])[:, : d.n_controls] if d.n_controls else None
         y = condition_np(emotion, chord, d, key, form, controls)
         z = np.stack([i[0] for i in inputs]).astype(np.float64)
         prev = np.stack([i[1] for i in inputs]).astype(np.float64)
@@ -140,7 +145,7 @@ class MelodyGenerator:
                 d.write_bar(b, *choice)
         return [d.result() for d in drafts]
 
-    def generate(self, quadrant: str, chords: Sequence[int], key: int, seed: int, plans: Sequence[Any] | None = None, settings: DecodeSettings = DecodeSettings(), controls: tuple[float, float] | None = None) -> tuple[np.ndarray, dict[str, int]]:
+    def generate(self, quadrant: str, chords: Sequence[int], key: int, seed: int, plans: Sequence[Any] | None = None, settings: DecodeSettings = DecodeSettings(), controls: tuple[float, float, float] | None = None) -> tuple[np.ndarray, dict[str, int]]:
         """One song; the same as that song in any batch of `generate_many`."""
         return self.generate_many([SongRequest(quadrant, chords, key, seed, plans, controls)], settings)[0]
 
@@ -165,6 +170,7 @@ class _Draft:
         self.before = [np.asarray(bar, np.float32) for bar in request.before]
         self.scale_changes = self.cadence_moves = 0
         self.held = REST
+        self.walk = -1.0
 
     def inputs(self, b: int) -> tuple[np.ndarray, np.ndarray]:
         """Bar `b`'s noise and the bars the conditioner reads (previous ones, then the reference)."""
@@ -172,6 +178,8 @@ class _Draft:
         rng = np.random.default_rng([int(self.request.seed), b, 7])
         z = rng.standard_normal(self.dims.z_dim).astype(np.float32)
         u = rng.random((2, STEPS_PER_BAR))
+        if self.settings.pitch_walk > 0:
+            u[1] = self.pitch_uniforms(u[1][0], rng.standard_normal(STEPS_PER_BAR) * self.settings.pitch_walk)
         if plan.latent_from >= 0:
             z0, u0 = self.latents[plan.latent_from]
             v = plan.variation
@@ -185,6 +193,23 @@ class _Draft:
             chords = self.request.chords
             prev.append(_follow_chord(self.history[plan.ref], chords[plan.ref], chords[b], self.request.key) if plan.ref >= 0 else empty)
         return z, np.stack(prev)
+
+    def pitch_uniforms(self, first: float, moves: np.ndarray) -> np.ndarray:
+        """A bar's pitch uniforms as a reflected random walk that carries on from the last bar's.
+
+        Why: the network scores a whole bar at once, and drawing each step on its own makes
+        neighbouring notes independent draws from their steps' distributions, which jump about
+        among the likely pitches. Uniforms that wander slowly pick neighbouring quantiles, and the
+        columns are in pitch order, so the line moves by steps where the distribution does. The
+        walk lives on a circle of length 2 folded onto [0, 1] (no wrap from the top pitch to the
+        bottom one), whose stationary distribution is uniform: each draw stays the network's."""
+        v = 2.0 * first if self.walk < 0 else self.walk
+        out = np.empty(len(moves))
+        for t, m in enumerate(moves.tolist()):
+            v = (v + m) % 2.0
+            out[t] = v if v < 1.0 else 2.0 - v
+        self.walk = v
+        return out
 
     def write_bar(self, b: int, best: np.ndarray, p_on: np.ndarray, picks: np.ndarray, off_key: np.ndarray) -> None:
         """Decode bar `b` from its step choices (`_step_choices`): a step starts a note when the onset

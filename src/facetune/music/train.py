@@ -119,8 +119,9 @@ def song_groups(arrays: dict[str, np.ndarray]) -> np.ndarray:
 
 def add_song_controls(arrays: dict[str, np.ndarray]) -> None:
     """`arrays["controls"]`: each row's song controls (`generator_numpy.song_controls`), from the
-    mean pitch of the song's melody notes and its onsets per bar, over its melodic bars (all bars
-    where no phrase labels are known), in that transposition."""
+    mean pitch of the song's melody notes, its onsets per bar and the major/minor lean of its
+    sounding steps' pitch classes, over its melodic bars (all bars where no phrase labels are
+    known), in that transposition."""
     from .generator_numpy import song_controls
 
     g = song_groups(arrays)
@@ -132,7 +133,21 @@ def add_song_controls(arrays: dict[str, np.ndarray]) -> None:
     bars = np.bincount(g, weights=melodic.astype(np.float64))
     mean_pitch = np.where(n_on > 0, pitch_sum / np.maximum(n_on, 1), 70.0)
     density = n_on / np.maximum(bars, 1)
-    arrays["controls"] = song_controls(mean_pitch, density)[g]
+    arrays["controls"] = song_controls(mean_pitch, density, melody_lean(arrays, g, melodic))[g]
+
+
+def melody_lean(arrays: dict[str, np.ndarray], group: np.ndarray, melodic: np.ndarray) -> np.ndarray:
+    """Per song group, the major/minor lean (`chords.mode_score`) of its melodic bars' sounding
+    steps, each step counted once, so a long note weighs as long as it sounds. Songs with no
+    sounding step get 0."""
+    from .chords import mode_score
+
+    sounding = (arrays["pitch"] >= 0) & melodic[:, None]
+    pc = (arrays["pitch"].astype(np.int64) + LOW_PITCH) % 12
+    n = int(group.max()) + 1 if len(group) else 0
+    cells = (np.repeat(group[:, None], arrays["pitch"].shape[1], 1) * 12 + pc)[sounding]
+    hist = np.bincount(cells, minlength=n * 12).reshape(n, 12)
+    return np.array([mode_score(h) if h.any() else 0.0 for h in hist])
 
 
 def training_arrays(arrays: dict[str, np.ndarray], manifest: dict[str, Any], cfg: GanConfig) -> dict[str, np.ndarray]:
