@@ -188,3 +188,18 @@ def test_runs_on_several_threads_give_the_same_answers(tmp_path):
         assert np.array_equal(clf.log_probs(many), one)
     assert clf._workers is not None and clf._workers[0] == 2
     assert np.array_equal(clf.log_probs(many[:5]), one[:5])  # one chunk: this thread alone
+
+
+def test_runs_go_on_idle_cpus_only(monkeypatch):
+    import os
+
+    from facetune.classifier.onnx_engine import _lanes
+
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 1, 2, 3}, raising=False)
+    for load, lanes in ((0.0, 4), (1.4, 3), (3.6, 1), (9.0, 1)):
+        monkeypatch.setattr(os, "getloadavg", lambda load=load: (load, load, load))
+        assert _lanes() == lanes
+    monkeypatch.setattr(os, "getloadavg", lambda: (0.0, 0.0, 0.0))
+    monkeypatch.setenv("OMP_NUM_THREADS", "2")
+    assert _lanes() == 1
