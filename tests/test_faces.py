@@ -300,3 +300,18 @@ def test_a_folder_lists_every_hostile_entry(tmp_path):
     os.symlink(tmp_path / "in", tmp_path / "in" / "sub" / "cycle")
     rels = sorted(rel.as_posix() for _, rel in iter_image_files([tmp_path / "in"]))
     assert rels == sorted(["good.png", *(f"sub/{n}" for n in expected)])
+
+
+def test_gray_files_skip_the_rgb_copy_with_the_same_crop(tmp_path):
+    """A gray JPEG comes back gray with gray_ok; its crop equals the one made through RGB, resized or not."""
+    from facetune.faces.photos import whole_image_crop
+
+    rng = np.random.default_rng(3)
+    for side in (48, 60):
+        path = _save(Image.fromarray(rng.integers(0, 255, (side, side), dtype=np.uint8), "L"), tmp_path / f"g{side}.jpg")
+        gray, rgb = load_image(path, gray_ok=True), load_image(path)
+        assert gray.ndim == 2 and rgb.shape == (side, side, 3) and np.array_equal(gray, to_gray(rgb))
+        assert np.array_equal(whole_image_crop(gray), whole_image_crop(rgb))
+        [face] = find_faces(path)
+        assert np.array_equal(face.crop, whole_image_crop(rgb)) and face.crop.flags.writeable
+    assert load_image(_save(Image.new("RGB", (30, 30)), tmp_path / "c.png"), gray_ok=True).shape == (30, 30, 3)

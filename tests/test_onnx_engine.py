@@ -173,3 +173,33 @@ def test_an_export_runs_on_its_own(tmp_path):
         load_classifier(tmp_path / "junk.onnx")
     r = CliRunner().invoke(main, ["classify", str(REPO / "examples/photos/astronaut.png"), "--classifier", str(tmp_path / "junk.onnx")])
     assert r.exit_code == 1 and "junk.onnx" in r.stderr and len(r.stderr.strip().splitlines()) == 1
+
+
+def test_runs_on_several_threads_give_the_same_answers(tmp_path):
+    """`log_probs` spreads its chunks over threads; the answer is the single-thread one, in order."""
+    ck = _tiny(tmp_path / "m.pt", 4, input_size=64)
+    export_onnx(ck)
+    clf = load_classifier(ck, engine="onnx")
+    many = np.concatenate([CROPS, CROPS[::-1, :, ::-1]])  # 140 crops: five chunks of 32 or fewer
+    clf.lanes = 1
+    one = clf.log_probs(many)
+    for lanes in (2, 3):
+        clf.lanes = lanes
+        assert np.array_equal(clf.log_probs(many), one)
+    assert clf._workers is not None and clf._workers[0] == 2
+    assert np.array_equal(clf.log_probs(many[:5]), one[:5])  # one chunk: this thread alone
+
+
+def test_runs_go_on_idle_cpus_only(monkeypatch):
+    import os
+
+    from facetune.classifier.onnx_engine import _lanes
+
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 1, 2, 3}, raising=False)
+    for load, lanes in ((0.0, 4), (1.4, 3), (3.6, 1), (9.0, 1)):
+        monkeypatch.setattr(os, "getloadavg", lambda load=load: (load, load, load))
+        assert _lanes() == lanes
+    monkeypatch.setattr(os, "getloadavg", lambda: (0.0, 0.0, 0.0))
+    monkeypatch.setenv("OMP_NUM_THREADS", "2")
+    assert _lanes() == 1

@@ -112,3 +112,21 @@ def test_shipped_int8_and_float_agree_on_a_fixed_sample():
     pq, pf = q.predict(x), f.predict(x)
     assert (pq.argmax(1) == pf.argmax(1)).sum() >= 297
     assert np.abs(pq - pf).mean() < 0.03
+
+
+def test_gray_stem_fold_keeps_the_answers(tiny_int8, tmp_path):
+    """The repeated gray channel folded into the stem: no Expand left, the same logits."""
+    import onnx
+    import onnxruntime as ort
+
+    from facetune.classifier.quantize import fold_gray_stem
+
+    float_graph = tiny_int8.with_suffix(".onnx")
+    folded = tmp_path / "gray.onnx"
+    fold_gray_stem(float_graph, folded)
+    ops = [n.op_type for n in onnx.load(str(folded)).graph.node]
+    assert "Expand" in [n.op_type for n in onnx.load(str(float_graph)).graph.node] and "Expand" not in ops
+    run = lambda g: ort.InferenceSession(str(g), providers=["CPUExecutionProvider"]).run(None, {"crops": CROPS})[0]
+    assert np.allclose(run(folded), run(float_graph), atol=1e-5)
+    fold_gray_stem(folded, tmp_path / "again.onnx")  # nothing left to fold: written unchanged
+    assert onnx.load(str(tmp_path / "again.onnx")) == onnx.load(str(folded))

@@ -10,7 +10,7 @@ Images can be paths, bytes, PIL images or numpy arrays. Models are loaded once a
 from __future__ import annotations
 
 import hashlib
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
 from typing import Any, Callable, Iterator, Sequence
@@ -38,10 +38,8 @@ class FaceEmotion:
     def to_dict(self) -> dict[str, Any]:
         """The JSON record: every field but `no_face`, which only tells `compose` which error to
         raise, and `content`, the input's fingerprint (`faces.photos.source_digest`) seeds come from."""
-        d = asdict(self)
-        d.pop("no_face")
-        d.pop("content")
-        return d
+        face = list(self.face) if self.face is not None else None  # copies, as dataclasses.asdict made them, without its deep walk
+        return {"input": self.input, "face": face, "emotion": self.emotion, "probabilities": dict(self.probabilities), "quadrant": self.quadrant, "error": self.error}
 
 
 @dataclass

@@ -76,9 +76,9 @@ def quantize_checkpoint(checkpoint: str | Path, train_dir: str | Path, out: str 
 def quantize_onnx(float_graph: str | Path, train_dir: str | Path, out: str | Path | None = None, *, settings: QuantizeSettings = QuantizeSettings(), force: bool = False) -> Path:
     """Write the int8 twin of a facetune float ONNX export, calibrated on `train_dir`'s crops.
 
-    Convolutions (with their ReLU6 fused), additions, pooling and the head run in int8
-    (activations uint8, weights int8 per output channel, QDQ format); the uint8 → [-1, 1] scaling
-    and the resize stay in float. The export's description is carried over, with the calibration.
+    Convolutions (with their ReLU6 fused), additions and pooling run in int8 (activations uint8,
+    weights int8 per output channel, QDQ format); the uint8 → [-1, 1] scaling, the resize, the
+    stem convolution (on the gray channel, `fold_gray_stem`) and the head stay in float. The export's description is carried over, with the calibration.
     """
     from onnxruntime.quantization import CalibrationDataReader, CalibrationMethod, QuantFormat, QuantType, quantize_static
     from onnxruntime.quantization.shape_inference import quant_pre_process
@@ -109,13 +109,62 @@ def quantize_onnx(float_graph: str | Path, train_dir: str | Path, out: str | Pat
             return {"crops": batch}
 
     with tempfile.TemporaryDirectory() as tmp:
-        pre, q = Path(tmp) / "pre.onnx", Path(tmp) / "q.onnx"
-        quant_pre_process(str(float_graph), str(pre), skip_symbolic_shape=True)
+        gray, pre, q = Path(tmp) / "gray.onnx", Path(tmp) / "pre.onnx", Path(tmp) / "q.onnx"
+        fold_gray_stem(float_graph, gray)
+        quant_pre_process(str(gray), str(pre), skip_symbolic_shape=True)
         keep_float = _float_nodes(pre)
         quantize_static(str(pre), str(q), Reader(), quant_format=QuantFormat.QDQ, per_channel=True, activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8, calibrate_method=methods[settings.method], nodes_to_exclude=keep_float)
         data = _describe(q, meta | {"quantization": asdict(settings) | {"calibration": str(train_dir), "crops": int(len(x)), "format": "QDQ, per-channel int8 weights, uint8 activations"}}, META_KEY)
     atomic_write_bytes(out, data)
     return out
+
+
+def fold_gray_stem(float_graph: Path, out: Path) -> None:
+    """Write the float graph with the gray → 3-channel repeat folded into the stem convolution.
+
+    Why: the three input channels are copies, so convolving them equals convolving the gray
+    channel with the stem's weights summed over its input channels (equal to float rounding,
+    about 1e-6 in the logits). The stem then does a third of the work and the repeat is gone;
+    the int8 graph ran about 7 % more crops per CPU-second (classifier model card). Graphs
+    without that repeat in front of the stem are written unchanged.
+    """
+    import onnx
+    from onnx import numpy_helper
+
+    model = onnx.load(str(float_graph))
+    graph = model.graph
+    expand = next((n for n in graph.node if n.op_type == "Expand"), None)
+    users = [n for n in graph.node if expand is not None and expand.output[0] in n.input]
+    stem = next((n for n in graph.node if n.op_type == "Conv"), None)
+    chain = [u for u in users if u.op_type == "Pad" and stem is not None and u.output[0] in stem.input] or [u for u in users if u is stem]
+    if expand is None or stem is None or len(users) != 1 or not chain:
+        onnx.save(model, str(out))
+        return
+    makers = {o: n for n in graph.node for o in n.output}
+    weight_name = stem.input[1]
+    source = makers[weight_name].input[0] if weight_name in makers and makers[weight_name].op_type == "Cast" else weight_name
+    weight = numpy_helper.to_array(next(i for i in graph.initializer if i.name == source)).astype(np.float32)
+    summed = numpy_helper.from_array(weight.sum(axis=1, keepdims=True), f"{weight_name}.gray")
+    graph.initializer.append(summed)
+    stem.input[1] = summed.name
+    chain[0].input[list(chain[0].input).index(expand.output[0])] = expand.input[0]
+    _drop_dead(graph)
+    onnx.save(model, str(out))
+
+
+def _drop_dead(graph: Any) -> None:
+    """Remove the nodes and initializers no graph output depends on any more."""
+    live = {o.name for o in graph.output}
+    kept = []
+    for node in reversed(list(graph.node)):
+        if any(o in live for o in node.output):
+            kept.append(node)
+            live.update(i for i in node.input if i)
+    del graph.node[:]
+    graph.node.extend(reversed(kept))
+    inits = [i for i in graph.initializer if i.name in live]
+    del graph.initializer[:]
+    graph.initializer.extend(inits)
 
 
 def _float_nodes(graph_file: Path) -> list[str]:

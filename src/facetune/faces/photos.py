@@ -159,12 +159,14 @@ def _describe(src: Any) -> str:
     return str(src) if isinstance(src, (str, Path)) else type(src).__name__
 
 
-def load_image(src: ImageLike, *, max_bytes: int = DEFAULT_MAX_BYTES, name: str | None = None) -> np.ndarray:
+def load_image(src: ImageLike, *, max_bytes: int = DEFAULT_MAX_BYTES, name: str | None = None, gray_ok: bool = False) -> np.ndarray:
     """Decode an image to an RGB uint8 array (H, W, 3), honouring EXIF orientation.
 
     Accepts a path, raw bytes, a PIL image or a numpy array (gray, RGB or RGBA). A path is read
     with `read_image_bytes` (regular files only, at most `max_bytes`). Raises InputError with a
-    message naming the file (`name`, default: the path or the type) and the problem.
+    message naming the file (`name`, default: the path or the type) and the problem. `gray_ok`:
+    a gray (mode L) file comes back as it is, (H, W), skipping the RGB copy the caller would
+    turn back into gray (FER2013's crops are gray JPEGs).
     """
     from PIL import Image, ImageOps
 
@@ -192,6 +194,8 @@ def load_image(src: ImageLike, *, max_bytes: int = DEFAULT_MAX_BYTES, name: str 
         except (OSError, SyntaxError, ValueError, EOFError) as exc:
             msg = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
             raise InputError(f"{name}: damaged or truncated image ({msg})") from None
+    if gray_ok and img.mode == "L":
+        return _check_size(np.asarray(img), name)
     return _pil_to_rgb(img, name)
 
 
@@ -225,6 +229,11 @@ def _array_to_rgb(arr: np.ndarray, name: str) -> np.ndarray:
         arr = arr[:, :, :3]
     if arr.ndim != 3 or arr.shape[2] != 3:
         raise InputError(f"{name}: unsupported image array shape {arr.shape}")
+    return _check_size(arr, name)
+
+
+def _check_size(arr: np.ndarray, name: str) -> np.ndarray:
+    """The decoded image, contiguous, unless it is too small or too narrow to hold a face."""
     h, w = arr.shape[:2]
     if min(h, w) < MIN_SIDE:
         raise InputError(f"{name}: image is too small ({w}×{h} pixels; at least {MIN_SIDE}×{MIN_SIDE} needed)")
@@ -437,14 +446,16 @@ def _crop(rgb: np.ndarray, face: Located, margin: float, size: int) -> np.ndarra
 
 
 def whole_image_crop(rgb: np.ndarray, size: int = 48) -> np.ndarray:
-    """Use the whole image as the face: centre-square it and resize (for ready-made crops)."""
-    import cv2
-
+    """Use the whole image (RGB, or already gray) as the face: centre-square it and resize (for ready-made crops)."""
     gray = to_gray(rgb)
     h, w = gray.shape
     s = min(h, w)
     y0, x0 = (h - s) // 2, (w - s) // 2
     sq = gray[y0 : y0 + s, x0 : x0 + s]
+    if s == size:  # what cv2.resize returns for its own size, without importing OpenCV (~30 ms)
+        return sq.copy()
+    import cv2
+
     return cv2.resize(sq, (size, size), interpolation=cv2.INTER_AREA if s > size else cv2.INTER_LINEAR)
 
 
@@ -466,9 +477,11 @@ def find_faces(
     crop too, and is used whole. `detect=True` looks even in the tiniest images;
     `detect=False` always uses the whole image. A real photo with no face raises NoFaceError.
     """
-    rgb = src if isinstance(src, np.ndarray) and src.ndim == 3 and src.dtype == np.uint8 and src.shape[2] == 3 else load_image(src, max_bytes=max_bytes, name=name)
+    rgb = src if isinstance(src, np.ndarray) and src.ndim == 3 and src.dtype == np.uint8 and src.shape[2] == 3 else load_image(src, max_bytes=max_bytes, name=name, gray_ok=True)
     if detect is False or (detect is None and max(rgb.shape[:2]) <= THUMBNAIL_MAX_SIDE):
         return [Face(None, whole_image_crop(rgb, size))]
+    if rgb.ndim == 2:  # a gray file, for the detector as PIL would have made it RGB
+        rgb = np.ascontiguousarray(np.repeat(rgb[:, :, None], 3, axis=2))
     found = locate_faces(rgb)
     if found and found[0].box[2] >= TIGHT_CROP_FACE_SHARE * min(rgb.shape[:2]):
         return [Face(None, whole_image_crop(rgb, size))]
