@@ -234,6 +234,7 @@ _INHARMONICITY = 3e-4  # a string's stiffness stretches partial k to k * sqrt(1 
 _ATTACK_S, _RELEASE_S = 0.004, 0.06  # hammer attack; damper release time constant after note-off
 _SOFT_TRACK = (0.55, 6)  # tracks after the first (the chords): quieter, fewer partials, mellower
 _KNOCK_S, _KNOCK_LEVEL = 0.012, 0.12  # the hammer's knock: a short burst of low-passed noise
+NOTE_CACHE_BYTES = 128 << 20  # rendered notes kept for reuse (see `_NoteCache`)
 
 
 def _knock(sample_rate: int) -> np.ndarray:
@@ -249,17 +250,14 @@ def _piano_like(summary: MidiSummary, sample_rate: int) -> np.ndarray:
     """Mix every note of every track as mono float32; the first track is the melody, later ones
     are played softer. Notes of the same pitch and length share one rendering."""
     out = np.zeros(round((midi_end_seconds(summary) + TAIL_SECONDS) * sample_rate) + 1, np.float32)
-    cache: dict[tuple[int, int, int], np.ndarray] = {}
+    cache = _NoteCache()
     knock = _knock(sample_rate)
     for index, (_, notes) in enumerate(summary.tracks):
         gain, partials = (1.0, len(_PARTIALS)) if index == 0 else _SOFT_TRACK
         for pitch, start, end, velocity in notes:
             first = round(summary.seconds(start) * sample_rate)
             held = max(1, round(summary.seconds(end) * sample_rate) - first)
-            key = (pitch, held, partials)
-            if key not in cache:
-                cache[key] = _note_partials(pitch, held, partials, sample_rate)
-            shape = cache[key]
+            shape = cache.get((pitch, held, partials), sample_rate)
             v = velocity / 127.0
             weights = _PARTIALS[:partials] * v ** (1.0 + 0.4 * np.arange(partials, dtype=np.float32))
             wave_ = (gain * weights) @ shape  # louder notes are brighter: upper partials grow faster
@@ -267,6 +265,30 @@ def _piano_like(summary: MidiSummary, sample_rate: int) -> np.ndarray:
             stop = min(len(out), first + len(wave_))
             out[first:stop] += wave_[: stop - first]
     return out
+
+
+class _NoteCache:
+    """Rendered notes by (pitch, held samples, partials), the least recently used dropped past
+    `limit` bytes: a song repeats its notes, so most are found here, yet a long bass note is tens
+    of MB and an unbounded cache grew to 0.9 GB over a 5-minute soundtrack."""
+
+    def __init__(self, limit: int = NOTE_CACHE_BYTES) -> None:
+        from collections import OrderedDict
+
+        self.limit, self.size = limit, 0
+        self.notes: OrderedDict[tuple[int, int, int], np.ndarray] = OrderedDict()
+
+    def get(self, key: tuple[int, int, int], sample_rate: int) -> np.ndarray:
+        """The note's partials (see `_note_partials`), rendered if not held."""
+        shape = self.notes.get(key)
+        if shape is not None:
+            self.notes.move_to_end(key)
+            return shape
+        shape = self.notes[key] = _note_partials(*key, sample_rate)
+        self.size += shape.nbytes
+        while self.size > self.limit and len(self.notes) > 1:
+            self.size -= self.notes.popitem(last=False)[1].nbytes
+        return shape
 
 
 def _note_partials(pitch: int, held: int, partials: int, sample_rate: int) -> np.ndarray:
@@ -282,8 +304,13 @@ def _note_partials(pitch: int, held: int, partials: int, sample_rate: int) -> np
     k = np.arange(1, partials + 1, dtype=np.float32)[:, None]
     freqs = k * f0 * np.sqrt(1.0 + _INHARMONICITY * k * k)
     audible = (freqs < 0.45 * sample_rate).astype(np.float32)  # no aliasing partials
-    env = np.exp(-t / (tau / (1.0 + 0.6 * (k - 1.0))))
-    env *= np.minimum(1.0, t / _ATTACK_S)
+    # partial k decays at (1 + 0.6 (k - 1)) / tau: its envelope is the first's times q^(k - 1),
+    # q = exp(-0.6 t / tau), built by products (two exponentials instead of one per partial)
+    env = np.empty((partials, n), np.float32)
+    env[0] = np.exp(-t / tau) * np.minimum(1.0, t / _ATTACK_S)
+    q = np.exp(-0.6 * t / tau)
+    for row in range(1, partials):
+        np.multiply(env[row - 1], q, out=env[row])
     after = t - held / sample_rate
     env *= np.where(after > 0, np.exp(-np.maximum(after, 0) / _RELEASE_S), 1.0).astype(np.float32)
     return (audible * env * np.sin(2.0 * np.pi * freqs * t)).astype(np.float32)
