@@ -27,6 +27,8 @@ SKIP_BELOW = 4
 #: block edges, which changes a pixel by 0.7 levels on average at the analysis size, below what
 #: the face detector or classifier notices) and FFmpeg's faster, not bit-exact, shortcuts.
 SPARSE_DECODING = {"skip_loop_filter": "all", "flags2": "fast"}
+#: FFmpeg's decoding threads: "AUTO" (frame and slice threads) or "NONE".
+DECODE_THREADS = "AUTO"
 #: Pictures that end this many seconds before the stated duration mean a truncated file.
 TRUNCATED_GAP = 1.0
 
@@ -130,7 +132,7 @@ def sample_frames(path: str | Path, fps: float = 2.0, max_side: int = 480) -> It
     step = 1.0 / fps
     with _open(path) as container:
         stream = container.streams.video[0]
-        stream.thread_type = "AUTO"
+        stream.thread_type = DECODE_THREADS
         if info.frame_rate >= SKIP_BELOW * fps:
             stream.codec_context.options = SPARSE_DECODING
             stream.codec_context.skip_frame = "NONREF"

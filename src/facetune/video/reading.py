@@ -25,10 +25,11 @@ class ReadSettings:
     min_face_share: float = 0.12
     batch_size: int = 32
     track: TrackSettings = TrackSettings()
-    #: Between full detections (every this many sampled frames), the followed face is only checked
-    #: where it was, by the detector's last network (about 1 ms instead of 15-80 ms a frame); a
-    #: face it no longer confirms there is looked for in the whole frame at once.
-    redetect_every: int = 4
+    #: Between full detections (every this many sampled frames: 4 s at 2 fps), the followed face is
+    #: only checked where it was, by the detector's last network (about 1 ms instead of 15-80 ms a
+    #: frame); a face it no longer confirms there is looked for in the whole frame at once. Full
+    #: detections were a third of a 5-minute soundtrack's face work at every 4 frames.
+    redetect_every: int = 8
 
 
 def _faces(sample: Sample, min_share: float) -> list[tuple[Box, Any]]:
