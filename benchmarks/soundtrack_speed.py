@@ -11,8 +11,12 @@ every 20 s. Then, alternated `--repeats` times, whole processes:
   this file pays);
 - `facetune soundtrack VIDEO -o scored.mp4 --timeline t.json` (the scored copy, audio included).
 
-It prints medians of wall time, real-time factors (video seconds per wall second) and the peak
-memory (max RSS, from GNU time) of each. The machine is shared: note `uptime` beside the figures.
+`--fallback` adds a third process to each round: the soundtrack with no FluidSynth on the PATH
+(the built-in synth, as in CI). It prints medians of wall time, real-time factors (video seconds
+per wall second) and the peak memory (max RSS, from GNU time) of each. `--stages` first times
+each stage once, in this process (decoding and sampling, face detection and tracking,
+classification, timeline, composition, audio by FluidSynth and by the built-in synth, muxing).
+The machine is shared: note `uptime` beside the figures, and compare with the reference.
 """
 from __future__ import annotations
 
@@ -171,6 +175,8 @@ def main() -> None:
                 args = [sys.executable, "-m", "facetune", "-q", "soundtrack", str(video), "-o", str(out), "--timeline", str(out.with_suffix(".json")), "--force"]
                 runs[name].append(timed(args, no_fluidsynth if "built-in" in name else None))
         for name, values in runs.items():
+            if not values:
+                continue
             wall = statistics.median(w for w, _, _ in values)
             cpu = statistics.median(c for _, c, _ in values)
             rss = max(m for _, _, m in values)

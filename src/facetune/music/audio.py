@@ -254,9 +254,11 @@ def _piano_like(summary: MidiSummary, sample_rate: int) -> np.ndarray:
     knock = _knock(sample_rate)
     for index, (_, notes) in enumerate(summary.tracks):
         gain, partials = (1.0, len(_PARTIALS)) if index == 0 else _SOFT_TRACK
-        for pitch, start, end, velocity in notes:
-            first = round(summary.seconds(start) * sample_rate)
-            held = max(1, round(summary.seconds(end) * sample_rate) - first)
+        starts = _tick_seconds(summary, np.array([n[1] for n in notes], np.int64))
+        ends = _tick_seconds(summary, np.array([n[2] for n in notes], np.int64))
+        for (pitch, _, _, velocity), start, end in zip(notes, starts, ends):
+            first = round(start * sample_rate)
+            held = max(1, round(end * sample_rate) - first)
             shape = cache.get((pitch, held, partials), sample_rate)
             v = velocity / 127.0
             weights = _PARTIALS[:partials] * v ** (1.0 + 0.4 * np.arange(partials, dtype=np.float32))
@@ -265,6 +267,20 @@ def _piano_like(summary: MidiSummary, sample_rate: int) -> np.ndarray:
             stop = min(len(out), first + len(wave_))
             out[first:stop] += wave_[: stop - first]
     return out
+
+
+def _tick_seconds(summary: MidiSummary, ticks: np.ndarray) -> np.ndarray:
+    """`summary.seconds` of many ticks at once: it walks the tempo map per tick, which a
+    soundtrack's map (a change every step of every ramp bar) makes the synth's slowest part."""
+    tempo_map = sorted(summary.tempo_map)
+    if len(tempo_map) <= 1:
+        return ticks * (summary.microseconds_per_beat or 500000) / 1e6 / summary.ticks_per_beat
+    at = np.array([0] + [t for t, _ in tempo_map], np.float64)
+    usec = np.array([500000] + [u for _, u in tempo_map], np.float64)
+    elapsed = np.concatenate([[0.0], np.cumsum(np.diff(at) * usec[:-1])])
+    k = np.searchsorted(at, ticks, side="left") - 1
+    k = np.maximum(k, 0)
+    return (elapsed[k] + (ticks - at[k]) * usec[k]) / 1e6 / summary.ticks_per_beat
 
 
 class _NoteCache:
