@@ -18,11 +18,13 @@ each stage once, in this process (decoding and sampling, face detection and trac
 classification, timeline, composition, audio by FluidSynth and by the built-in synth, muxing).
 The machine is shared: note `uptime` beside the figures, and compare with the reference.
 
-Measured on this 2-core machine at a load average of 5.1-5.6 (`--repeats 3 --fallback --stages`,
-5 minutes of 720p): soundtrack median 16.3 s (18.4x real time, 14.6 CPU-s, 234 MB), with the
-built-in synth 14.6 s (20.5x, 12.5 CPU-s, 486 MB), the reference 10.9 s (27.5x, 8.2 CPU-s); the
-stages in CPU-s: decoding and sampling 3.4, faces 2.3, classifying 0.5, composing 0.1, FluidSynth
-2.6 or the built-in synth 2.7, muxing with AAC 3.2 (stereo) or 2.0 (mono).
+Measured on this 2-core machine (`--repeats 3 --fallback --stages`, 5 minutes of 720p), at a
+load average of 4.1-4.6: soundtrack median 13.2 s (22.8x real time, 13.5 CPU-s, 235 MB), with the
+built-in synth 12.2 s (24.7x, 434 MB), the reference 8.1 s (37.3x); at a load of 5.1-5.6 the
+soundtrack took 16.3 s (18.4x) against the reference's 10.9 s. The stages in CPU-s: decoding and
+sampling 3.6, faces 2.4, classifying 0.5, composing 0.1, FluidSynth 2.6 or the built-in synth
+2.3, muxing with AAC 3.2 (stereo) or 2.2 (mono). One hour of 360p (`--minutes 60 --size 640x360
+--repeats 1 --fallback`): 155.7 s (23.1x), peak RSS 287 MB; with the built-in synth 497 MB.
 """
 from __future__ import annotations
 
