@@ -21,7 +21,8 @@ The machine is shared: note `uptime` beside the figures, and compare with the re
 Measured on this 2-core machine (`--repeats 3 --fallback --stages`, 5 minutes of 720p), at a
 load average of 4.1-4.6: soundtrack median 13.2 s (22.8x real time, 13.5 CPU-s, 235 MB), with the
 built-in synth 12.2 s (24.7x, 434 MB), the reference 8.1 s (37.3x); at a load of 5.1-5.6 the
-soundtrack took 16.3 s (18.4x) against the reference's 10.9 s. The stages in CPU-s: decoding and
+soundtrack took 16.3 s (18.4x) against the reference's 10.9 s, and at 2.7-4.0 19.3 s (15.6x)
+against 11.1 s: 1.5 to 1.7 times the reference, whose speed itself varied by half. The stages in CPU-s: decoding and
 sampling 3.6, faces 2.4, classifying 0.5, composing 0.1, FluidSynth 2.6 or the built-in synth
 2.3, muxing with AAC 3.2 (stereo) or 2.2 (mono). One hour of 360p (`--minutes 60 --size 640x360
 --repeats 1 --fallback`): 155.7 s (23.1x), peak RSS 287 MB; with the built-in synth 497 MB.
