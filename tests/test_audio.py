@@ -324,3 +324,17 @@ def test_midi_bytes_programs_per_track(songs):
     with pytest.raises(ValueError):
         midi_bytes(tracks, tempo=100.0, key_number=0, programs=[0, 128])
     assert read_back(songs["happy"]).tracks[0][0] == "Melody"
+
+
+def test_fallback_blocks_add_up_to_the_whole_mix(songs, tmp_path):
+    """The built-in synth mixes a window at a time, carrying the notes that sound on into the next
+    window: small windows give the same samples as one window over the song, and `render_samples`
+    leaves them on disk."""
+    summary = read_back(songs["happy"])
+    whole = audio._piano_like(summary, 22050)
+    blocks = list(audio._piano_blocks(summary, 22050, window=5000))
+    assert len(blocks) > 10 and all(len(b) == 5000 for b in blocks[:-1])
+    np.testing.assert_allclose(np.concatenate(blocks), whole, atol=1e-5)
+    samples, label = audio.render_samples(songs["happy"], tmp_path, sample_rate=22050, renderer="fallback")
+    assert isinstance(samples, audio.RawSamples) and label.startswith(FALLBACK_NAME)
+    np.testing.assert_allclose(samples[:][:, 0], whole, atol=1e-5)

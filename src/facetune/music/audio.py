@@ -19,7 +19,7 @@ import subprocess
 import tempfile
 import wave
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import numpy as np
 
@@ -134,8 +134,9 @@ def render_wav(midi: bytes, path: str | Path, *, soundfont: str | Path | None = 
 
 def render_samples(midi: bytes, folder: Path, *, soundfont: str | Path | None = None, sample_rate: int = 44100, renderer: str = "auto", summary: MidiSummary | None = None) -> tuple[np.ndarray, str]:
     """The MIDI's sound as float samples (frames, channels), not normalised, and the renderer's
-    label (see `render_wav`). FluidSynth's rendering stays on disk in `folder` and is read a slice
-    at a time (`RawSamples`), so an hour of music (1.3 GB of samples) costs no memory."""
+    label (see `render_wav`). The rendering, FluidSynth's or the built-in synth's, stays on disk
+    in `folder` and is read a slice at a time (`RawSamples`), so an hour of music (1.3 GB of
+    samples) costs no memory."""
     summary = summary or read_back(midi)
     program = shutil.which("fluidsynth") if renderer != "fallback" else None
     font = find_soundfont(soundfont) if renderer != "fallback" else None
@@ -147,7 +148,11 @@ def render_samples(midi: bytes, folder: Path, *, soundfont: str | Path | None = 
         raise FacetuneError(f"FluidSynth rendering needs {'a SoundFont' if program else 'the fluidsynth program'}: {fallback_notice()}")
     missing = "asked for" if renderer == "fallback" else " and ".join(
         m for m, ok in (("fluidsynth", program), ("SoundFont", font)) if not ok) + " not found"
-    return _piano_like(summary, sample_rate)[:, None], f"{FALLBACK_NAME} ({missing})"
+    raw = folder / "music.raw"
+    with open(raw, "wb") as fh:
+        for block in _piano_blocks(summary, sample_rate):
+            block.astype("<f4").tofile(fh)
+    return RawSamples(raw, 1), f"{FALLBACK_NAME} ({missing})"
 
 
 class RawSamples:
@@ -234,6 +239,8 @@ _INHARMONICITY = 3e-4  # a string's stiffness stretches partial k to k * sqrt(1 
 _ATTACK_S, _RELEASE_S = 0.004, 0.06  # hammer attack; damper release time constant after note-off
 _SOFT_TRACK = (0.55, 6)  # tracks after the first (the chords): quieter, fewer partials, mellower
 _KNOCK_S, _KNOCK_LEVEL = 0.012, 0.12  # the hammer's knock: a short burst of low-passed noise
+NOTE_CACHE_BYTES = 128 << 20  # rendered notes kept for reuse (see `_NoteCache`)
+PIANO_WINDOW = 1 << 20  # samples the built-in synth mixes at a time (24 s at 44.1 kHz)
 
 
 def _knock(sample_rate: int) -> np.ndarray:
@@ -248,25 +255,95 @@ def _knock(sample_rate: int) -> np.ndarray:
 def _piano_like(summary: MidiSummary, sample_rate: int) -> np.ndarray:
     """Mix every note of every track as mono float32; the first track is the melody, later ones
     are played softer. Notes of the same pitch and length share one rendering."""
-    out = np.zeros(round((midi_end_seconds(summary) + TAIL_SECONDS) * sample_rate) + 1, np.float32)
-    cache: dict[tuple[int, int, int], np.ndarray] = {}
-    knock = _knock(sample_rate)
-    for index, (_, notes) in enumerate(summary.tracks):
-        gain, partials = (1.0, len(_PARTIALS)) if index == 0 else _SOFT_TRACK
-        for pitch, start, end, velocity in notes:
-            first = round(summary.seconds(start) * sample_rate)
-            held = max(1, round(summary.seconds(end) * sample_rate) - first)
-            key = (pitch, held, partials)
-            if key not in cache:
-                cache[key] = _note_partials(pitch, held, partials, sample_rate)
-            shape = cache[key]
-            v = velocity / 127.0
-            weights = _PARTIALS[:partials] * v ** (1.0 + 0.4 * np.arange(partials, dtype=np.float32))
-            wave_ = (gain * weights) @ shape  # louder notes are brighter: upper partials grow faster
-            wave_[: len(knock)] += gain * v * knock[: len(wave_)]
-            stop = min(len(out), first + len(wave_))
-            out[first:stop] += wave_[: stop - first]
+    out = np.empty(_piano_length(summary, sample_rate), np.float32)
+    done = 0
+    for block in _piano_blocks(summary, sample_rate):
+        out[done : done + len(block)] = block
+        done += len(block)
     return out
+
+
+def _piano_length(summary: MidiSummary, sample_rate: int) -> int:
+    return round((midi_end_seconds(summary) + TAIL_SECONDS) * sample_rate) + 1
+
+
+def _piano_blocks(summary: MidiSummary, sample_rate: int, window: int = PIANO_WINDOW) -> Iterator[np.ndarray]:
+    """`_piano_like`'s mix `window` samples at a time (the last block shorter): only the notes
+    still sounding are held, so an hour of music (635 MB of samples) costs no more memory than a
+    minute, and is written to disk as FluidSynth's is."""
+    total = _piano_length(summary, sample_rate)
+    cache, knock = _NoteCache(), _knock(sample_rate)
+    notes: list[tuple[int, int, int, int, int]] = []
+    for index, (_, track) in enumerate(summary.tracks):
+        starts = _tick_seconds(summary, np.array([n[1] for n in track], np.int64))
+        ends = _tick_seconds(summary, np.array([n[2] for n in track], np.int64))
+        for (pitch, _, _, velocity), start, end in zip(track, starts, ends):
+            first = round(start * sample_rate)
+            notes.append((first, index, max(1, round(end * sample_rate) - first), pitch, velocity))
+    notes.sort(key=lambda n: (n[0], n[1]))
+    buffer, done, k = np.zeros(window, np.float32), 0, 0
+    while done < total:
+        while k < len(notes) and notes[k][0] < done + window:
+            first, index, held, pitch, velocity = notes[k]
+            k += 1
+            wave_ = _note_wave(cache, knock, index, (pitch, held, velocity), sample_rate)
+            at = first - done
+            if at + len(wave_) > len(buffer):
+                buffer = np.concatenate([buffer, np.zeros(at + len(wave_) - len(buffer), np.float32)])
+            buffer[at : at + len(wave_)] += wave_
+        yield buffer[: min(window, total - done)].copy()
+        buffer = np.concatenate([buffer[window:], np.zeros(max(0, 2 * window - len(buffer)), np.float32)])
+        done += window
+
+
+def _note_wave(cache: "_NoteCache", knock: np.ndarray, track: int, note: tuple[int, int, int], sample_rate: int) -> np.ndarray:
+    """One note (pitch, held samples, velocity) of track `track` as float32 samples."""
+    pitch, held, velocity = note
+    gain, partials = (1.0, len(_PARTIALS)) if track == 0 else _SOFT_TRACK
+    shape = cache.get((pitch, held, partials), sample_rate)
+    v = velocity / 127.0
+    weights = _PARTIALS[:partials] * v ** (1.0 + 0.4 * np.arange(partials, dtype=np.float32))
+    wave_ = (gain * weights) @ shape  # louder notes are brighter: upper partials grow faster
+    wave_[: len(knock)] += gain * v * knock[: len(wave_)]
+    return wave_
+
+
+def _tick_seconds(summary: MidiSummary, ticks: np.ndarray) -> np.ndarray:
+    """`summary.seconds` of many ticks at once: it walks the tempo map per tick, which a
+    soundtrack's map (a change every step of every ramp bar) makes the synth's slowest part."""
+    tempo_map = sorted(summary.tempo_map)
+    if len(tempo_map) <= 1:
+        return ticks * (summary.microseconds_per_beat or 500000) / 1e6 / summary.ticks_per_beat
+    at = np.array([0] + [t for t, _ in tempo_map], np.float64)
+    usec = np.array([500000] + [u for _, u in tempo_map], np.float64)
+    elapsed = np.concatenate([[0.0], np.cumsum(np.diff(at) * usec[:-1])])
+    k = np.searchsorted(at, ticks, side="left") - 1
+    k = np.maximum(k, 0)
+    return (elapsed[k] + (ticks - at[k]) * usec[k]) / 1e6 / summary.ticks_per_beat
+
+
+class _NoteCache:
+    """Rendered notes by (pitch, held samples, partials), the least recently used dropped past
+    `limit` bytes: a song repeats its notes, so most are found here, yet a long bass note is tens
+    of MB and an unbounded cache grew to 0.9 GB over a 5-minute soundtrack."""
+
+    def __init__(self, limit: int = NOTE_CACHE_BYTES) -> None:
+        from collections import OrderedDict
+
+        self.limit, self.size = limit, 0
+        self.notes: OrderedDict[tuple[int, int, int], np.ndarray] = OrderedDict()
+
+    def get(self, key: tuple[int, int, int], sample_rate: int) -> np.ndarray:
+        """The note's partials (see `_note_partials`), rendered if not held."""
+        shape = self.notes.get(key)
+        if shape is not None:
+            self.notes.move_to_end(key)
+            return shape
+        shape = self.notes[key] = _note_partials(*key, sample_rate)
+        self.size += shape.nbytes
+        while self.size > self.limit and len(self.notes) > 1:
+            self.size -= self.notes.popitem(last=False)[1].nbytes
+        return shape
 
 
 def _note_partials(pitch: int, held: int, partials: int, sample_rate: int) -> np.ndarray:
@@ -282,8 +359,13 @@ def _note_partials(pitch: int, held: int, partials: int, sample_rate: int) -> np
     k = np.arange(1, partials + 1, dtype=np.float32)[:, None]
     freqs = k * f0 * np.sqrt(1.0 + _INHARMONICITY * k * k)
     audible = (freqs < 0.45 * sample_rate).astype(np.float32)  # no aliasing partials
-    env = np.exp(-t / (tau / (1.0 + 0.6 * (k - 1.0))))
-    env *= np.minimum(1.0, t / _ATTACK_S)
+    # partial k decays at (1 + 0.6 (k - 1)) / tau: its envelope is the first's times q^(k - 1),
+    # q = exp(-0.6 t / tau), built by products (two exponentials instead of one per partial)
+    env = np.empty((partials, n), np.float32)
+    env[0] = np.exp(-t / tau) * np.minimum(1.0, t / _ATTACK_S)
+    q = np.exp(-0.6 * t / tau)
+    for row in range(1, partials):
+        np.multiply(env[row - 1], q, out=env[row])
     after = t - held / sample_rate
     env *= np.where(after > 0, np.exp(-np.maximum(after, 0) / _RELEASE_S), 1.0).astype(np.float32)
     return (audible * env * np.sin(2.0 * np.pi * freqs * t)).astype(np.float32)

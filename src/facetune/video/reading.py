@@ -25,18 +25,37 @@ class ReadSettings:
     min_face_share: float = 0.12
     batch_size: int = 32
     track: TrackSettings = TrackSettings()
-    #: Between full detections (every this many sampled frames), the followed face is only checked
-    #: where it was, by the detector's last network (about 1 ms instead of 15-80 ms a frame); a
-    #: face it no longer confirms there is looked for in the whole frame at once.
-    redetect_every: int = 4
+    #: Between full detections (every this many sampled frames: 4 s at 2 fps), the followed face is
+    #: only checked where it was, by the detector's last network (about 1 ms instead of 15-80 ms a
+    #: frame); a face it no longer confirms there is looked for in the whole frame at once. Full
+    #: detections were a third of a 5-minute soundtrack's face work at every 4 frames.
+    redetect_every: int = 8
 
 
-def _faces(sample: Sample, min_share: float) -> list[tuple[Box, Any]]:
-    """Every face in a sampled frame: its box in video pixels and its located landmarks."""
+def _faces(sample: Sample, min_share: float, thorough: bool = True) -> list[tuple[Box, Any]]:
+    """Every face in a sampled frame: its box in video pixels and its located landmarks, largest
+    first. `thorough` adds the photo search's second looks where MTCNN finds nothing (the frame
+    turned by ±30°, then Haar cascades): about 0.8 s for a 480-px frame without a face, so a video
+    with a faceless minute would spend most of its time there."""
+    from ..faces import mtcnn
     from ..faces.photos import locate_faces
 
-    found = locate_faces(sample.image, min_face=round(min_share * min(sample.image.shape[:2])))
+    h, w = sample.image.shape[:2]
+    min_face = round(min_share * min(h, w))
+    if thorough:
+        found = locate_faces(sample.image, min_face=min_face)
+    else:
+        found = sorted(filter(None, (_located(d, w, h) for d in mtcnn.detect(sample.image, min_face=max(12, min_face)))), key=lambda f: f.box[2] * f.box[3], reverse=True)
     return [(_in_video(f.box, sample.scale), f) for f in found]
+
+
+def _located(d: Any, w: int, h: int) -> Any:
+    """A detection as a `Located` face, its box clipped to the `w` x `h` frame; None if nothing is left."""
+    from ..faces.photos import Located
+
+    x1, y1, x2, y2 = max(0.0, d.box[0]), max(0.0, d.box[1]), min(float(w), d.box[2]), min(float(h), d.box[3])
+    found = Located((round(x1), round(y1), round(x2 - x1), round(y2 - y1)), d.landmarks)
+    return found if found.box[2] >= 1 and found.box[3] >= 1 else None
 
 
 def _in_video(box: Box, scale: float) -> Box:
@@ -47,16 +66,14 @@ def _confirmed(sample: Sample, box: Box) -> list[tuple[Box, Any]]:
     """The followed face where it was (`box`, in video pixels), refined, if the detector's last
     network still sees a face there; else nothing."""
     from ..faces import mtcnn
-    from ..faces.photos import Located
     from .tracking import overlap
 
     s = sample.scale
     local = (round(box[0] / s), round(box[1] / s), round(box[2] / s), round(box[3] / s))
     h, w = sample.image.shape[:2]
     for d in mtcnn.verify(sample.image, [local]):
-        x1, y1, x2, y2 = max(0.0, d.box[0]), max(0.0, d.box[1]), min(float(w), d.box[2]), min(float(h), d.box[3])
-        found = Located((round(x1), round(y1), round(x2 - x1), round(y2 - y1)), d.landmarks)
-        if found.box[2] >= 1 and found.box[3] >= 1 and overlap(found.box, local) > 0.3:
+        found = _located(d, w, h)
+        if found is not None and overlap(found.box, local) > 0.3:
             return [(_in_video(found.box, s), found)]
     return []
 
@@ -71,21 +88,24 @@ def _crop(sample: Sample, face: Any, size: int, margin: float) -> np.ndarray:
 
 def _tracked(path: Path, settings: ReadSettings, size: int, margin: float) -> Iterator[tuple[float, Box | None, np.ndarray | None]]:
     """(time, the followed face's box, its crop) per sampled frame; None, None without a face.
-    Frames are decoded in a background thread while faces are found in the ones before."""
+    Frames are decoded in a background thread while faces are found in the ones before. Of a run
+    of frames without a face, only the first and every `redetect_every`-th are searched thoroughly."""
     from ..api import _prefetched
 
     previous: Box | None = None
-    since = 0
+    since = misses = 0
     for sample in _prefetched(sample_frames(path, settings.fps, settings.analysis_side), depth=4):
         found = _confirmed(sample, previous) if previous is not None and since < settings.redetect_every else []
         since += 1
         if not found:
-            found, since = _faces(sample, settings.min_face_share), 1
+            found, since = _faces(sample, settings.min_face_share, misses % settings.redetect_every == 0), 1
         h, w = sample.image.shape[:2]
         pick = main_face([b for b, _ in found], previous, (round(w * sample.scale), round(h * sample.scale)), settings.track)
         if pick is None:
+            misses += 1
             yield sample.time, None, None
             continue
+        misses = 0
         previous, located = found[pick]
         yield sample.time, previous, _crop(sample, located, size, margin)
 
