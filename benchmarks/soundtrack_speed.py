@@ -18,7 +18,10 @@ each stage once, in this process (decoding and sampling, face detection and trac
 classification, timeline, composition, audio by FluidSynth and by the built-in synth, muxing).
 The machine is shared: note `uptime` beside the figures, and compare with the reference.
 
-Measured on this 2-core machine (`--repeats 3 --fallback --stages`, 5 minutes of 720p), at a
+Measured on this 2-core machine with nothing else running (`--keep runs/clip5.mp4 --repeats 3
+--fallback`, 2026-12-03, load 2.1-2.4): soundtrack median 13.1 s (22.9x real time; runs 13.1,
+13.6, 12.3 s), peak RSS 224 MB; built-in synth 10.2 s (29.5x), 428 MB; the reference 7.7 s
+(38.9x). On the shared machine (`--repeats 3 --fallback --stages`), at a
 load average of 4.1-4.6: soundtrack median 13.2 s (22.8x real time, 13.5 CPU-s, 235 MB), with the
 built-in synth 12.2 s (24.7x, 434 MB), the reference 8.1 s (37.3x); at a load of 5.1-5.6 the
 soundtrack took 16.3 s (18.4x) against the reference's 10.9 s, and at 2.7-4.0 19.3 s (15.6x)

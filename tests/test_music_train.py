@@ -149,3 +149,28 @@ def test_lean_pace_labels_hear_the_mode_in_the_tune():
     }
     label_by_mode_and_pace(arrays, {"clips": [{"bpm": 100}, {"bpm": 100}]}, lean_margin=0.04)
     assert arrays["quadrant"].tolist() == [1, 0]  # minor tune → negative valence, whatever the key says
+
+
+def test_a_lean_control_generator_reads_the_lean_the_composer_asks_for(music_cache, tmp_path):
+    """`--lean-control` trains a network with a third song control, and both engines compose with
+    it, given the lean of the emotion's style: a different lean is a different song."""
+    from dataclasses import replace
+
+    from facetune.music import composer
+    from facetune.music.composer import STYLES, compose_emotion
+    from facetune.music.generate import load_generator
+    from facetune.music.train import GanConfig, train_gan
+
+    train_gan(music_cache, tmp_path, GanConfig(tiny=True, epochs=1, batch_size=16, steps_per_epoch=2, lean_control=True), device="cpu")
+    numpy_gen = load_generator(str(tmp_path / "generator.pt"), engine="numpy")
+    torch_gen = load_generator(str(tmp_path / "generator.pt"), engine="torch")
+    assert numpy_gen.dims.n_controls == 3 and torch_gen.dims.n_controls == 3
+    songs = [compose_emotion(e, g, bars=4, seed=3) for e in ("happy", "sad") for g in (numpy_gen, torch_gen)]
+    assert songs[0].midi_bytes() == songs[1].midi_bytes() and songs[2].midi_bytes() == songs[3].midi_bytes()
+    original = STYLES["Q3"]
+    try:
+        composer.STYLES["Q3"] = replace(original, lean=original.lean + 1.0)
+        leaned = compose_emotion("sad", numpy_gen, bars=4, seed=3)
+    finally:
+        composer.STYLES["Q3"] = original
+    assert leaned.midi_bytes() != songs[2].midi_bytes()

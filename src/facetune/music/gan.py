@@ -38,10 +38,11 @@ N_CHORDS = 25
 N_KEYS = 24
 #: Form features: phrase position one-hot (4), phrase end, restatement.
 N_FORM = 6
-#: Song-level controls: register (mean melody pitch), density (onsets per bar) and the melody's
-#: major/minor lean, normalised (`generator_numpy.song_controls`). Generators trained before the
-#: lean have 2; their checkpoints say so.
-N_CONTROLS = 3
+#: Song-level controls: register (mean melody pitch) and density (onsets per bar), normalised
+#: (`generator_numpy.song_controls`); a third, the melody's major/minor lean, with `train gan
+#: --lean-control` (LEAN_CONTROLS). Each checkpoint records how many it reads.
+N_CONTROLS = 2
+LEAN_CONTROLS = 3
 PHRASE_BARS = 4
 COPY_SCALE = 5.0
 COPY_INIT = 2.0

@@ -60,6 +60,9 @@ class GanConfig:
     #: How songs without an emotion label get one (see `label_by_mode_and_pace`): "lean-pace" (valence
     #: from the major/minor lean of the melody itself), "mode-pace" (from the key) or "none" (they stay unknown).
     label_rule: str = "mode-pace"
+    #: Also condition on the song's major/minor lean (a third song control), so the composer can ask
+    #: for the mode in the tune itself; the shipped generator has two controls (see its model card).
+    lean_control: bool = False
     #: With "lean-pace": songs whose melody leans less than this either way stay unknown.
     lean_margin: float = 0.04
     seed: int = 0
@@ -108,7 +111,7 @@ def batch_condition(rows: np.ndarray, arrays: dict[str, np.ndarray], dims: Any, 
     t = lambda a: torch.from_numpy(np.asarray(a).astype(np.int64))  # noqa: E731
     form = form_features(t(arrays["pos"][rows]), t(arrays["phrase_end"][rows]), t(arrays["ref"][rows] >= 0))
     q = arrays["quadrant"][rows] if emotion is None else emotion
-    controls = torch.from_numpy(arrays["controls"][rows]) if dims.n_controls else None
+    controls = torch.from_numpy(np.ascontiguousarray(arrays["controls"][rows][:, : dims.n_controls])) if dims.n_controls else None
     return condition(t(q), t(arrays["chord"][rows]), dims, t(arrays["key"][rows]), form, controls)
 
 
@@ -290,9 +293,9 @@ def data_nll(lg: Any, real: Any) -> Any:
 
 
 def make_models(cfg: GanConfig) -> tuple[Any, Any, Any]:
-    from .gan import Discriminator, GanDims, Generator, init_weights, tiny_dims
+    from .gan import LEAN_CONTROLS, N_CONTROLS, Discriminator, GanDims, Generator, init_weights, tiny_dims
 
-    dims = replace(tiny_dims() if cfg.tiny else GanDims(), prev_bars=cfg.prev_bars)
+    dims = replace(tiny_dims() if cfg.tiny else GanDims(), prev_bars=cfg.prev_bars, n_controls=LEAN_CONTROLS if cfg.lean_control else N_CONTROLS)
     g, d = Generator(dims), Discriminator(dims)
     init_weights(g)
     init_weights(d)
