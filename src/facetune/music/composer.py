@@ -68,7 +68,8 @@ class Style:
 #: tune ran at 3.0 notes/s, the pace of calm EMOPIA top lines (2.9), not of happy ones (4.1).
 #: The lean asks for the mode in the tune itself, the cue listeners weigh most for valence: major
 #: emotions at the 75th percentile of POP909's major-key songs (+0.22), minor ones at the 25th
-#: percentile of its minor-key songs (-0.16).
+#: percentile of its minor-key songs (-0.16). Only generators trained with `--lean-control` read
+#: it; the shipped one has two controls.
 STYLES: dict[str, Style] = {
     "Q1": Style(tempo=140, velocity=92, accompaniment="bounce", register=75.0, density=7.0, articulation=0.5, onset_temperature=0.8, lean=0.22),
     "Q2": Style(tempo=144, velocity=108, accompaniment="drive", register=72.0, density=7.0, articulation=0.5, onset_temperature=0.6, lean=-0.16),
