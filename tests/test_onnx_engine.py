@@ -193,13 +193,47 @@ def test_runs_on_several_threads_give_the_same_answers(tmp_path):
 def test_runs_go_on_idle_cpus_only(monkeypatch):
     import os
 
+    from facetune.classifier import onnx_engine
     from facetune.classifier.onnx_engine import _lanes
 
     monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
     monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 1, 2, 3}, raising=False)
-    for load, lanes in ((0.0, 4), (1.4, 3), (3.6, 1), (9.0, 1)):
+    for busy, lanes in ((0.0, 4), (1.4, 3), (3.6, 1), (9.0, 1)):
+        monkeypatch.setattr(onnx_engine, "_others_busy", lambda busy=busy: busy)
+        monkeypatch.setattr(os, "getloadavg", lambda: (9.0, 9.0, 9.0))  # not read when the CPUs can be
+        assert _lanes() == lanes
+    monkeypatch.setattr(onnx_engine, "_others_busy", lambda: None)  # no /proc: the load average
+    for load, lanes in ((0.0, 4), (1.4, 3), (3.6, 1)):
         monkeypatch.setattr(os, "getloadavg", lambda load=load: (load, load, load))
         assert _lanes() == lanes
     monkeypatch.setattr(os, "getloadavg", lambda: (0.0, 0.0, 0.0))
     monkeypatch.setenv("OMP_NUM_THREADS", "2")
     assert _lanes() == 1
+
+
+def test_others_busy_leaves_out_this_process(monkeypatch):
+    """The machine's busy ticks less this process's own, over the ticks that passed: a process
+    whose own threads kept both CPUs busy sees them idle for its runs."""
+    import os
+
+    from facetune.classifier import onnx_engine
+
+    readings = iter([(100.0, 1000.0, 50.0), (300.0, 1200.0, 230.0)])  # 200 busy ticks of 200, 180 ours
+    monkeypatch.setattr(onnx_engine, "_cpu_times", lambda: next(readings))
+    monkeypatch.setattr(os, "cpu_count", lambda: 2)
+    assert abs(onnx_engine._others_busy(window=0.0) - 0.2) < 1e-9
+    monkeypatch.setattr(onnx_engine, "_cpu_times", lambda: None)
+    assert onnx_engine._others_busy(window=0.0) is None
+
+
+def test_cpu_times_reads_proc_where_there_is_one():
+    from pathlib import Path
+
+    from facetune.classifier.onnx_engine import _cpu_times
+
+    times = _cpu_times()
+    if not Path("/proc/stat").exists():
+        assert times is None
+        return
+    busy, total, own = times
+    assert 0 <= busy <= total and own >= 0

@@ -175,21 +175,66 @@ def _session(model: bytes | str) -> Any:
     return ort.InferenceSession(model, opts, providers=["CPUExecutionProvider"])
 
 
+#: How long `_others_busy` watches the CPUs (s): once per classifier, before its first batch of
+#: more than one chunk, so a one-crop run never waits for it.
+BUSY_WINDOW = 0.05
+
+
 def _lanes() -> int:
-    """How many ONNX Runtime runs go at once: one per CPU this process may use that is idle now
-    (the CPU count less the 1-minute load average, rounded), at least one; one when
-    OMP_NUM_THREADS sets the threads of each run (`_session`).
+    """How many ONNX Runtime runs go at once: one per CPU this process may use that other
+    processes leave idle (`_others_busy`; where that cannot be read, the CPU count less the
+    1-minute load average), rounded, at least one; one when OMP_NUM_THREADS sets the threads of
+    each run (`_session`).
 
     Why only idle CPUs: a second run gains only on a free core; on the shared 2-core machine
     under load 4 two runs at once took 7–20 % more CPU and 7–21 % more wall time over the 3,812
-    test crops than one (three alternated `classify` runs each; classifier model card)."""
+    test crops than one (three alternated `classify` runs each; classifier model card). Why not
+    the load average alone: it counts this process's own work and, for a minute, the run before
+    it, so back-to-back runs on an idle machine kept to one thread (int8/peer 0.73 against 0.84
+    with two, `benchmarks/classify_vs_peer.py --repeats 5`)."""
     import os
 
     if os.environ.get("OMP_NUM_THREADS", "").isdigit():
         return 1
     cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
-    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else 0.0
-    return max(1, min(cpus, int(cpus - load + 0.5)))
+    others = _others_busy()
+    if others is None:
+        others = os.getloadavg()[0] if hasattr(os, "getloadavg") else 0.0
+    return max(1, min(cpus, int(cpus - others + 0.5)))
+
+
+def _cpu_times() -> tuple[float, float, float] | None:
+    """(busy, total) clock ticks of all CPUs from /proc/stat and this process's own CPU ticks
+    (all its threads) from /proc/self/stat; None where there is no /proc (not Linux)."""
+    try:
+        with open("/proc/stat") as fh:
+            ticks = [float(v) for v in fh.readline().split()[1:9]]
+        with open("/proc/self/stat") as fh:
+            own = fh.read().rsplit(")", 1)[1].split()
+    except (OSError, ValueError, IndexError):
+        return None
+    if len(ticks) < 8 or len(own) < 13:
+        return None
+    idle = ticks[3] + ticks[4]
+    return sum(ticks) - idle, sum(ticks), float(own[11]) + float(own[12])
+
+
+def _others_busy(window: float = BUSY_WINDOW) -> float | None:
+    """How many CPUs other processes kept busy over the next `window` seconds: the machine's busy
+    ticks less this process's own, as a share of the ticks that passed times the CPU count."""
+    import os
+    import time
+
+    first = _cpu_times()
+    if first is None:
+        return None
+    time.sleep(window)
+    second = _cpu_times()
+    if second is None or second[1] <= first[1]:
+        return None
+    busy, total, own = (b - a for a, b in zip(first, second))
+    cpus = os.cpu_count() or 1
+    return max(0.0, (busy - own) / total * cpus)
 
 
 def _open(graph_file: Path) -> tuple[Any, dict[str, Any] | None]:
@@ -252,7 +297,7 @@ class OnnxClassifier(Classifier):
         self.session = session
         self.engine = "int8" if "quantization" in meta else "onnx"
         self.input_sizes = [int(s) for s in meta["input_sizes"]]
-        self.lanes = _lanes()
+        self.lanes: int | None = None  # found by `_lanes` before the first batch of several chunks
         self._workers: tuple[int, Any] | None = None
 
     def log_probs(self, crops: np.ndarray, tta: bool = True) -> np.ndarray:
@@ -269,7 +314,9 @@ class OnnxClassifier(Classifier):
         chunks = [crops[s : s + step] for s in range(0, len(crops), step)]
         if not chunks:
             return np.zeros((0, len(self.classes)), np.float32)
-        lanes = min(self.lanes, len(chunks))
+        if self.lanes is None and len(chunks) > 1:
+            self.lanes = _lanes()
+        lanes = min(self.lanes or 1, len(chunks))
         if lanes == 1:
             return np.concatenate(self._run_chunks(chunks, tta))
         pool = self._pool(lanes - 1)
