@@ -107,3 +107,9 @@ def test_the_midi_key_signature_is_the_key_as_named():
     for key, name in enumerate(C.KEY_NAMES):
         assert KEY_SIGNATURES[key] == (C.key_signature(key), int(name.endswith("minor"))), name
         assert read_back(midi_bytes([("Melody", [])], tempo=100, key_number=key)).key_number == key
+
+
+def test_mode_scores_of_many_histograms_equal_one_at_a_time():
+    rng = np.random.default_rng(0)
+    hists = np.vstack([rng.integers(0, 40, (50, 12)), np.zeros((1, 12)), np.full((1, 12), 3)]).astype(float)
+    assert np.allclose(C.mode_scores(hists), [C.mode_score(h) for h in hists], atol=1e-12)

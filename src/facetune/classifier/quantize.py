@@ -25,7 +25,7 @@ from ..errors import DataError, FacetuneError, refuse_overwrite
 @dataclass(frozen=True)
 class QuantizeSettings:
     """How the int8 graph is calibrated: 300 crops a class (7 classes, with their flips: 4,200
-    crops), MinMax ranges; `seed` picks the crops."""
+    crops), MinMax ranges (`method`: minmax, percentile or entropy); `seed` picks the crops."""
 
     per_class: int = 300
     seed: int = 0

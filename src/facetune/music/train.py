@@ -143,14 +143,14 @@ def melody_lean(arrays: dict[str, np.ndarray], group: np.ndarray, melodic: np.nd
     """Per song group, the major/minor lean (`chords.mode_score`) of its melodic bars' sounding
     steps, each step counted once, so a long note weighs as long as it sounds. Songs with no
     sounding step get 0."""
-    from .chords import mode_score
+    from .chords import mode_scores
 
     sounding = (arrays["pitch"] >= 0) & melodic[:, None]
     pc = (arrays["pitch"].astype(np.int64) + LOW_PITCH) % 12
     n = int(group.max()) + 1 if len(group) else 0
     cells = (np.repeat(group[:, None], arrays["pitch"].shape[1], 1) * 12 + pc)[sounding]
     hist = np.bincount(cells, minlength=n * 12).reshape(n, 12)
-    return np.array([mode_score(h) if h.any() else 0.0 for h in hist])
+    return mode_scores(hist)
 
 
 def training_arrays(arrays: dict[str, np.ndarray], manifest: dict[str, Any], cfg: GanConfig) -> dict[str, np.ndarray]:
