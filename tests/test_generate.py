@@ -189,3 +189,20 @@ def test_an_empty_final_bar_ends_near_the_last_note():
     tones[[0, 12, 24, 36]] = True  # the Cs of the register
     assert _end_on_chord_tone(bar, tones, hold=True, near=10) == 1
     assert bar[0, : REST + 1].argmax() == 12 and (bar[:, 12] == 1).all()
+
+
+def test_a_walking_draw_decides_the_rest_on_its_own_uniform():
+    """With rest uniforms the draw keeps the network's distribution (rest and pitches alike), and the
+    pitch uniform orders only the pitches: moving it never lands on the rest."""
+    from facetune.music.generate import _draw_rows
+
+    rng = np.random.default_rng(0)
+    scores = np.log(np.array([[0.1, 0.2, 0.3, 0.4]]))  # three pitches, then the rest (p 0.4)
+    n = 200_000
+    picks = _draw_rows(np.repeat(scores, n, 0), rng.random(n), 1.0, rng.random(n))
+    assert np.abs(np.bincount(picks, minlength=4) / n - [0.1, 0.2, 0.3, 0.4]).max() < 0.005
+    u = np.linspace(0, 1, 50)
+    sounding = _draw_rows(np.repeat(scores, 50, 0), u, 1.0, np.ones(50))
+    assert (sounding < 3).all() and (np.diff(sounding) >= 0).all()
+    assert (_draw_rows(np.repeat(scores, 50, 0), u, 1.0, np.zeros(50)) == 3).all()
+    assert np.array_equal(_draw_rows(np.repeat(scores, 50, 0), u), np.minimum((np.cumsum([0.1, 0.2, 0.3, 0.4]) <= u[:, None]).sum(1), 3))

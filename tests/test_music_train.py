@@ -174,3 +174,40 @@ def test_a_lean_control_generator_reads_the_lean_the_composer_asks_for(music_cac
     finally:
         composer.STYLES["Q3"] = original
     assert leaned.midi_bytes() != songs[2].midi_bytes()
+
+
+def test_interval_histogram_bins_each_move_by_its_signed_size():
+    from facetune.music.pianoroll import REST
+    from facetune.music.train import interval_histogram, interval_shape_loss
+
+    before = _bars([[12] * 16], [[1] + [0] * 15])  # C4 held
+    # D4 (+2), C4 (−2), C4 again (0), then A3 (−3) after a rest (not a move: it follows silence)
+    bar = _bars([[14] * 4 + [12] * 4 + [12] * 2 + [REST] * 2 + [9] * 4], [[1, 0, 0, 0, 1, 0, 0, 0, 1, 0, 0, 0, 1, 0, 0, 0]])
+    counts = interval_histogram(bar, before[:, 0])[0].tolist()
+    assert counts == [0, 0, 1, 0, 1, 0, 1, 0, 0]
+    emotion, two = torch.tensor([0, 0]), torch.cat([before, before])[:, 0]
+    assert interval_shape_loss(torch.cat([bar, bar]), torch.cat([bar, bar]), emotion, two) == 0
+    leap = _bars([[30] * 16] * 2, [[1] + [0] * 15] * 2)  # one move of +18 a bar
+    assert interval_shape_loss(leap, torch.cat([bar, bar]), emotion, two) > 0.5
+
+
+def test_init_fine_tunes_from_a_generator_after_a_discriminator_warmup(music_cache, tiny_generator, tmp_path):
+    """`--init` starts from a generator's weights; during `--d-warmup` only the discriminator
+    learns, so one warm-up step leaves the generator exactly as it was given."""
+    from facetune.errors import FacetuneError
+
+    start = load_checkpoint(tiny_generator, "generator")
+    cfg = GanConfig(tiny=True, epochs=1, batch_size=16, steps_per_epoch=1, seed=5, init=str(tiny_generator), d_warmup=1, interval_weight=50.0)
+    train_gan(music_cache, tmp_path / "warm", cfg, device="cpu")
+    after = load_checkpoint(tmp_path / "warm" / "generator.pt")["state_dict"]
+    weights = [k for k in after if not k.endswith(("running_mean", "running_var", "num_batches_tracked"))]
+    assert all(torch.equal(after[k], start["state_dict"][k]) for k in weights)
+    train_gan(music_cache, tmp_path / "tuned", GanConfig(tiny=True, epochs=1, batch_size=16, steps_per_epoch=1, seed=5, init=str(tiny_generator), interval_weight=50.0), device="cpu")
+    tuned = load_checkpoint(tmp_path / "tuned" / "generator.pt")["state_dict"]
+    assert any(not torch.equal(tuned[k], start["state_dict"][k]) for k in weights)
+    try:
+        train_gan(music_cache, tmp_path / "bad", GanConfig(epochs=1, batch_size=16, steps_per_epoch=1, init=str(tiny_generator)), device="cpu")
+    except FacetuneError as e:
+        assert "do not fit" in str(e)
+    else:
+        raise AssertionError("a full-size run accepted a tiny generator")

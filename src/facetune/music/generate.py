@@ -180,11 +180,12 @@ class _Draft:
         u = rng.random((2, STEPS_PER_BAR))
         if self.settings.pitch_walk > 0:
             u[1] = self.pitch_uniforms(u[1][0], rng.standard_normal(STEPS_PER_BAR) * self.settings.pitch_walk)
+            u = np.vstack([u, rng.random((1, STEPS_PER_BAR))])
         if plan.latent_from >= 0:
             z0, u0 = self.latents[plan.latent_from]
             v = plan.variation
             z = (np.sqrt(1 - v * v) * z0 + v * z).astype(np.float32)
-            u = u if plan.fresh_draws else np.stack([u0[0], u[1]])
+            u = u if plan.fresh_draws else np.concatenate([u0[:1], u[1:]])
         self.latents.append((z, u))
         empty = np.zeros((STEPS_PER_BAR, BAR_WIDTH), np.float32)
         past = self.before + self.history if self.before else self.history
@@ -251,6 +252,12 @@ class _Draft:
         """Bar `b`'s pitch uniforms, one per step."""
         return self.latents[b][1][1]
 
+    def rest_uniforms(self, b: int) -> np.ndarray | None:
+        """Bar `b`'s rest-or-sound uniforms, one per step, drawn on their own when the pitch
+        uniforms walk (None otherwise: one uniform then picks among the pitches and the rest)."""
+        u = self.latents[b][1]
+        return u[2] if len(u) > 2 else None
+
     def result(self) -> tuple[np.ndarray, dict[str, int]]:
         rolls = np.stack(self.history) if self.history else np.zeros((0, STEPS_PER_BAR, BAR_WIDTH), np.float32)
         return rolls, {"scale": self.scale_changes, "cadence": self.cadence_moves}
@@ -270,10 +277,11 @@ def _step_choices(lg: np.ndarray, songs: Sequence[_Draft], b: int, settings: Dec
     best = masked.argmax(2)
     sharp = np.array([d.request.onset_temperature for d in songs], np.float64)[:, None]
     p_on = 1 / (1 + np.exp(-lg[..., ONSET] / sharp))
-    picks = _draw_rows(masked.reshape(-1, REST + 1), u, settings.top_p).reshape(n, STEPS_PER_BAR)
+    rest_u = np.stack([d.rest_uniforms(b) for d in songs]).reshape(-1) if settings.pitch_walk > 0 else None
+    picks = _draw_rows(masked.reshape(-1, REST + 1), u, settings.top_p, rest_u).reshape(n, STEPS_PER_BAR)
     off_key = np.zeros((n, STEPS_PER_BAR), bool)
     if settings.scale_mask:
-        unmasked = _draw_rows(raw.reshape(-1, REST + 1), u, settings.top_p).reshape(n, STEPS_PER_BAR)
+        unmasked = _draw_rows(raw.reshape(-1, REST + 1), u, settings.top_p, rest_u).reshape(n, STEPS_PER_BAR)
         off_key = (unmasked != REST) & ~np.take_along_axis(ok, unmasked, 1)
     return best, p_on, picks, off_key
 
@@ -314,13 +322,17 @@ def _follow_chord(bar: np.ndarray, chord_from: int, chord_to: int, key: int) -> 
     return out
 
 
-def _draw_rows(scores: np.ndarray, u: np.ndarray, top_p: float = 1.0) -> np.ndarray:
+def _draw_rows(scores: np.ndarray, u: np.ndarray, top_p: float = 1.0, rest_u: np.ndarray | None = None) -> np.ndarray:
     """One inverse-CDF draw per row from softmax(row), each with its own uniform: seeded and
     engine-independent.
 
     With `top_p` < 1 only the most likely choices that together hold that much probability are
     kept (nucleus sampling): the long tail of unlikely far-away pitches, which makes a melody leap
     about, is cut, and the network's own ranking decides the rest.
+
+    With `rest_u`, the last column (the rest) is decided first, by its own uniform, and `u` then
+    draws among the pitches only: the same distribution, but a walking pitch uniform
+    (`DecodeSettings.pitch_walk`) no longer drifts into the rest at the top of the order.
     """
     p = np.exp(scores - scores.max(1, keepdims=True))
     p = p / p.sum(1, keepdims=True)
@@ -332,6 +344,10 @@ def _draw_rows(scores: np.ndarray, u: np.ndarray, top_p: float = 1.0) -> np.ndar
         cut = np.zeros_like(p)
         np.put_along_axis(cut, order, np.where(keep, ranked, 0.0), 1)
         p = cut / cut.sum(1, keepdims=True)
+    if rest_u is not None:
+        c = np.cumsum(p[:, :-1], 1)
+        pitch = np.minimum((c <= (u * c[:, -1])[:, None]).sum(1), p.shape[1] - 2)
+        return np.where((rest_u < p[:, -1]) | (c[:, -1] <= 0), p.shape[1] - 1, pitch)
     c = np.cumsum(p, 1)
     return np.minimum((c <= (u * c[:, -1])[:, None]).sum(1), p.shape[1] - 1)
 
