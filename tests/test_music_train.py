@@ -211,3 +211,19 @@ def test_init_fine_tunes_from_a_generator_after_a_discriminator_warmup(music_cac
         assert "do not fit" in str(e)
     else:
         raise AssertionError("a full-size run accepted a tiny generator")
+
+
+def test_move_pairs_count_runs_neighbours_and_repeated_strikes():
+    from facetune.music.pianoroll import REST
+    from facetune.music.train import move_pairs, pair_shape_loss
+
+    before = _bars([[REST] * 16], [[0] * 16])
+    # 16ths C D E (a run up), then 8ths G A G (a step and back), then a rest
+    run = _bars([[12, 14, 16] + [REST] + [19, 19, 21, 21, 19, 19] + [REST] * 6], [[1, 1, 1, 0, 1, 0, 1, 0, 1, 0] + [0] * 6])
+    counts = move_pairs(run, before[:, 0])[0].tolist()
+    assert counts == [2, 1, 1, 0]
+    strikes = _bars([[12] * 4 + [REST] * 12], [[1, 1, 1, 1] + [0] * 12])  # C struck four times in 16ths
+    assert move_pairs(strikes, before[:, 0])[0].tolist() == [2, 0, 0, 2]
+    emotion, two = torch.tensor([0, 0]), torch.cat([before, before])[:, 0]
+    assert pair_shape_loss(torch.cat([run, run]), torch.cat([run, run]), emotion, two) == 0
+    assert pair_shape_loss(torch.cat([strikes, strikes]), torch.cat([run, run]), emotion, two) > 0.5

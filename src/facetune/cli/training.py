@@ -208,6 +208,7 @@ def prepare_music_cmd(src: tuple[Path, ...], out: Path, labels: Path | None, gri
 @click.option("--stats-weight", default=10.0, show_default=True, type=click.FloatRange(0), help="Weight of matching each emotion's bar statistics (key-relative pitch classes, register, rests, onsets, intervals) to the data's.")
 @click.option("--nll-weight", default=0.5, show_default=True, type=click.FloatRange(0), help="Weight of the real bars' likelihood under the generator's scores (keeps it on the data's key, chord tones and restatements).")
 @click.option("--interval-weight", default=0.0, show_default=True, type=click.FloatRange(0), help="Weight of matching each emotion's signed interval histogram (whole steps, half steps, repeats, leaps up and down) to the data's.")
+@click.option("--pair-weight", default=0.0, show_default=True, type=click.FloatRange(0), help="Weight of matching each emotion's shares of move pairs (runs of steps one way, a step and back, a note struck three times) to the data's.")
 @click.option("--emotion-dropout", default=0.1, show_default=True, type=click.FloatRange(0, 1), help="Share of labelled bars shown as 'unknown emotion', so the network learns that condition too (for guidance).")
 @click.option("--lean-control", is_flag=True, help="Also condition the network on each song's major/minor lean (a third song control the composer sets per emotion).")
 @click.option("--label-rule", default="mode-pace", show_default=True, type=click.Choice(["mode-pace", "lean-pace", "none"]), help="How songs without an emotion label (POP909) get one: valence from the key's mode (mode-pace) or from the melody's own major/minor lean (lean-pace), arousal from melody onsets per second; none leaves them 'unknown'.")
@@ -215,10 +216,10 @@ def prepare_music_cmd(src: tuple[Path, ...], out: Path, labels: Path | None, gri
 @click.option("--d-warmup", default=0, show_default=True, type=click.IntRange(0), help="Steps at the start in which only the discriminator learns (with --init and a generator checkpoint).")
 @TRAINING_RUN_OPTIONS
 @handle_errors
-def train_gan_cmd(data: Path, out: Path, epochs: int, batch_size: int, lr: float, steps_per_epoch: int, prev_bars: int, fm_weight: float, mean_weight: float, stats_weight: float, nll_weight: float, interval_weight: float, emotion_dropout: float, lean_control: bool, label_rule: str, init: Path | None, d_warmup: int, seed: int, device: str, resume: bool, tiny: bool) -> None:
+def train_gan_cmd(data: Path, out: Path, epochs: int, batch_size: int, lr: float, steps_per_epoch: int, prev_bars: int, fm_weight: float, mean_weight: float, stats_weight: float, nll_weight: float, interval_weight: float, pair_weight: float, emotion_dropout: float, lean_control: bool, label_rule: str, init: Path | None, d_warmup: int, seed: int, device: str, resume: bool, tiny: bool) -> None:
     """Train the MIDINet-style melody GAN on a music cache."""
     from ..music.train import GanConfig, train_gan
 
-    cfg = GanConfig(epochs=epochs, batch_size=batch_size, lr=lr, steps_per_epoch=steps_per_epoch, prev_bars=prev_bars, fm_weight=fm_weight, mean_weight=mean_weight, stats_weight=stats_weight, nll_weight=nll_weight, interval_weight=interval_weight, emotion_dropout=emotion_dropout, lean_control=lean_control, label_rule=label_rule, init=str(init or ""), d_warmup=d_warmup, seed=seed, tiny=tiny)
+    cfg = GanConfig(epochs=epochs, batch_size=batch_size, lr=lr, steps_per_epoch=steps_per_epoch, prev_bars=prev_bars, fm_weight=fm_weight, mean_weight=mean_weight, stats_weight=stats_weight, nll_weight=nll_weight, interval_weight=interval_weight, pair_weight=pair_weight, emotion_dropout=emotion_dropout, lean_control=lean_control, label_rule=label_rule, init=str(init or ""), d_warmup=d_warmup, seed=seed, tiny=tiny)
     result = train_gan(data, out, cfg, resume=resume, device=device, command=command_line())
     console.info(f"done: {result['epochs']} epochs; generator in {out / 'generator.pt'}")

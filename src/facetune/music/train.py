@@ -68,6 +68,9 @@ class GanConfig:
     #: Weight of matching each emotion's signed interval histogram (`interval_histogram`) to the
     #: data's; 0: off, as the first generators were trained.
     interval_weight: float = 0.0
+    #: Weight of matching each emotion's shares of move pairs (`move_pairs`: runs of steps one way,
+    #: a step and back, a note repeated twice) to the data's; 0: off.
+    pair_weight: float = 0.0
     #: A checkpoint whose networks start this run (fine-tuning): a generator checkpoint (the
     #: discriminator starts fresh) or a training checkpoint `last.pt` (both networks); "" : none.
     init: str = ""
@@ -275,6 +278,58 @@ def interval_histogram(bars: Any, before: Any) -> Any:
     return torch.stack(counts, 1)
 
 
+def move_pairs(bars: Any, before: Any) -> Any:
+    """Per bar, differentiably, how two successive moves go, over three notes in even 16ths or even
+    8ths (the rhythms of runs): (B, 4) counts of such note triples, of runs (two steps of one or two
+    semitones the same way: passing tones), of a step and a step back (neighbour tones), and of a
+    note struck three times. Why: the interval histogram alone left the line's steps without
+    direction (POP909 has 3.5 % descending whole-step pairs; the network wrote 0.9 %)."""
+    import torch
+
+    x = torch.cat([before, bars[:, 0]], 1)
+    pitch, onset = x[..., :REST], x[..., ONSET]
+    idx = torch.arange(N_PITCHES, device=x.device)
+    move = (idx[None, :] - idx[:, None]).to(x.dtype)
+    up = ((move >= 1) & (move <= 2)).to(x.dtype)
+    down = ((move >= -2) & (move <= -1)).to(x.dtype)
+    same = (move == 0).to(x.dtype)
+    sounding = pitch.sum(-1)
+    out = torch.zeros(len(x), 4, device=x.device, dtype=x.dtype)
+    t = torch.arange(STEPS_PER_BAR, 2 * STEPS_PER_BAR, device=x.device)
+    for gap in (1, 2):
+        a, b, c = pitch[:, t - 2 * gap], pitch[:, t - gap], pitch[:, t]
+        w = onset[:, t - gap] * onset[:, t] * sounding[:, t - 2 * gap] * sounding[:, t - gap] * sounding[:, t]
+        if gap == 2:
+            w = w * (1 - onset[:, t - 1]) * (1 - onset[:, t - 3]) * onset[:, t - 4] * sounding[:, t - 1] * sounding[:, t - 3]
+        else:
+            w = w * onset[:, t - 2]
+
+        def form(m: Any, p: Any, q: Any) -> Any:
+            return torch.einsum("bti,ij,btj->bt", p, m, q)
+
+        ab_up, bc_up, ab_down, bc_down = form(up, a, b), form(up, b, c), form(down, a, b), form(down, b, c)
+        out[:, 0] += w.sum(1)
+        out[:, 1] += (w * (ab_up * bc_up + ab_down * bc_down)).sum(1)
+        out[:, 2] += (w * (ab_up * bc_down + ab_down * bc_up)).sum(1)
+        out[:, 3] += (w * form(same, a, b) * form(same, b, c)).sum(1)
+    return out
+
+
+def pair_shape_loss(fake: Any, real: Any, emotion: Any, before: Any) -> Any:
+    """Per emotion group, the squared distance between the generated and the real shares of runs,
+    neighbour tones and triple strikes among note triples (`move_pairs`)."""
+    import torch
+
+    cf, cr = move_pairs(fake, before), move_pairs(real, before)
+    loss = torch.zeros((), device=fake.device)
+    for g in torch.unique(emotion):
+        sel = emotion == g
+        if int(sel.sum()) >= 2:
+            pf, pr = cf[sel].sum(0), cr[sel].sum(0)
+            loss = loss + (pf[1:] / pf[0].clamp(min=1.0) - pr[1:] / pr[0].clamp(min=1.0)).pow(2).sum() * float(sel.float().mean())
+    return loss
+
+
 def interval_shape_loss(fake: Any, real: Any, emotion: Any, before: Any) -> Any:
     """Per emotion group of the batch, the squared distance between the generated and the real
     bars' pooled signed interval histograms (shares): the line must move as the data's lines of that
@@ -471,6 +526,7 @@ def _gan_step(nets: _GanNets, rows: np.ndarray, rng: np.random.Generator) -> tup
             + (cfg.stats_weight * conditional_stats_loss(fake, x, key_t, emo_t, prev[:, 0]) if cfg.stats_weight else 0.0)
             + (cfg.nll_weight * data_nll(lg, x) if cfg.nll_weight else 0.0)
             + (cfg.interval_weight * interval_shape_loss(fake, x, emo_t, prev[:, 0]) if cfg.interval_weight else 0.0)
+            + (cfg.pair_weight * pair_shape_loss(fake, x, emo_t, prev[:, 0]) if cfg.pair_weight else 0.0)
         )
         opt_g.zero_grad(set_to_none=True)
         loss_g.backward()
