@@ -136,13 +136,16 @@ class MelodyGenerator:
         """Many songs at once, bar *t* of all of them in one forward pass: per song, the
         (n_bars, 16, BAR_WIDTH) rolls and how many notes the safety nets changed (`scale`: a note
         the network drew outside the key; `cadence`: a phrase's last note moved to its chord)."""
+        from .blas import one_thread
+
         drafts = [_Draft(self.dims, r, settings) for r in requests]
-        for b in range(max((len(r.chords) for r in requests), default=0)):
-            live = [d for d in drafts if b < len(d.request.chords)]
-            inputs = [d.inputs(b) for d in live]
-            choices = _step_choices(self._bar_scores(live, inputs, b, settings), live, b, settings)
-            for d, choice in zip(live, zip(*choices)):
-                d.write_bar(b, *choice)
+        with one_thread():  # small products: a second BLAS thread only waits (see `blas`)
+            for b in range(max((len(r.chords) for r in requests), default=0)):
+                live = [d for d in drafts if b < len(d.request.chords)]
+                inputs = [d.inputs(b) for d in live]
+                choices = _step_choices(self._bar_scores(live, inputs, b, settings), live, b, settings)
+                for d, choice in zip(live, zip(*choices)):
+                    d.write_bar(b, *choice)
         return [d.result() for d in drafts]
 
     def generate(self, quadrant: str, chords: Sequence[int], key: int, seed: int, plans: Sequence[Any] | None = None, settings: DecodeSettings = DecodeSettings(), controls: tuple[float, float, float] | None = None) -> tuple[np.ndarray, dict[str, int]]:
