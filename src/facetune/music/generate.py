@@ -326,17 +326,29 @@ def _draw_rows(scores: np.ndarray, u: np.ndarray, top_p: float = 1.0) -> np.ndar
     about, is cut, and the network's own ranking decides the rest.
     """
     p = np.exp(scores - scores.max(1, keepdims=True))
-    p = p / p.sum(1, keepdims=True)
+    p /= p.sum(1, keepdims=True)
     if top_p < 1.0:
-        order = np.argsort(-p, axis=1, kind="stable")
-        ranked = np.take_along_axis(p, order, 1)
-        n_keep = (np.cumsum(ranked, 1) < top_p).sum(1) + 1
-        keep = np.arange(p.shape[1])[None, :] < n_keep[:, None]
-        cut = np.zeros_like(p)
-        np.put_along_axis(cut, order, np.where(keep, ranked, 0.0), 1)
+        cut = np.where(_nucleus(p, top_p), p, 0.0)
         p = cut / cut.sum(1, keepdims=True)
     c = np.cumsum(p, 1)
     return np.minimum((c <= (u * c[:, -1])[:, None]).sum(1), p.shape[1] - 1)
+
+
+def _nucleus(p: np.ndarray, top_p: float) -> np.ndarray:
+    """Which entries of each row of `p` nucleus sampling keeps: the most likely ones, in the order
+    a stable sort by descending probability gives (ties by column), until together they hold
+    `top_p`. Why not that sort itself: a plain sort of the values and a threshold keep the same
+    entries, with the same cumulative sums (tied values are equal), at a fifth of the cost."""
+    ranked = np.sort(p, 1)[:, ::-1]
+    n_keep = (np.cumsum(ranked, 1) < top_p).sum(1) + 1
+    last = ranked[np.arange(len(p)), np.minimum(n_keep, p.shape[1]) - 1][:, None]
+    above, tied = p > last, p == last
+    need = n_keep - np.count_nonzero(above, 1)
+    keep = above | tied
+    over = np.flatnonzero(np.count_nonzero(tied, 1) > need)  # rare: more tied entries than places left
+    if len(over):
+        keep[over] = above[over] | (tied[over] & (np.cumsum(tied[over], 1) <= need[over, None]))
+    return keep
 
 
 def _end_on_chord_tone(bar: np.ndarray, tones: np.ndarray, hold: bool, near: int = N_PITCHES // 2) -> int:
