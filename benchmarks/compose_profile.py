@@ -16,6 +16,7 @@ import tempfile
 import time
 from collections import defaultdict
 from pathlib import Path
+from typing import Any
 
 T0 = time.perf_counter()
 import numpy as np  # noqa: E402
@@ -81,7 +82,7 @@ def profile(folder: Path) -> dict[str, float]:
     return t
 
 
-def _time_generation(gen, songs, t: dict[str, float]) -> None:
+def _time_generation(gen: Any, songs: list[tuple[str, int]], t: dict[str, float]) -> None:
     """Plans, forward passes, the rest of generation, and notes + accompaniment, in chunks of the CLI's size."""
     from facetune.music import composer
     from facetune.music.form import plan_bars
@@ -92,7 +93,7 @@ def _time_generation(gen, songs, t: dict[str, float]) -> None:
     logits = gen.scores.logits
     spent = [0.0]
 
-    def timed_logits(*a):
+    def timed_logits(*a: Any) -> Any:
         s = time.perf_counter()
         out = logits(*a)
         spent[0] += time.perf_counter() - s
