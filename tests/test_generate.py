@@ -44,6 +44,35 @@ def test_row_draws_match_one_draw_per_row(top_p):
     assert _draw_rows(scores, u, top_p).tolist() == [_scalar_draw(s, x, top_p) for s, x in zip(scores, u)]
 
 
+@pytest.mark.parametrize("top_p", [0.9, 0.5, 0.2])
+def test_row_draws_keep_tied_choices_in_column_order(top_p):
+    """Tied probabilities at the nucleus' edge are kept in column order, as a stable sort keeps them."""
+    rng = np.random.default_rng(1)
+    scores = rng.integers(-2, 2, (300, 51)).astype(np.float64)
+    u = rng.random(300)
+    assert _draw_rows(scores, u, top_p).tolist() == [_scalar_draw(s, x, top_p) for s, x in zip(scores, u)]
+
+
+def test_one_blas_thread_inside_and_restored_after():
+    """Songs are written on one OpenBLAS thread (see `music.blas`); the count comes back after, nested or not."""
+    from facetune.music import blas
+
+    funcs = blas._openblas()
+    if funcs is None:
+        pytest.skip("numpy without its own OpenBLAS")
+    get, put = funcs
+    before = get()
+    put(2)
+    try:
+        with blas.one_thread():
+            with blas.one_thread():
+                assert get() == 1
+            assert get() == 1
+        assert get() == 2
+    finally:
+        put(before)
+
+
 def _draft(walk: float):
     from facetune.music.generate import SongRequest, _Draft
     from facetune.music.gan import tiny_dims

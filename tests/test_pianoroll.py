@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import io
 
+import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -22,6 +23,18 @@ def test_roll_shape_and_one_hot():
 def test_repeated_note_keeps_its_onset():
     notes = [Note(60, 0, 2), Note(60, 2, 4)]
     assert rolls_to_notes(notes_to_rolls(notes, 1)) == [Note(60, 0, 2, 96), Note(60, 2, 4, 96)]
+
+
+def test_notes_from_scores_start_at_pitch_changes_and_onsets():
+    """Scores, not one-hot: each step's likeliest column; a new note at a pitch change without an
+    onset and at an onset on the same pitch, none across a rest; no bars, no notes."""
+    rolls = np.zeros((1, STEPS_PER_BAR, BAR_WIDTH), np.float32)
+    for t, c in enumerate([REST, 12, 12, 14, 14, REST, 14] + [20] * 9):
+        rolls[0, t, c], rolls[0, t, (c + 1) % (REST + 1)] = 0.9, 0.1
+    rolls[0, 2, ONSET], rolls[0, 3, ONSET] = 0.7, 0.2
+    assert rolls_to_notes(rolls, 70) == [Note(60, 1, 2, 70), Note(60, 2, 3, 70), Note(62, 3, 5, 70), Note(62, 6, 7, 70), Note(68, 7, 16, 70)]
+    assert all(type(v) is int for n in rolls_to_notes(rolls) for v in (n.pitch, n.start, n.end))
+    assert rolls_to_notes(np.zeros((0, STEPS_PER_BAR, BAR_WIDTH))) == []
 
 
 def test_fold_pitch_keeps_pitch_class():

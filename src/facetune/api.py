@@ -511,7 +511,8 @@ def compose_many(items: Sequence[tuple[Any, str, Path]], out_dir: str | Path, se
     failed in an earlier run with the same content and settings (kept in OUT_DIR/.facetune-failed.json,
     not retried unless `settings.retry_failed`); the others follow in input order. Photos are
     decoded and classified in a background thread while the songs of the previous batch are
-    generated (all at once) and written, and a model is loaded only when an input needs it. Each
+    generated (all at once) and written; the models load once an input reads (the generator in a
+    thread, while the first batch is classified), so a rerun over broken inputs loads none. Each
     song's seed comes from the base seed and the photo's content (`content_seed`), so a song does
     not depend on the order, the batch, the file's name or single versus batch compose.
     `on_read(name, error)` is called as each input is read, from the reading thread.
@@ -551,13 +552,19 @@ def _compose_todo(todo: list[tuple[Any, str, Path, Path]], out_dir: Path, failur
     with console.progress() as prog:
         task = prog.add_task("composing", total=len(todo))
 
+        preload: list[Any] = []
+
         def read(i: int, error: str | None) -> None:
             prog.advance(task)
+            if error is None and not preload:
+                preload.append(_preload_generator(settings.generator))
             if on_read is not None:
                 on_read(todo[i][1], error)
 
         stream = iter_classify([t[0] for t in todo], classifier=settings.classifier, classes=settings.classes, detect=settings.detect, batch_size=settings.batch_size, workers=settings.workers, device=settings.device, names=[t[1] for t in todo], max_bytes=settings.max_bytes, on_read=read)
         for chunk in _chunks(_prefetched(stream), GENERATION_BATCH):
+            if preload:
+                preload[0].join()
             for rec, face, target in _compose_chunk([(todo[i], recs[0]) for i, recs in chunk], out_dir, settings):
                 key = _failure_key(target, out_dir)
                 if face.error and face.content:
@@ -566,6 +573,22 @@ def _compose_todo(todo: list[tuple[Any, str, Path, Path]], out_dir: Path, failur
                 elif not face.error:
                     failures.pop(key, None)
                 yield rec
+
+
+def _preload_generator(path: str | None) -> Any:
+    """Load the generator in a thread once an input has been read, so it loads while the first
+    batch is classified (which the songs wait for anyway) rather than after. A failure is left
+    to the songs' own `load_generator` call to raise: a failed load is not cached."""
+    import contextlib
+    import threading
+
+    def load() -> None:
+        with contextlib.suppress(Exception):
+            load_generator(path)
+
+    thread = threading.Thread(target=load, name="facetune-generator", daemon=True)
+    thread.start()
+    return thread
 
 
 def _compose_chunk(chunk: Sequence[tuple[tuple[Any, str, Path, Path], FaceEmotion]], out_dir: Path, settings: ComposeSettings) -> Iterator[tuple[dict[str, Any], FaceEmotion, Path]]:

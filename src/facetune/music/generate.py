@@ -105,8 +105,9 @@ class MelodyGenerator:
         """The decode settings the checkpoint was shipped with."""
         return DecodeSettings(**self.info.get("decode", {}))
 
-    def _bar_scores(self, songs: Sequence["_Draft"], inputs: Sequence[tuple[np.ndarray, np.ndarray]], b: int, settings: DecodeSettings) -> np.ndarray:
-        """The network's (n, 16, BAR_WIDTH) scores for bar `b` of `songs`, in one pass, with guidance."""
+    def _bar_scores(self, songs: Sequence["_Draft"], z: np.ndarray, prev: np.ndarray, b: int, settings: DecodeSettings) -> np.ndarray:
+        """The network's (n, 16, BAR_WIDTH) scores for bar `b` of `songs` (noise `z` and conditioner
+        bars `prev` in float64), in one pass, with guidance."""
         from .generator_numpy import DENSITY_CENTER, LEAN_CENTER, REGISTER_CENTER, UNKNOWN_EMOTION, condition_np, form_features_np, song_controls
 
         d = self.dims
@@ -121,8 +122,6 @@ class MelodyGenerator:
         wanted = np.array([s.request.controls or (REGISTER_CENTER, DENSITY_CENTER, LEAN_CENTER) for s in songs], np.float64)
         controls = song_controls(wanted[:, 0], wanted[:, 1], wanted[:, 2])[:, : d.n_controls] if d.n_controls else None
         y = condition_np(emotion, chord, d, key, form, controls)
-        z = np.stack([i[0] for i in inputs]).astype(np.float64)
-        prev = np.stack([i[1] for i in inputs]).astype(np.float64)
         if guided:
             y = np.concatenate([y, condition_np(np.full(len(songs), UNKNOWN_EMOTION), chord, d, key, form, controls)])
             z, prev = np.concatenate([z, z]), np.concatenate([prev, prev])
@@ -136,13 +135,19 @@ class MelodyGenerator:
         """Many songs at once, bar *t* of all of them in one forward pass: per song, the
         (n_bars, 16, BAR_WIDTH) rolls and how many notes the safety nets changed (`scale`: a note
         the network drew outside the key; `cadence`: a phrase's last note moved to its chord)."""
+        from .blas import one_thread
+
         drafts = [_Draft(self.dims, r, settings) for r in requests]
-        for b in range(max((len(r.chords) for r in requests), default=0)):
-            live = [d for d in drafts if b < len(d.request.chords)]
-            inputs = [d.inputs(b) for d in live]
-            choices = _step_choices(self._bar_scores(live, inputs, b, settings), live, b, settings)
-            for d, choice in zip(live, zip(*choices)):
-                d.write_bar(b, *choice)
+        with one_thread():  # small products: a second BLAS thread only waits (see `blas`)
+            for b in range(max((len(r.chords) for r in requests), default=0)):
+                live = [d for d in drafts if b < len(d.request.chords)]
+                z = np.empty((len(live), self.dims.z_dim))
+                prev = np.zeros((len(live), self.dims.prev_bars + int(self.dims.reference), STEPS_PER_BAR, BAR_WIDTH))
+                for k, d in enumerate(live):
+                    z[k] = d.inputs(b, prev[k])[0]
+                choices = _step_choices(self._bar_scores(live, z, prev, b, settings), live, b, settings)
+                for d, choice in zip(live, zip(*choices)):
+                    d.write_bar(b, *choice)
         return [d.result() for d in drafts]
 
     def generate(self, quadrant: str, chords: Sequence[int], key: int, seed: int, plans: Sequence[Any] | None = None, settings: DecodeSettings = DecodeSettings(), controls: tuple[float, float, float] | None = None) -> tuple[np.ndarray, dict[str, int]]:
@@ -172,8 +177,10 @@ class _Draft:
         self.held = REST
         self.walk = -1.0
 
-    def inputs(self, b: int) -> tuple[np.ndarray, np.ndarray]:
-        """Bar `b`'s noise and the bars the conditioner reads (previous ones, then the reference)."""
+    def inputs(self, b: int, prev: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """Bar `b`'s noise and the bars the conditioner reads (previous ones, then the reference),
+        written into `prev` (zeros, (cond inputs, 16, BAR_WIDTH)) when given: a batch fills its
+        array in place rather than stacking each song's bars and then all songs."""
         plan = self.plans[b]
         rng = np.random.default_rng([int(self.request.seed), b, 7])
         z = rng.standard_normal(self.dims.z_dim).astype(np.float32)
@@ -187,13 +194,15 @@ class _Draft:
             z = (np.sqrt(1 - v * v) * z0 + v * z).astype(np.float32)
             u = u if plan.fresh_draws else np.concatenate([u0[:1], u[1:]])
         self.latents.append((z, u))
-        empty = np.zeros((STEPS_PER_BAR, BAR_WIDTH), np.float32)
+        if prev is None:
+            prev = np.zeros((self.dims.prev_bars + int(self.dims.reference), STEPS_PER_BAR, BAR_WIDTH), np.float32)
         past = self.before + self.history if self.before else self.history
-        prev = [past[-1 - i] if i < len(past) else empty for i in range(self.dims.prev_bars)]
-        if self.dims.reference:
+        for i in range(min(self.dims.prev_bars, len(past))):
+            prev[i] = past[-1 - i]
+        if self.dims.reference and plan.ref >= 0:
             chords = self.request.chords
-            prev.append(_follow_chord(self.history[plan.ref], chords[plan.ref], chords[b], self.request.key) if plan.ref >= 0 else empty)
-        return z, np.stack(prev)
+            prev[-1] = _follow_chord(self.history[plan.ref], chords[plan.ref], chords[b], self.request.key)
+        return z, prev
 
     def pitch_uniforms(self, first: float, moves: np.ndarray) -> np.ndarray:
         """A bar's pitch uniforms as a reflected random walk that carries on from the last bar's.
@@ -335,14 +344,9 @@ def _draw_rows(scores: np.ndarray, u: np.ndarray, top_p: float = 1.0, rest_u: np
     (`DecodeSettings.pitch_walk`) no longer drifts into the rest at the top of the order.
     """
     p = np.exp(scores - scores.max(1, keepdims=True))
-    p = p / p.sum(1, keepdims=True)
+    p /= p.sum(1, keepdims=True)
     if top_p < 1.0:
-        order = np.argsort(-p, axis=1, kind="stable")
-        ranked = np.take_along_axis(p, order, 1)
-        n_keep = (np.cumsum(ranked, 1) < top_p).sum(1) + 1
-        keep = np.arange(p.shape[1])[None, :] < n_keep[:, None]
-        cut = np.zeros_like(p)
-        np.put_along_axis(cut, order, np.where(keep, ranked, 0.0), 1)
+        cut = np.where(_nucleus(p, top_p), p, 0.0)
         p = cut / cut.sum(1, keepdims=True)
     if rest_u is not None:
         c = np.cumsum(p[:, :-1], 1)
@@ -350,6 +354,24 @@ def _draw_rows(scores: np.ndarray, u: np.ndarray, top_p: float = 1.0, rest_u: np
         return np.where((rest_u < p[:, -1]) | (c[:, -1] <= 0), p.shape[1] - 1, pitch)
     c = np.cumsum(p, 1)
     return np.minimum((c <= (u * c[:, -1])[:, None]).sum(1), p.shape[1] - 1)
+
+
+def _nucleus(p: np.ndarray, top_p: float) -> np.ndarray:
+    """Which entries of each row of `p` nucleus sampling keeps: the most likely ones, in the order
+    a stable sort by descending probability gives (ties by column), until together they hold
+    `top_p`. Why not that sort itself: a plain sort of the values and a threshold keep the same
+    entries, with the same cumulative sums (tied values are equal), and over 1,024 rows the stable
+    argsort alone took 1.2 ms of a 2.8 ms draw, the plain sort 0.12 ms."""
+    ranked = np.sort(p, 1)[:, ::-1]
+    n_keep = (np.cumsum(ranked, 1) < top_p).sum(1) + 1
+    last = ranked[np.arange(len(p)), np.minimum(n_keep, p.shape[1]) - 1][:, None]
+    above, tied = p > last, p == last
+    need = n_keep - np.count_nonzero(above, 1)
+    keep = above | tied
+    over = np.flatnonzero(np.count_nonzero(tied, 1) > need)  # rare: more tied entries than places left
+    if len(over):
+        keep[over] = above[over] | (tied[over] & (np.cumsum(tied[over], 1) <= need[over, None]))
+    return keep
 
 
 def _end_on_chord_tone(bar: np.ndarray, tones: np.ndarray, hold: bool, near: int = N_PITCHES // 2) -> int:

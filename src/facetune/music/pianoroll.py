@@ -42,22 +42,17 @@ def fold_pitch(pitch: int, low: int = LOW_PITCH, high: int = HIGH_PITCH) -> int:
 
 
 def rolls_to_notes(rolls: np.ndarray, velocity: int = 96) -> list[Note]:
-    """(n_bars, 16, BAR_WIDTH) rolls (one-hot or scores) → notes; a note starts at an onset or a pitch change."""
+    """(n_bars, 16, BAR_WIDTH) rolls (one-hot or scores) → notes; a note starts at an onset or a
+    pitch change and lasts until the next start or rest. Found with array operations: a loop
+    over the steps cost about as much as writing the song's MIDI."""
     flat = np.asarray(rolls, dtype=np.float32).reshape(-1, BAR_WIDTH)
     choice = flat[:, : REST + 1].argmax(axis=1)
-    onset = flat[:, ONSET] > 0.5
-    notes: list[Note] = []
-    cur: list[int] | None = None
-    for t, c in enumerate(choice):
-        if c == REST:
-            if cur:
-                notes.append(Note(cur[0] + LOW_PITCH, cur[1], t, velocity))
-            cur = None
-            continue
-        if cur is None or c != cur[0] or onset[t]:
-            if cur:
-                notes.append(Note(cur[0] + LOW_PITCH, cur[1], t, velocity))
-            cur = [int(c), t]
-    if cur:
-        notes.append(Note(cur[0] + LOW_PITCH, cur[1], len(choice), velocity))
-    return notes
+    sounding = choice != REST
+    changed = np.ones(len(choice), bool)
+    changed[1:] = choice[1:] != choice[:-1]
+    begins = sounding & (changed | (flat[:, ONSET] > 0.5))
+    starts = np.flatnonzero(begins)
+    bounds = np.append(np.flatnonzero(begins | ~sounding), len(choice))
+    ends = bounds[np.searchsorted(bounds, starts, side="right")]
+    pitches = (choice[starts] + LOW_PITCH).tolist()
+    return [Note(p, s, e, velocity) for p, s, e in zip(pitches, starts.tolist(), ends.tolist())]
