@@ -69,7 +69,7 @@ class GanConfig:
     #: data's; 0: off, as the first generators were trained.
     interval_weight: float = 0.0
     #: Weight of matching each emotion's shares of move pairs (`move_pairs`: runs of steps one way,
-    #: a step and back, a note repeated twice) to the data's; 0: off.
+    #: a step and back, a note struck three times) to the data's; 0: off.
     pair_weight: float = 0.0
     #: A checkpoint whose networks start this run (fine-tuning): a generator checkpoint (the
     #: discriminator starts fresh) or a training checkpoint `last.pt` (both networks); "" : none.
@@ -303,16 +303,20 @@ def move_pairs(bars: Any, before: Any) -> Any:
             w = w * (1 - onset[:, t - 1]) * (1 - onset[:, t - 3]) * onset[:, t - 4] * sounding[:, t - 1] * sounding[:, t - 3]
         else:
             w = w * onset[:, t - 2]
-
-        def form(m: Any, p: Any, q: Any) -> Any:
-            return torch.einsum("bti,ij,btj->bt", p, m, q)
-
-        ab_up, bc_up, ab_down, bc_down = form(up, a, b), form(up, b, c), form(down, a, b), form(down, b, c)
+        ab_up, bc_up, ab_down, bc_down = _moves(up, a, b), _moves(up, b, c), _moves(down, a, b), _moves(down, b, c)
         out[:, 0] += w.sum(1)
         out[:, 1] += (w * (ab_up * bc_up + ab_down * bc_down)).sum(1)
         out[:, 2] += (w * (ab_up * bc_down + ab_down * bc_up)).sum(1)
-        out[:, 3] += (w * form(same, a, b) * form(same, b, c)).sum(1)
+        out[:, 3] += (w * _moves(same, a, b) * _moves(same, b, c)).sum(1)
     return out
+
+
+def _moves(kind: Any, p: Any, q: Any) -> Any:
+    """Whether the move from one-hot pitches `p` to `q` (B, T, N) is of `kind` (an N×N 0/1 mask),
+    per step: exact on hard one-hots, and differentiable through them."""
+    import torch
+
+    return torch.einsum("bti,ij,btj->bt", p, kind, q)
 
 
 def pair_shape_loss(fake: Any, real: Any, emotion: Any, before: Any) -> Any:
