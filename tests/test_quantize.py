@@ -83,6 +83,21 @@ def test_cascade_sends_exactly_the_near_ties_to_float(tiny_int8, tmp_path):
     assert np.array_equal(load_classifier(lone, cascade=CascadeSettings(margin=cut)).predict(CROPS), got)
 
 
+def test_cascade_on_several_threads_gives_the_same_answers(tiny_int8):
+    """The cascade runs each chunk's reruns on the lane that ran the chunk: same rows, same order."""
+    many = np.concatenate([CROPS, CROPS[::-1, :, ::-1]])  # 140 crops: five chunks of 32 or fewer
+    settings = CascadeSettings(margin=0.2)
+    q = load_classifier(tiny_int8, cascade=settings)
+    q.lanes = 1
+    one = q.predict(many)
+    reruns = q.rerun
+    assert 0 < reruns < len(many)
+    for lanes in (2, 3):
+        q.lanes = lanes
+        assert np.array_equal(q.predict(many), one)
+    assert q.rerun == 3 * reruns
+
+
 def test_cascade_ignores_a_float_twin_from_another_checkpoint(tiny_int8, tmp_path):
     import shutil
 

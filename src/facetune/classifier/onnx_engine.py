@@ -14,10 +14,11 @@ from __future__ import annotations
 
 import io
 import json
+import threading
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 
@@ -340,79 +341,106 @@ class OnnxClassifier(Classifier):
         self.cascade = cascade
         self._twin_file = twin if self.engine == "int8" and twin is not None and twin.is_file() and cascade.margin > 0 else None
         self._twin: OnnxClassifier | None = None
+        self._twin_lock = threading.Lock()
         self.rerun = 0
 
     def predict(self, crops: np.ndarray, classes: list[str] | None = None, tta: bool = True) -> np.ndarray:
         """Probabilities over the active classes; for an int8 engine with a float twin, the
-        near-ties (`CascadeSettings`) take the float graph's probabilities instead.
+        near-ties (`CascadeSettings`) take the float graph's probabilities instead, each chunk's
+        on the lane that ran it (so the reruns share the CPUs too).
 
         Only `predict` cascades (the margin is over the active classes): `log_probs` stays the
         int8 graph's own."""
-        probs = super().predict(crops, classes, tta)
-        unsure = near_ties(probs, self.cascade.margin) if self._twin_file is not None else None
-        if unsure is None or not unsure.any():
-            return probs
-        twin = self.float_twin()
+        if self._twin_file is None:
+            return super().predict(crops, classes, tta)
+        cols = [self.classes.index(c) for c in self.active(classes)]
+        parts = self._map_chunks(self._checked(crops), tta, lambda xb: self._cascade_chunk(xb, cols, classes, tta))
+        if not parts:
+            return np.zeros((0, len(cols)), np.float32)
+        self.rerun += sum(n for _, n in parts)
+        return np.concatenate([p for p, _ in parts])
+
+    def _cascade_chunk(self, xb: np.ndarray, cols: list[int], classes: list[str] | None, tta: bool) -> tuple[np.ndarray, int]:
+        """One chunk's probabilities over the active classes (`cols`), its near-ties from the
+        float twin, and how many those were."""
+        probs = np.exp(log_softmax(self._run(xb, tta)[:, cols])).astype(np.float32)
+        unsure = near_ties(probs, self.cascade.margin)
+        twin = self.float_twin() if unsure.any() else None
         if twin is None:
-            return probs
-        probs[unsure] = twin.predict(np.asarray(crops)[unsure], classes, tta)
-        self.rerun += int(unsure.sum())
-        return probs
+            return probs, 0
+        probs[unsure] = twin.predict(xb[unsure], classes, tta)
+        return probs, int(unsure.sum())
 
     def float_twin(self) -> "OnnxClassifier | None":
         """The float export the cascade asks, opened on first use (most batches need it, one-crop
         runs often not); None, with a warning once, when it is unreadable or made from another
         checkpoint."""
-        if self._twin is None and self._twin_file is not None:
-            try:
-                sess, meta = _open(self._twin_file)
-            except Exception:  # onnxruntime raises its own exception types for unreadable graphs
-                meta = None
-            if meta is None or "quantization" in meta or meta.get("source_sha256") != self.source_sha256:
-                console.warn(f"{self._twin_file}: not the float export of the int8 graph's checkpoint; near-ties stay with int8")
-                self._twin_file = None
-                return None
-            self._twin = OnnxClassifier(sess, meta, str(self._twin_file))
-        return self._twin
+        with self._twin_lock:
+            if self._twin is None and self._twin_file is not None:
+                try:
+                    sess, meta = _open(self._twin_file)
+                except Exception:  # onnxruntime raises its own exception types for unreadable graphs
+                    meta = None
+                if meta is None or "quantization" in meta or meta.get("source_sha256") != self.source_sha256:
+                    console.warn(f"{self._twin_file}: not the float export of the int8 graph's checkpoint; near-ties stay with int8")
+                    self._twin_file = None
+                    return None
+                self._twin = OnnxClassifier(sess, meta, str(self._twin_file))
+            return self._twin
 
     def log_probs(self, crops: np.ndarray, tta: bool = True) -> np.ndarray:
-        """Log-probabilities over all classes: flip-averaged logits per member, members averaged.
+        """Log-probabilities over all classes: flip-averaged logits per member, members averaged."""
+        parts = self._map_chunks(self._checked(crops), tta, lambda xb: self._run(xb, tta))
+        return np.concatenate(parts) if parts else np.zeros((0, len(self.classes)), np.float32)
 
-        The batch is cut into chunks of `BATCH_ROWS` rows that run on `self.lanes` threads at once
-        (this one and pool threads): ONNX Runtime releases the GIL and a session may run from
-        several threads, so each single-threaded run keeps its own core busy.
-        """
+    def _checked(self, crops: np.ndarray) -> np.ndarray:
+        """The crops as one contiguous uint8 array (N, H, W), or a CheckpointError saying what came."""
         crops = np.ascontiguousarray(crops, dtype=np.uint8)
         if crops.ndim != 3:
             raise CheckpointError(f"{self.path}: expected crops shaped (N, H, W), got {crops.shape}")
+        return crops
+
+    def _map_chunks(self, crops: np.ndarray, tta: bool, fn: Callable[[np.ndarray], Any]) -> list[Any]:
+        """`fn` of each chunk of `BATCH_ROWS` rows (crops and, with `tta`, their flips), in order.
+
+        The chunks run on `self.lanes` threads at once (this one and pool threads), each taking
+        the next chunk as it finishes one: ONNX Runtime releases the GIL and a session may run
+        from several threads, so each single-threaded run keeps its own core busy, and a lane
+        slowed by another process's work takes fewer chunks instead of holding the batch up.
+        """
         step = BATCH_ROWS // 2 if tta else BATCH_ROWS
         chunks = [crops[s : s + step] for s in range(0, len(crops), step)]
-        if not chunks:
-            return np.zeros((0, len(self.classes)), np.float32)
         if self.lanes is None and len(chunks) > 1:
             self.lanes = _lanes()
         lanes = min(self.lanes or 1, len(chunks))
-        if lanes == 1:
-            return np.concatenate(self._run_chunks(chunks, tta))
-        pool = self._pool(lanes - 1)
-        futures = [pool.submit(self._run_chunks, chunks[k::lanes], tta) for k in range(1, lanes)]
-        parts = [self._run_chunks(chunks[0::lanes], tta)] + [f.result() for f in futures]
-        outs: list[np.ndarray] = [np.empty(0)] * len(chunks)
-        for k, part in enumerate(parts):
-            outs[k::lanes] = part
-        return np.concatenate(outs)
+        if lanes <= 1:
+            return [fn(xb) for xb in chunks]
+        out: list[Any] = [None] * len(chunks)
+        order = iter(range(len(chunks)))
+        lock = threading.Lock()
 
-    def _run_chunks(self, chunks: list[np.ndarray], tta: bool) -> list[np.ndarray]:
-        """Each chunk's log-probabilities, its flips (with `tta`) in the same ONNX Runtime call."""
-        outs = []
-        for xb in chunks:
-            if tta:
-                both = self.session.run(None, {"crops": np.concatenate([xb, xb[:, :, ::-1]])})[0]
-                logits = (both[: len(xb)] + both[len(xb) :]) / 2
-            else:
-                logits = self.session.run(None, {"crops": xb})[0]
-            outs.append(log_softmax(logits.astype(np.float32)).mean(axis=1))
-        return outs
+        def work() -> None:
+            while True:
+                with lock:
+                    k = next(order, None)
+                if k is None:
+                    return
+                out[k] = fn(chunks[k])
+
+        futures = [self._pool(lanes - 1).submit(work) for _ in range(lanes - 1)]
+        work()
+        for f in futures:
+            f.result()
+        return out
+
+    def _run(self, xb: np.ndarray, tta: bool) -> np.ndarray:
+        """One chunk's log-probabilities, its flips (with `tta`) in the same ONNX Runtime call."""
+        if tta:
+            both = self.session.run(None, {"crops": np.concatenate([xb, xb[:, :, ::-1]])})[0]
+            logits = (both[: len(xb)] + both[len(xb) :]) / 2
+        else:
+            logits = self.session.run(None, {"crops": xb})[0]
+        return log_softmax(logits.astype(np.float32)).mean(axis=1)
 
     def _pool(self, workers: int) -> Any:
         """The helper threads for `log_probs`, made on first use (a one-crop call never starts one)."""
