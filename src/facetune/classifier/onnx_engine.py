@@ -207,16 +207,21 @@ def _session(model: bytes | str) -> Any:
     return ort.InferenceSession(model, opts, providers=["CPUExecutionProvider"])
 
 
-#: How long `_others_busy` watches the CPUs (s): once per classifier, before its first batch of
-#: more than one chunk, so a one-crop run never waits for it.
-BUSY_WINDOW = 0.05
+#: How long `_others_busy` watches the CPUs at least (s), once per classifier before its first
+#: batch of more than one chunk (so a one-crop run never waits for it). The watch starts when the
+#: classifier is made (`cpu_mark`), so the decoding of the first batch usually fills the window;
+#: a mark older than `BUSY_STALE` s says nothing about now, and a fresh watch starts instead.
+BUSY_WINDOW = 0.15
+BUSY_STALE = 2.0
+
+CpuMark = tuple[float, tuple[float, float, float]]
 
 
-def _lanes() -> int:
+def _lanes(start: CpuMark | None = None) -> int:
     """How many ONNX Runtime runs go at once: one per CPU this process may use that other
-    processes leave idle (`_others_busy`; where that cannot be read, the CPU count less the
-    1-minute load average), rounded, at least one; one when OMP_NUM_THREADS sets the threads of
-    each run (`_session`).
+    processes leave idle (`_others_busy`, watched since `start`; where that cannot be read, the CPU
+    count less the 1-minute load average), rounded, at least one; one when OMP_NUM_THREADS sets
+    the threads of each run (`_session`).
 
     Why only idle CPUs: a second run gains only on a free core; on the shared 2-core machine
     under load 4 two runs at once took 7–20 % more CPU and 7–21 % more wall time over the 3,812
@@ -229,39 +234,55 @@ def _lanes() -> int:
     if os.environ.get("OMP_NUM_THREADS", "").isdigit():
         return 1
     cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
-    others = _others_busy()
+    others = _others_busy(start=start)
     if others is None:
         others = os.getloadavg()[0] if hasattr(os, "getloadavg") else 0.0
     return max(1, min(cpus, int(cpus - others + 0.5)))
 
 
 def _cpu_times() -> tuple[float, float, float] | None:
-    """(busy, total) clock ticks of all CPUs from /proc/stat and this process's own CPU ticks
-    (all its threads) from /proc/self/stat; None where there is no /proc (not Linux)."""
-    try:
-        with open("/proc/stat") as fh:
-            ticks = [float(v) for v in fh.readline().split()[1:9]]
-        with open("/proc/self/stat") as fh:
-            own = fh.read().rsplit(")", 1)[1].split()
-    except (OSError, ValueError, IndexError):
-        return None
-    if len(ticks) < 8 or len(own) < 13:
-        return None
-    idle = ticks[3] + ticks[4]
-    return sum(ticks) - idle, sum(ticks), float(own[11]) + float(own[12])
+    """(busy, total) clock ticks of all CPUs from /proc/stat and this process's own CPU time (all
+    its threads) in the same ticks; None where there is no /proc (not Linux).
 
-
-def _others_busy(window: float = BUSY_WINDOW) -> float | None:
-    """How many CPUs other processes kept busy over the next `window` seconds: the machine's busy
-    ticks less this process's own, as a share of the ticks that passed times the CPU count."""
+    Why the own time from `time.process_time` (nanoseconds) rather than /proc/self/stat: that
+    one counts whole ticks (10 ms) per thread, and over the 50 ms watch used before (10 ticks on
+    two CPUs) one tick of rounding is 0.2 of a CPU, against a threshold of 0.5 for a second lane."""
     import os
     import time
 
-    first = _cpu_times()
-    if first is None:
+    try:
+        with open("/proc/stat") as fh:
+            ticks = [float(v) for v in fh.readline().split()[1:9]]
+        hz = float(os.sysconf("SC_CLK_TCK"))
+    except (OSError, ValueError, AttributeError):
         return None
-    time.sleep(window)
-    second = _cpu_times()
+    if len(ticks) < 8:
+        return None
+    idle = ticks[3] + ticks[4]
+    return sum(ticks) - idle, sum(ticks), time.process_time() * hz
+
+
+def cpu_mark() -> CpuMark | None:
+    """Where a watch of the CPUs starts: the monotonic clock and `_cpu_times` now."""
+    import time
+
+    times = _cpu_times()
+    return None if times is None else (time.monotonic(), times)
+
+
+def _others_busy(window: float = BUSY_WINDOW, start: CpuMark | None = None) -> float | None:
+    """How many CPUs other processes kept busy since `start` (when it is under `BUSY_STALE` s old,
+    else from now), waiting until `window` seconds have passed: the machine's busy ticks less
+    this process's own, as a share of the ticks that passed times the CPU count."""
+    import os
+    import time
+
+    if start is None or not 0 <= time.monotonic() - start[0] <= BUSY_STALE:
+        start = cpu_mark()
+        if start is None:
+            return None
+    time.sleep(max(0.0, window - (time.monotonic() - start[0])))
+    first, second = start[1], _cpu_times()
     if second is None or second[1] <= first[1]:
         return None
     busy, total, own = (b - a for a, b in zip(first, second))
@@ -337,6 +358,7 @@ class OnnxClassifier(Classifier):
         self.source_sha256 = meta.get("source_sha256")
         self.input_sizes = [int(s) for s in meta["input_sizes"]]
         self.lanes: int | None = None  # found by `_lanes` before the first batch of several chunks
+        self._mark = cpu_mark()  # where that watch of the CPUs starts
         self._workers: tuple[int, Any] | None = None
         self.cascade = cascade
         self._twin_file = twin if self.engine == "int8" and twin is not None and twin.is_file() and cascade.margin > 0 else None
@@ -411,7 +433,7 @@ class OnnxClassifier(Classifier):
         step = BATCH_ROWS // 2 if tta else BATCH_ROWS
         chunks = [crops[s : s + step] for s in range(0, len(crops), step)]
         if self.lanes is None and len(chunks) > 1:
-            self.lanes = _lanes()
+            self.lanes = _lanes(self._mark)
         lanes = min(self.lanes or 1, len(chunks))
         if lanes <= 1:
             return [fn(xb) for xb in chunks]
