@@ -199,10 +199,10 @@ def test_runs_go_on_idle_cpus_only(monkeypatch):
     monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
     monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 1, 2, 3}, raising=False)
     for busy, lanes in ((0.0, 4), (1.4, 3), (3.6, 1), (9.0, 1)):
-        monkeypatch.setattr(onnx_engine, "_others_busy", lambda busy=busy: busy)
+        monkeypatch.setattr(onnx_engine, "_others_busy", lambda busy=busy, **_: busy)
         monkeypatch.setattr(os, "getloadavg", lambda: (9.0, 9.0, 9.0))  # not read when the CPUs can be
         assert _lanes() == lanes
-    monkeypatch.setattr(onnx_engine, "_others_busy", lambda: None)  # no /proc: the load average
+    monkeypatch.setattr(onnx_engine, "_others_busy", lambda **_: None)  # no /proc: the load average
     for load, lanes in ((0.0, 4), (1.4, 3), (3.6, 1)):
         monkeypatch.setattr(os, "getloadavg", lambda load=load: (load, load, load))
         assert _lanes() == lanes
@@ -224,6 +224,24 @@ def test_others_busy_leaves_out_this_process(monkeypatch):
     assert abs(onnx_engine._others_busy(window=0.0) - 0.2) < 1e-9
     monkeypatch.setattr(onnx_engine, "_cpu_times", lambda: None)
     assert onnx_engine._others_busy(window=0.0) is None
+
+
+def test_others_busy_watches_from_the_classifiers_mark(monkeypatch):
+    """A recent mark (the classifier's load) starts the watch, so only one more reading is taken;
+    a mark older than BUSY_STALE seconds is ignored and the watch starts afresh."""
+    import os
+    import time
+
+    from facetune.classifier import onnx_engine
+
+    monkeypatch.setattr(os, "cpu_count", lambda: 2)
+    readings = iter([(300.0, 1200.0, 230.0)])
+    monkeypatch.setattr(onnx_engine, "_cpu_times", lambda: next(readings))
+    mark = (time.monotonic(), (100.0, 1000.0, 50.0))
+    assert abs(onnx_engine._others_busy(window=0.0, start=mark) - 0.2) < 1e-9
+    readings = iter([(100.0, 1000.0, 50.0), (120.0, 1200.0, 60.0)])
+    stale = (time.monotonic() - onnx_engine.BUSY_STALE - 1, (0.0, 0.0, 0.0))
+    assert abs(onnx_engine._others_busy(window=0.0, start=stale) - 0.1) < 1e-9
 
 
 def test_cpu_times_reads_proc_where_there_is_one():

@@ -155,7 +155,7 @@ def iter_classify(
     classes: Sequence[str] | None = None,
     all_faces: bool = False,
     detect: bool | None = None,
-    batch_size: int = 128,
+    batch_size: int = 512,
     workers: int = 0,
     device: str = "cpu",
     names: Sequence[str] | None = None,
@@ -166,7 +166,7 @@ def iter_classify(
     """Stream (input index, its records) in input order, classifying crops in batches.
 
     Memory stays flat: at most three batches of crops are held at a time (the next two are decoded
-    in a background thread while one is classified), and no input is read beyond
+    in a background thread while one is classified; 512 crops of 48 px are 1.2 MB), and no input is read beyond
     `max_bytes` (see `faces.photos.read_image_bytes`). The classifier is loaded only once an input
     decodes: leading unreadable inputs are reported without it, so a rerun over broken inputs
     loads no model (the first readable input is decoded twice). `on_read(index, error or None)`

@@ -10,7 +10,7 @@ from ..checkpoints import load_checkpoint, provenance, save_checkpoint
 from ..errors import FacetuneError, refuse_overwrite
 from .network import member_specs
 from .preprocess import CROP_SIZE
-from .onnx_engine import export_beside, load_onnx_classifier, open_onnx_file
+from .onnx_engine import CascadeSettings, export_beside, load_onnx_classifier, open_onnx_file
 from .torch_engine import Classifier, classifier_from_payload
 
 DEFAULT_WEIGHTS = Path(__file__).parent.parent / "weights" / "classifier.pt"
@@ -19,12 +19,13 @@ DEFAULT_WEIGHTS = Path(__file__).parent.parent / "weights" / "classifier.pt"
 ENGINES = ("auto", "int8", "onnx", "torch")
 
 
-def load_classifier(path: str | Path | None = None, device: str = "cpu", engine: str = "auto") -> Classifier:
+def load_classifier(path: str | Path | None = None, device: str = "cpu", engine: str = "auto", cascade: CascadeSettings = CascadeSettings()) -> Classifier:
     """Rebuild a classifier from a checkpoint (the shipped default when `path` is None).
 
     `engine`: "torch" runs the checkpoint's networks in PyTorch; "onnx" runs the float ONNX
     export beside the checkpoint in ONNX Runtime (`onnx_engine`), on the CPU only; "int8" runs
-    its int8 twin (`quantize`), the fastest on the CPU; "auto" takes, on the CPU, the int8
+    its int8 twin (`quantize`), the fastest on the CPU, with its near-ties run again in float per
+    `cascade` (`onnx_engine.CascadeSettings`); "auto" takes, on the CPU, the int8
     export, else the float one, when one made from this very file exists, and PyTorch otherwise.
     A `.onnx` path is an export given on its own: ONNX Runtime.
     """
@@ -36,10 +37,10 @@ def load_classifier(path: str | Path | None = None, device: str = "cpu", engine:
     if path.suffix == ".onnx":
         if engine == "torch" or device != "cpu":
             raise FacetuneError(f"{path}: an ONNX export runs only in ONNX Runtime on the CPU; give its .pt checkpoint for PyTorch or another device")
-        return open_onnx_file(path)
+        return open_onnx_file(path, cascade)
     if engine != "torch" and device == "cpu":
         for int8 in {"auto": (True, False), "int8": (True,), "onnx": (False,)}[engine]:
-            fast = load_onnx_classifier(path, int8=int8)
+            fast = load_onnx_classifier(path, int8=int8, cascade=cascade)
             if fast is not None:
                 return fast
     if engine == "int8":

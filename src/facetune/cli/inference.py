@@ -42,7 +42,7 @@ BATCH_SIZE_HELP = "Face crops classified together (larger: faster, more memory).
 @click.option("--no-detect", is_flag=True, help="The images are already face crops: use them whole.")
 @click.option("--classes", callback=check_classes, help="Restrict to these classes (comma-separated FER classes, or 'all'; default: the model's default set).")
 @CLASSIFIER_OPTION
-@click.option("--batch-size", default=128, show_default=True, type=click.IntRange(1), help=BATCH_SIZE_HELP)
+@click.option("--batch-size", default=512, show_default=True, type=click.IntRange(1), help=BATCH_SIZE_HELP)
 @click.option("--workers", default=0, show_default=True, type=click.IntRange(0), help="Processes decoding images.")
 @DEVICE_OPTION
 @ENGINE_OPTION
