@@ -118,3 +118,24 @@ def test_compose_falls_back_when_no_cpu_is_idle(tmp_path, monkeypatch):
     assert api._song_worker(1000, replace(settings, png=True)) is None and not forked
     api._song_worker(1000, settings)
     assert forked == [1]
+
+
+def test_a_starved_worker_is_stopped(tiny_generator, monkeypatch):
+    """When the worker gets too little of a CPU twice in a row (another process took the second
+    CPU), it is stopped and the rest of the run stays in this process, with the same bytes."""
+    from facetune.api import ComposeSettings, _compose_songs, _hand_over, load_generator
+    from facetune.music.composer import checked_midi_bytes
+
+    monkeypatch.setattr(parallel, "MIN_CPU_SHARE", 2.0)  # no share of a CPU is enough
+    settings = ComposeSettings(generator=str(tiny_generator))
+    songs = [(("happy", "sad")[i % 2], i) for i in range(8)]
+    alone = [checked_midi_bytes(c) for c in _compose_songs(songs, 0, settings, None)]
+    worker = parallel.SongWorker(lambda: load_generator(str(tiny_generator)), bars=16, tempo=None, form=None, chords=True)
+    try:
+        for alive in (True, False):
+            shared = _compose_songs(songs, _hand_over(songs, worker), settings, worker)
+            assert [s.data if isinstance(s, parallel.PreparedSong) else checked_midi_bytes(s) for s in shared] == alone
+            assert worker.alive is alive
+        assert _hand_over(songs, worker) == 0
+    finally:
+        worker.close()

@@ -16,6 +16,7 @@ from __future__ import annotations
 import multiprocessing
 import os
 import signal
+import time
 from dataclasses import dataclass
 from typing import Any, Callable, Sequence
 
@@ -25,6 +26,9 @@ MIN_SONGS = 64
 #: the worker only composes, while the main process also classifies, writes and composes the rest.
 FIRST_SHARE = 0.75
 SHARE_STEP = 0.05
+#: Below this share of its wall time on a CPU, twice in a row (0.7–1.0 beside this process alone), the worker is starved (another
+#: process took the second CPU after the run started) and is stopped.
+MIN_CPU_SHARE = 0.6
 #: Longest wait for one share (s) before the main process gives up on the worker and composes the
 #: share itself; a share takes well under a second.
 WAIT_SECONDS = 60.0
@@ -79,8 +83,9 @@ def prepare(songs: Sequence[tuple[str, int]], generator: Any, *, bars: int, temp
 
 
 def _serve(conn: Any, parent_end: Any, load: Callable[[], Any], options: dict[str, Any]) -> None:
-    """The worker's loop: a share of songs in, their prepared songs (or None: failed) out, until
-    the main process closes its end (or dies: end of file) or the pipe breaks."""
+    """The worker's loop: a share of songs in; out, their prepared songs and the share of the wall
+    time the worker had a CPU (`MIN_CPU_SHARE`), or None when it failed; until the main process
+    closes its end (or dies: end of file) or the pipe breaks."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the whole group: the main process decides
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
     signal.set_wakeup_fd(-1)  # the CLI's signal watchdog belongs to the main process
@@ -90,8 +95,9 @@ def _serve(conn: Any, parent_end: Any, load: Callable[[], Any], options: dict[st
             songs = conn.recv()
         except (EOFError, OSError):
             return
+        wall, cpu = time.perf_counter(), time.process_time()
         try:
-            reply: Any = prepare(songs, load(), **options)
+            reply: Any = (prepare(songs, load(), **options), (time.process_time() - cpu) / max(time.perf_counter() - wall, 1e-9))
         except Exception:  # noqa: BLE001  (the main process composes the share itself and raises)
             reply = None
         try:
@@ -115,6 +121,7 @@ class SongWorker:
         child_end.close()
         self._pending = False
         self._share = FIRST_SHARE
+        self._starved = 0
 
     def share_of(self, n: int) -> int:
         """How many of `n` songs to hand over: a share that grows while the worker's songs are ready
@@ -150,7 +157,12 @@ class SongWorker:
             reply = None
         if reply is None:
             self.close()
-        return reply
+            return None
+        songs, cpu_share = reply
+        self._starved = self._starved + 1 if cpu_share < MIN_CPU_SHARE else 0
+        if self._starved >= 2:
+            self.close()  # other work took the second CPU: the rest of the run stays in this process
+        return songs
 
     def close(self) -> None:
         """Stop the worker: close the pipe (it leaves at end of file), then end it if it lingers."""
