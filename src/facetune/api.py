@@ -588,13 +588,13 @@ def _compose_read(todo: list[tuple[Any, str, Path, Path]], out_dir: Path, failur
         stream = iter_classify([t[0] for t in todo], classifier=settings.classifier, classes=settings.classes, detect=settings.detect, batch_size=settings.batch_size, workers=settings.workers, device=settings.device, names=[t[1] for t in todo], max_bytes=settings.max_bytes, on_read=read)
         chunks = ([(todo[i], recs[0]) for i, recs in chunk] for chunk in _chunks(_prefetched(stream), GENERATION_BATCH))
         for rec, face, target in _compose_chunks(chunks, preload, out_dir, settings, worker):
-                key = _failure_key(target, out_dir)
-                if face.error and face.content:
-                    reason = face.error.removeprefix(f"{face.input}: ")  # the record does not depend on how the input was named
-                    failures[key] = {"content": face.content, "settings": _reading_settings(settings), "error": reason}
-                elif not face.error:
-                    failures.pop(key, None)
-                yield rec
+            key = _failure_key(target, out_dir)
+            if face.error and face.content:
+                reason = face.error.removeprefix(f"{face.input}: ")  # the record does not depend on how the input was named
+                failures[key] = {"content": face.content, "settings": _reading_settings(settings), "error": reason}
+            elif not face.error:
+                failures.pop(key, None)
+            yield rec
 
 
 def _preload_generator(path: str | None) -> Any:
