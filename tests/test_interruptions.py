@@ -6,6 +6,7 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import numpy as np
 import pretty_midi
@@ -29,7 +30,8 @@ def _default_sigint() -> None:
 
 
 def facetune(*args: object, **kw) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-m", "facetune", *map(str, args)], env=ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE, preexec_fn=_default_sigint, **kw)
+    kw.setdefault("env", ENV)
+    return subprocess.Popen([sys.executable, "-m", "facetune", *map(str, args)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, preexec_fn=_default_sigint, **kw)
 
 
 def wait_for(cond, timeout: float = 120.0) -> None:
@@ -98,6 +100,58 @@ def test_signal_at_any_phase_exits_130_or_143_within_a_second(tmp_path, tiny_cla
     assert proc.returncode == 128 + sig and took < 1.5, (proc.returncode, took, err)
     assert "Traceback" not in err and "terminate called" not in err
     assert not out.exists() or not [p for p in out.rglob(".*")], "temporary files left behind"
+
+
+def _children(pid: int) -> list[int]:
+    """The processes whose parent is `pid` (from /proc)."""
+    out = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == pid:
+            out.append(int(stat.parent.name))
+    return out
+
+
+def _gone(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "Z"
+    except OSError:
+        return True
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="reads /proc")
+@pytest.mark.parametrize(("sig", "group"), [(signal.SIGINT, True), (signal.SIGTERM, False)])
+def test_signal_with_the_song_worker_leaves_no_process_and_only_complete_files(tmp_path, tiny_classifier, tiny_generator, sig, group):
+    """A batch with its song worker (music.parallel), cut by Ctrl-C (to the whole process group,
+    as a terminal sends it) or SIGTERM (to the main process only): the usual exit code within a
+    second, no traceback, no temporary file, no worker left running; the rerun completes the
+    batch byte for byte as an uninterrupted one."""
+    src = faces_folder(tmp_path, 300, seed=2)
+    out = tmp_path / "songs"
+    args = ["compose", src, "--out-dir", out, "--classifier", tiny_classifier, "--generator", tiny_generator, "--batch-size", "8"]
+    env = {**ENV, "FACETUNE_SONG_WORKER": "1"}
+    proc = facetune(*args, env=env, start_new_session=group)
+    wait_for(lambda: len(list(out.glob("*.mid"))) >= 3)
+    workers = _children(proc.pid)
+    assert workers, "the song worker should be running"
+    sent = time.monotonic()
+    os.killpg(proc.pid, sig) if group else proc.send_signal(sig)
+    proc.wait(60)
+    took = time.monotonic() - sent
+    err = proc.stderr.read().decode()
+    assert proc.returncode == 128 + sig and took < 1.5, (proc.returncode, took, err)
+    assert "Traceback" not in err and "terminate called" not in err
+    wait_for(lambda: all(_gone(pid) for pid in workers), timeout=5)
+    assert 3 <= len(list(out.glob("*.mid"))) < 300, "the run should have been cut short"
+    assert not [p for p in out.iterdir() if p.name.startswith(".")], "temporary files left behind"
+    assert facetune(*args, env=env).wait(600) == 0
+    clean = tmp_path / "clean"
+    assert facetune(*[clean if a == out else a for a in args], env={**ENV, "FACETUNE_SONG_WORKER": "0"}).wait(600) == 0
+    tree = lambda root: {p.relative_to(root).as_posix(): p.read_bytes() for p in sorted(root.rglob("*"))}  # noqa: E731
+    assert tree(out) == tree(clean), "the resumed run with the worker differs from an uninterrupted one without"
 
 
 def test_kill_9_during_training_then_resume(tmp_path, faces_cache):

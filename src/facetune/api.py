@@ -547,6 +547,30 @@ def compose_many(items: Sequence[tuple[Any, str, Path]], out_dir: str | Path, se
 def _compose_todo(todo: list[tuple[Any, str, Path, Path]], out_dir: Path, failures: dict[str, Any], settings: ComposeSettings, on_read: Callable[[str, str | None], None] | None) -> Iterator[dict[str, Any]]:
     """Read, classify, compose and write the inputs that need it, with a progress bar that moves
     as each input is read."""
+    worker = _song_worker(len(todo), settings)
+    try:
+        yield from _compose_read(todo, out_dir, failures, settings, on_read, worker)
+    finally:
+        if worker is not None:
+            worker.close()
+
+
+def _song_worker(songs: int, settings: ComposeSettings) -> Any:
+    """A forked process that composes part of each chunk (`music.parallel`) when a second CPU is
+    idle and the run is long enough to pay for it; None: everything stays in this process. Forked
+    before any thread of the run starts, and before the generator loads (it loads its own, 50 ms)."""
+    from .classifier.onnx_engine import _others_busy
+    from .music import parallel
+
+    if settings.png or settings.wav or settings.musicxml:
+        return None  # the extras need the composition itself, in this process
+    if not parallel.worth_a_worker(songs, _others_busy):
+        return None
+    return parallel.SongWorker(lambda: load_generator(settings.generator), bars=settings.bars, tempo=settings.tempo, form=settings.form, chords=settings.chords)
+
+
+def _compose_read(todo: list[tuple[Any, str, Path, Path]], out_dir: Path, failures: dict[str, Any], settings: ComposeSettings, on_read: Callable[[str, str | None], None] | None, worker: Any) -> Iterator[dict[str, Any]]:
+    """`_compose_todo` once the worker (or None) is settled."""
     from . import console
 
     with console.progress() as prog:
@@ -562,17 +586,15 @@ def _compose_todo(todo: list[tuple[Any, str, Path, Path]], out_dir: Path, failur
                 on_read(todo[i][1], error)
 
         stream = iter_classify([t[0] for t in todo], classifier=settings.classifier, classes=settings.classes, detect=settings.detect, batch_size=settings.batch_size, workers=settings.workers, device=settings.device, names=[t[1] for t in todo], max_bytes=settings.max_bytes, on_read=read)
-        for chunk in _chunks(_prefetched(stream), GENERATION_BATCH):
-            if preload:
-                preload[0].join()
-            for rec, face, target in _compose_chunk([(todo[i], recs[0]) for i, recs in chunk], out_dir, settings):
-                key = _failure_key(target, out_dir)
-                if face.error and face.content:
-                    reason = face.error.removeprefix(f"{face.input}: ")  # the record does not depend on how the input was named
-                    failures[key] = {"content": face.content, "settings": _reading_settings(settings), "error": reason}
-                elif not face.error:
-                    failures.pop(key, None)
-                yield rec
+        chunks = ([(todo[i], recs[0]) for i, recs in chunk] for chunk in _chunks(_prefetched(stream), GENERATION_BATCH))
+        for rec, face, target in _compose_chunks(chunks, preload, out_dir, settings, worker):
+            key = _failure_key(target, out_dir)
+            if face.error and face.content:
+                reason = face.error.removeprefix(f"{face.input}: ")  # the record does not depend on how the input was named
+                failures[key] = {"content": face.content, "settings": _reading_settings(settings), "error": reason}
+            elif not face.error:
+                failures.pop(key, None)
+            yield rec
 
 
 def _preload_generator(path: str | None) -> Any:
@@ -591,25 +613,41 @@ def _preload_generator(path: str | None) -> Any:
     return thread
 
 
-def _compose_chunk(chunk: Sequence[tuple[tuple[Any, str, Path, Path], FaceEmotion]], out_dir: Path, settings: ComposeSettings) -> Iterator[tuple[dict[str, Any], FaceEmotion, Path]]:
-    """Generate the songs of classified inputs in one batch, write each, and give their records in
-    order (with the classification and the target); an output failure that dooms the rest is
-    raised after its record."""
-    from .music.composer import compose_emotions
+def _compose_chunks(chunks: Iterator[list[tuple[tuple[Any, str, Path, Path], FaceEmotion]]], preload: list[Any], out_dir: Path, settings: ComposeSettings, worker: Any) -> Iterator[tuple[dict[str, Any], FaceEmotion, Path]]:
+    """Each chunk's records, in order (`_write_chunk`). With a worker, its share of a chunk is
+    handed over before the previous chunk is written, so it composes while this process writes,
+    classifies and composes the rest; records then come one chunk later, still in order."""
+    ready: tuple[list[Any], list[Any], dict[int, Any]] | None = None
+    for chunk in chunks:
+        if preload:
+            preload[0].join()
+        seeds = [content_seed(settings.seed, face.content) if face.content else None for _, face in chunk]
+        keys = [k for k, (_, face) in enumerate(chunk) if not face.error]
+        requests = [(chunk[k][1].emotion, seeds[k]) for k in keys]
+        handed = _hand_over(requests, worker)
+        if ready is not None:
+            yield from _write_chunk(*ready, out_dir, settings)
+            ready = None
+        songs = dict(zip(keys, _compose_songs(requests, handed, settings, worker))) if keys else {}
+        if handed:
+            ready = (chunk, seeds, songs)
+        else:
+            yield from _write_chunk(chunk, seeds, songs, out_dir, settings)
+    if ready is not None:
+        yield from _write_chunk(*ready, out_dir, settings)
 
-    seeds = [content_seed(settings.seed, face.content) if face.content else None for _, face in chunk]
-    faces = [(k, face) for k, (_, face) in enumerate(chunk) if not face.error]
-    songs: dict[int, Any] = {}
-    if faces:
-        comps = compose_emotions([(face.emotion, seeds[k]) for k, face in faces], load_generator(settings.generator), bars=settings.bars, tempo=settings.tempo, form=settings.form)
-        songs = {k: comp for (k, _), comp in zip(faces, comps)}
+
+def _write_chunk(chunk: Sequence[tuple[tuple[Any, str, Path, Path], FaceEmotion]], seeds: list[Any], songs: dict[int, Any], out_dir: Path, settings: ComposeSettings) -> Iterator[tuple[dict[str, Any], FaceEmotion, Path]]:
+    """Write the composed songs of a chunk of classified inputs and give their records in order
+    (with the classification and the target); an output failure that dooms the rest is raised
+    after its record."""
     for k, ((_, name, _, target), face) in enumerate(chunk):
         if face.error:
             yield compose_record(input=name, seed=seeds[k], error=face.error, status="failed"), face, target
             continue
         comp = songs[k]
         try:
-            write_song(comp, target, settings, extra_outputs(target, settings), replace_extras=True)
+            _write_composed(comp, target, settings)
         except FacetuneError as exc:
             yield compose_record(input=name, seed=seeds[k], error=str(exc), status="failed", output=str(target)), FaceEmotion(name, None, None, {}), target
             if _dooms(exc, out_dir):
@@ -617,6 +655,48 @@ def _compose_chunk(chunk: Sequence[tuple[tuple[Any, str, Path, Path], FaceEmotio
             continue
         music = {"key": comp.key, "chords": list(comp.chords), "tempo": comp.tempo, "bars": comp.bars, "form": comp.form}
         yield compose_record(input=name, face=face.face, emotion=face.emotion, probabilities=face.probabilities, quadrant=comp.quadrant, seed=seeds[k], output=str(target), status="done", **music), face, target
+
+
+def _hand_over(songs: list[tuple[Any, Any]], worker: Any) -> int:
+    """Give the worker (if any, and still alive) its share of the (emotion, seed) songs, the first
+    ones; how many it took."""
+    n = worker.share_of(len(songs)) if worker is not None else 0
+    return n if n and worker.submit(songs[:n]) else 0
+
+
+def _compose_songs(songs: list[tuple[Any, Any]], handed: int, settings: ComposeSettings, worker: Any) -> list[Any]:
+    """The (emotion, seed) songs in order: the first `handed`, the worker's, as
+    `music.parallel.PreparedSong`s, while this process composes the rest; whatever the worker
+    could not make is composed here (so its errors are this path's own)."""
+    from .music.composer import compose_emotions
+
+    def here(part: list[tuple[Any, Any]]) -> list[Any]:
+        if not part:
+            return []
+        return compose_emotions(part, load_generator(settings.generator), bars=settings.bars, tempo=settings.tempo, form=settings.form)
+
+    mine = here(songs[handed:])
+    if not handed:
+        return mine
+    theirs: list[Any] = worker.collect() or [None] * handed
+    redo = [i for i, song in enumerate(theirs) if song is None]
+    for i, comp in zip(redo, here([songs[i] for i in redo])):
+        theirs[i] = comp
+    return theirs + mine
+
+
+def _write_composed(song: Any, target: Path, settings: ComposeSettings) -> None:
+    """Write a composition (`write_song`, with its extras) or a worker's prepared song (its checked
+    MIDI bytes, put in place atomically by the same rules)."""
+    from .checkpoints import atomic_write_bytes
+    from .music.parallel import PreparedSong
+
+    if not isinstance(song, PreparedSong):
+        write_song(song, target, settings, extra_outputs(target, settings), replace_extras=True)
+        return
+    _make_folder(target.parent)
+    refuse_overwrite(target, settings.force)
+    atomic_write_bytes(target, song.data, durable=False)
 
 
 def _remove_stale_temporaries(out_dir: Path, outputs: set[Path]) -> None:

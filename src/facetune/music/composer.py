@@ -292,18 +292,25 @@ def compose_emotion(emotion: str, generator: MelodyGenerator | None = None, *, b
 
 def write_midi(comp: Composition, path: str | Path, *, chords: bool = True, force: bool = False) -> Path:
     """Write the MIDI atomically, read it back and check it, and only then put it in place."""
-    from .midi_file import read_back
-
     path = Path(path)
     refuse_overwrite(path, force)
-    data = comp.midi_bytes(chords)
     try:
-        back = read_back(data)
+        data = checked_midi_bytes(comp, chords)
     except ValueError as exc:
         raise FacetuneError(f"{path}: the written MIDI could not be read back ({exc})") from None
-    check_midi(back, comp, chords)
     atomic_write_bytes(path, data, durable=False)
     return path
+
+
+def checked_midi_bytes(comp: Composition, chords: bool = True) -> bytes:
+    """The song's MIDI file, read back and checked (`check_midi`) before anything is written, so a
+    worker process can do it too: ValueError when it cannot be read back, FacetuneError when it
+    does not hold what was asked for."""
+    from .midi_file import read_back
+
+    data = comp.midi_bytes(chords)
+    check_midi(read_back(data), comp, chords)
+    return data
 
 
 def check_midi(back: Any, comp: Composition, chords: bool = True) -> None:

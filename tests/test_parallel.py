@@ -1,0 +1,141 @@
+"""The song worker (`music.parallel`): a second process changes no byte, and is only used when it pays."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from facetune.music import parallel
+
+from conftest import face_image
+
+
+def _faces(folder: Path, n: int) -> list[tuple[Path, str, Path]]:
+    folder.mkdir()
+    rng = np.random.default_rng(7)
+    for i in range(n):
+        Image.fromarray(face_image(i % 3, rng)).save(folder / f"f{i:03d}.png")
+    (folder / "bad.png").write_text("not an image")
+    return [(p, str(p), Path(p.name)) for p in sorted(folder.iterdir())]
+
+
+def _tree(root: Path) -> dict[str, bytes]:
+    return {p.relative_to(root).as_posix(): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+def test_the_worker_changes_no_byte_and_no_record(tmp_path, tiny_classifier, tiny_generator, monkeypatch):
+    """The same batch with and without the worker: the same files, byte for byte, and the same
+    records in the same order; and the worker did make songs."""
+    from facetune.api import ComposeSettings, compose_many
+
+    items = _faces(tmp_path / "in", 150)
+    settings = ComposeSettings(seed=3, classifier=str(tiny_classifier), generator=str(tiny_generator), detect=False)
+    made = []
+    collect = parallel.SongWorker.collect
+
+    def counted(self):
+        songs = collect(self)
+        made.extend(s for s in songs or () if s is not None)
+        return songs
+
+    monkeypatch.setattr(parallel.SongWorker, "collect", counted)
+    runs = {}
+    for mode in ("0", "1"):
+        monkeypatch.setenv("FACETUNE_SONG_WORKER", mode)
+        out = tmp_path / f"out{mode}"
+        recs = list(compose_many(items, out, settings))
+        runs[mode] = ([{k: v for k, v in r.items() if k != "output"} for r in recs], _tree(out))
+    assert len(made) > 50, "the worker should have composed a share of the songs"
+    assert runs["1"] == runs["0"]
+    assert len(runs["0"][1]) == 151  # 150 songs and the record of the failed input
+
+
+def test_a_dead_worker_leaves_its_share_to_this_process(tiny_generator):
+    """A worker killed mid-run: its share is composed here, with the same bytes."""
+    from facetune.api import ComposeSettings, _compose_songs, _hand_over, load_generator
+    from facetune.music.composer import checked_midi_bytes
+
+    settings = ComposeSettings(generator=str(tiny_generator))
+    songs = [(("happy", "sad", "angry", "calm")[i % 4], 100 + i) for i in range(20)]
+    alone = [checked_midi_bytes(c) for c in _compose_songs(songs, 0, settings, None)]
+    worker = parallel.SongWorker(lambda: load_generator(str(tiny_generator)), bars=16, tempo=None, form=None, chords=True)
+    try:
+        handed = _hand_over(songs, worker)
+        shared = _compose_songs(songs, handed, settings, worker)
+        assert handed and sum(isinstance(s, parallel.PreparedSong) for s in shared) == handed
+        assert [s.data if isinstance(s, parallel.PreparedSong) else checked_midi_bytes(s) for s in shared] == alone
+        handed = _hand_over(songs, worker)
+        worker._proc.kill()
+        worker._proc.join()
+        again = _compose_songs(songs, handed, settings, worker)
+        assert [s.data if isinstance(s, parallel.PreparedSong) else checked_midi_bytes(s) for s in again] == alone
+        assert _hand_over(songs, worker) == 0 and not worker.alive
+        assert [checked_midi_bytes(c) for c in _compose_songs(songs, 0, settings, worker)] == alone
+    finally:
+        worker.close()
+
+
+@pytest.mark.parametrize(("songs", "busy", "cpus", "expected"), [
+    (1000, 0.1, 2, True),
+    (1000, 0.9, 2, False),  # the second CPU is taken: no worker
+    (1000, None, 2, False),  # unknown load
+    (1000, 0.0, 1, False),  # one CPU
+    (63, 0.0, 2, False),  # too few songs
+    (64, 0.0, 8, True),
+])
+def test_a_worker_only_when_a_cpu_is_idle_and_the_run_is_long(monkeypatch, songs, busy, cpus, expected):
+    monkeypatch.delenv("FACETUNE_SONG_WORKER", raising=False)
+    assert parallel.worth_a_worker(songs, lambda: busy, cpus) is expected
+
+
+def test_no_worker_without_fork_or_when_told_not_to(monkeypatch):
+    monkeypatch.delenv("FACETUNE_SONG_WORKER", raising=False)
+    monkeypatch.setattr(parallel.multiprocessing, "get_all_start_methods", lambda: ["spawn"])
+    assert not parallel.worth_a_worker(1000, lambda: 0.0, 2)
+    monkeypatch.undo()
+    monkeypatch.setenv("FACETUNE_SONG_WORKER", "0")
+    assert not parallel.worth_a_worker(1000, lambda: 0.0, 2)
+
+
+def test_compose_falls_back_when_no_cpu_is_idle(tmp_path, monkeypatch):
+    """`_song_worker` asks how busy the other CPUs are, and forks no worker when they are all taken
+    (nor for songs with extras, which need the composition in this process)."""
+    from dataclasses import replace
+
+    from facetune import api
+    from facetune.classifier import onnx_engine
+
+    monkeypatch.delenv("FACETUNE_SONG_WORKER", raising=False)
+    monkeypatch.setattr(onnx_engine, "_others_busy", lambda: 1e9)
+    forked = []
+    monkeypatch.setattr(parallel, "SongWorker", lambda *a, **k: forked.append(1))
+    settings = api.ComposeSettings()
+    assert api._song_worker(1000, settings) is None and not forked
+    monkeypatch.setattr(onnx_engine, "_others_busy", lambda: 0.0)
+    monkeypatch.setenv("FACETUNE_SONG_WORKER", "1")
+    assert api._song_worker(1000, replace(settings, png=True)) is None and not forked
+    api._song_worker(1000, settings)
+    assert forked == [1]
+
+
+def test_a_starved_worker_is_stopped(tiny_generator, monkeypatch):
+    """When the worker gets too little of a CPU twice in a row (another process took the second
+    CPU), it is stopped and the rest of the run stays in this process, with the same bytes."""
+    from facetune.api import ComposeSettings, _compose_songs, _hand_over, load_generator
+    from facetune.music.composer import checked_midi_bytes
+
+    monkeypatch.setattr(parallel, "MIN_CPU_SHARE", 2.0)  # no share of a CPU is enough
+    settings = ComposeSettings(generator=str(tiny_generator))
+    songs = [(("happy", "sad")[i % 2], i) for i in range(8)]
+    alone = [checked_midi_bytes(c) for c in _compose_songs(songs, 0, settings, None)]
+    worker = parallel.SongWorker(lambda: load_generator(str(tiny_generator)), bars=16, tempo=None, form=None, chords=True)
+    try:
+        for alive in (True, False):
+            shared = _compose_songs(songs, _hand_over(songs, worker), settings, worker)
+            assert [s.data if isinstance(s, parallel.PreparedSong) else checked_midi_bytes(s) for s in shared] == alone
+            assert worker.alive is alive
+        assert _hand_over(songs, worker) == 0
+    finally:
+        worker.close()
