@@ -322,31 +322,26 @@ def _moves(kind: Any, p: Any, q: Any) -> Any:
 def pair_shape_loss(fake: Any, real: Any, emotion: Any, before: Any) -> Any:
     """Per emotion group, the squared distance between the generated and the real shares of runs,
     neighbour tones and triple strikes among note triples (`move_pairs`)."""
-    import torch
-
-    cf, cr = move_pairs(fake, before), move_pairs(real, before)
-    loss = torch.zeros((), device=fake.device)
-    for g in torch.unique(emotion):
-        sel = emotion == g
-        if int(sel.sum()) >= 2:
-            pf, pr = cf[sel].sum(0), cr[sel].sum(0)
-            loss = loss + (pf[1:] / pf[0].clamp(min=1.0) - pr[1:] / pr[0].clamp(min=1.0)).pow(2).sum() * float(sel.float().mean())
-    return loss
+    return _grouped_share_loss(move_pairs(fake, before), move_pairs(real, before), emotion, lambda c: c[1:] / c[0].clamp(min=1.0))
 
 
 def interval_shape_loss(fake: Any, real: Any, emotion: Any, before: Any) -> Any:
     """Per emotion group of the batch, the squared distance between the generated and the real
     bars' pooled signed interval histograms (shares): the line must move as the data's lines of that
     emotion do, whole-step passing motion included, not only match their mean interval."""
+    return _grouped_share_loss(interval_histogram(fake, before), interval_histogram(real, before), emotion, lambda c: c / c.sum().clamp(min=1.0))
+
+
+def _grouped_share_loss(fake_counts: Any, real_counts: Any, emotion: Any, shares: Any) -> Any:
+    """Per emotion group (of at least two bars), the squared distance between `shares` of the
+    generated and of the real bars' counts pooled over the group, weighted by the group's size."""
     import torch
 
-    hf, hr = interval_histogram(fake, before), interval_histogram(real, before)
-    loss = torch.zeros((), device=fake.device)
+    loss = torch.zeros((), device=fake_counts.device)
     for g in torch.unique(emotion):
         sel = emotion == g
         if int(sel.sum()) >= 2:
-            pf, pr = hf[sel].sum(0), hr[sel].sum(0)
-            loss = loss + (pf / pf.sum().clamp(min=1.0) - pr / pr.sum().clamp(min=1.0)).pow(2).sum() * float(sel.float().mean())
+            loss = loss + (shares(fake_counts[sel].sum(0)) - shares(real_counts[sel].sum(0))).pow(2).sum() * float(sel.float().mean())
     return loss
 
 
