@@ -637,6 +637,12 @@ def _compose_chunks(chunks: Iterator[list[tuple[tuple[Any, str, Path, Path], Fac
         yield from _write_chunk(*ready, out_dir, settings)
 
 
+def _compose_chunk(chunk: Sequence[tuple[tuple[Any, str, Path, Path], FaceEmotion]], out_dir: Path, settings: ComposeSettings) -> Iterator[tuple[dict[str, Any], FaceEmotion, Path]]:
+    """One chunk of classified inputs composed in this process and written, records in order: what
+    a Ray actor runs (`scale.ray_pipeline`), the local batch's own code without a song worker."""
+    return _compose_chunks(iter([list(chunk)]), [], out_dir, settings, None)
+
+
 def _write_chunk(chunk: Sequence[tuple[tuple[Any, str, Path, Path], FaceEmotion]], seeds: list[Any], songs: dict[int, Any], out_dir: Path, settings: ComposeSettings) -> Iterator[tuple[dict[str, Any], FaceEmotion, Path]]:
     """Write the composed songs of a chunk of classified inputs and give their records in order
     (with the classification and the target); an output failure that dooms the rest is raised
