@@ -465,7 +465,8 @@ class OnnxClassifier(Classifier):
         return log_softmax(logits.astype(np.float32)).mean(axis=1)
 
     def _pool(self, workers: int) -> Any:
-        """The helper threads for `log_probs`, made on first use (a one-crop call never starts one)."""
+        """The helper threads of `_map_chunks` (for `log_probs` and the cascade's `predict`), made on
+        first use (a one-crop call never starts one)."""
         if self._workers is None or self._workers[0] < workers:
             from concurrent.futures import ThreadPoolExecutor
 

@@ -274,7 +274,7 @@ def interval_histogram(bars: Any, before: Any) -> Any:
     counts = []
     for lo, hi in zip(lower, upper):
         mask = ((signed > lo) & (signed <= hi)).to(x.dtype)
-        counts.append((pair * torch.einsum("bti,ij,btj->bt", pitch[:, :-1], mask, pitch[:, 1:])).sum(1))
+        counts.append((pair * _moves(mask, pitch[:, :-1], pitch[:, 1:])).sum(1))
     return torch.stack(counts, 1)
 
 
