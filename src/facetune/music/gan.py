@@ -72,6 +72,9 @@ class GanDims:
     d_fm_channels: int = 14
     d_channels: int = 77
     d_hidden: int = 1024
+    #: Hidden width of the note head (`note_head`), which draws the notes step by step from the
+    #: generator's scores; 0: no head, each step drawn on its own (every generator before 0.3).
+    note_head: int = 0
 
     @property
     def y_dim(self) -> int:
@@ -129,6 +132,8 @@ class Generator(nn.Module):
             #: Copy weights for the reference bar's pitch, rest and onset columns; they grow as far
             #: as the data's restatements are literal.
             self.copy = nn.Parameter(torch.full((3,), COPY_INIT / COPY_SCALE) if d.copy_mode == "signed" else torch.zeros(3))
+        if d.note_head:
+            self.head = NoteHeadNet(d.note_head)
 
     def logits(self, z: torch.Tensor, y: torch.Tensor, prev: torch.Tensor) -> torch.Tensor:
         """Raw scores (B, 1, 16, width). `prev` holds the previous bars and, last, the reference bar."""
@@ -205,6 +210,39 @@ class Discriminator(nn.Module):
         h = self.conv(_join(fm, y)).flatten(1)
         h = self.fc1(torch.cat([h, y], 1))
         return self.fc2(torch.cat([h, y], 1)).squeeze(1), fm
+
+
+class NoteHeadNet(nn.Module):
+    """`note_head.NumpyNoteHead` in torch, for training: embeddings of the categorical inputs summed
+    with a linear map of the dense ones, two ReLU layers, and the head's outputs. The last layer
+    starts at zero, so an untrained head plays the generator's scores as they are."""
+
+    def __init__(self, hidden: int) -> None:
+        super().__init__()
+        from .note_head import N_CATEGORY_ROWS, N_DENSE, N_OUT
+
+        self.embed = nn.Parameter(torch.randn(N_CATEGORY_ROWS, hidden) * 0.05)
+        self.dense = nn.Linear(N_DENSE, hidden)
+        self.fc2 = nn.Linear(hidden, hidden)
+        self.fc3 = nn.Linear(hidden, N_OUT)
+        nn.init.zeros_(self.fc3.weight)
+        nn.init.zeros_(self.fc3.bias)
+
+    def forward(self, cats: torch.Tensor, dense: torch.Tensor) -> torch.Tensor:
+        h = F.relu(self.embed[cats].sum(-2) + self.dense(dense))
+        return self.fc3(F.relu(self.fc2(h)))
+
+    @staticmethod
+    def logits(out: torch.Tensor, scores: torch.Tensor, last: torch.Tensor, held: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """`note_head.head_logits` in torch, over rows: (N, REST + 1) pitch-or-rest scores and (N,) restrike scores."""
+        from .note_head import HOLD, N_REL, REST_BIAS, RESTRIKE, SCALE, SPAN
+
+        weight = F.softplus(out[:, SCALE] + 0.5413)
+        rel = (torch.arange(REST, device=out.device)[None, :] - last[:, None]).clamp(-SPAN, SPAN) + SPAN
+        pitch = weight[:, None] * scores[:, :REST] + torch.gather(out[:, :N_REL], 1, rel) * (last[:, None] >= 0).float()
+        pitch = pitch + F.one_hot(held.clamp(max=REST - 1), REST).float() * ((held != REST).float() * out[:, HOLD])[:, None]
+        rest = weight * scores[:, REST] + out[:, REST_BIAS]
+        return torch.cat([pitch, rest[:, None]], 1), scores[:, ONSET] + out[:, RESTRIKE]
 
 
 def init_weights(module: nn.Module) -> None:

@@ -83,6 +83,12 @@ class _TorchScores:
 
     def __init__(self, model: Any) -> None:
         self.model = model.double().eval()
+        self.head = None
+        if getattr(model.d, "note_head", 0):
+            from .generator_numpy import head_arrays
+            from .note_head import NumpyNoteHead
+
+            self.head = NumpyNoteHead(head_arrays(model.head))
 
     def logits(self, z: np.ndarray, y: np.ndarray, prev: np.ndarray) -> np.ndarray:
         import torch
@@ -137,17 +143,28 @@ class MelodyGenerator:
         the network drew outside the key; `cadence`: a phrase's last note moved to its chord)."""
         from .blas import one_thread
 
-        drafts = [_Draft(self.dims, r, settings) for r in requests]
+        head = getattr(self.scores, "head", None)
+        drafts = [_Draft(self.dims, r, settings, head is not None) for r in requests]
+        state = _head_state(drafts) if head is not None else None
         with one_thread():  # small products: a second BLAS thread only waits (see `blas`)
             for b in range(max((len(r.chords) for r in requests), default=0)):
-                live = [d for d in drafts if b < len(d.request.chords)]
+                index = [k for k, d in enumerate(drafts) if b < len(d.request.chords)]
+                live = [drafts[k] for k in index]
                 z = np.empty((len(live), self.dims.z_dim))
                 prev = np.zeros((len(live), self.dims.prev_bars + int(self.dims.reference), STEPS_PER_BAR, BAR_WIDTH))
                 for k, d in enumerate(live):
                     z[k] = d.inputs(b, prev[k])[0]
-                choices = _step_choices(self._bar_scores(live, z, prev, b, settings), live, b, settings)
-                for d, choice in zip(live, zip(*choices)):
-                    d.write_bar(b, *choice)
+                scores = self._bar_scores(live, z, prev, b, settings)
+                if state is None:
+                    for d, choice in zip(live, zip(*_step_choices(scores, live, b, settings))):
+                        d.write_bar(b, *choice)
+                    continue
+                sub = state.take(np.array(index))
+                bars, off_key = _head_bars(head, scores, live, sub.copy(), b, settings)
+                for d, bar, off in zip(live, bars, off_key.tolist()):
+                    d.finish_bar(b, bar, off)
+                _replay(sub, np.stack([d.history[-1] for d in live]))
+                state.put(np.array(index), sub)
         return [d.result() for d in drafts]
 
     def generate(self, quadrant: str, chords: Sequence[int], key: int, seed: int, plans: Sequence[Any] | None = None, settings: DecodeSettings = DecodeSettings(), controls: tuple[float, float, float] | None = None) -> tuple[np.ndarray, dict[str, int]]:
@@ -160,7 +177,7 @@ class _Draft:
     that restates another, its noise mixed from that bar's and its onset uniforms taken from it,
     with fresh pitch uniforms), the bars written so far, and the safety nets' counts."""
 
-    def __init__(self, dims: Any, request: SongRequest, settings: DecodeSettings) -> None:
+    def __init__(self, dims: Any, request: SongRequest, settings: DecodeSettings, head: bool = False) -> None:
         from .chords import allowed_pitch_mask
         from .form import BarPlan, cadence_bars
 
@@ -176,6 +193,7 @@ class _Draft:
         self.scale_changes = self.cadence_moves = 0
         self.held = REST
         self.walk = -1.0
+        self.head = head
 
     def inputs(self, b: int, prev: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
         """Bar `b`'s noise and the bars the conditioner reads (previous ones, then the reference),
@@ -185,14 +203,17 @@ class _Draft:
         rng = np.random.default_rng([int(self.request.seed), b, 7])
         z = rng.standard_normal(self.dims.z_dim).astype(np.float32)
         u = rng.random((2, STEPS_PER_BAR))
-        if self.settings.pitch_walk > 0:
+        if self.head:  # hold-or-move, which pitch, restrike: a restatement keeps the first and last (its rhythm)
+            u = np.vstack([u, rng.random((1, STEPS_PER_BAR))])
+        elif self.settings.pitch_walk > 0:
             u[1] = self.pitch_uniforms(u[1][0], rng.standard_normal(STEPS_PER_BAR) * self.settings.pitch_walk)
             u = np.vstack([u, rng.random((1, STEPS_PER_BAR))])
         if plan.latent_from >= 0:
             z0, u0 = self.latents[plan.latent_from]
             v = plan.variation
             z = (np.sqrt(1 - v * v) * z0 + v * z).astype(np.float32)
-            u = u if plan.fresh_draws else np.concatenate([u0[:1], u[1:]])
+            if not plan.fresh_draws:
+                u = np.concatenate([u0[:1], u[1:2], u0[2:]]) if self.head else np.concatenate([u0[:1], u[1:]])
         self.latents.append((z, u))
         if prev is None:
             prev = np.zeros((self.dims.prev_bars + int(self.dims.reference), STEPS_PER_BAR, BAR_WIDTH), np.float32)
@@ -222,13 +243,12 @@ class _Draft:
         return out
 
     def write_bar(self, b: int, best: np.ndarray, p_on: np.ndarray, picks: np.ndarray, off_key: np.ndarray) -> None:
-        """Decode bar `b` from its step choices (`_step_choices`): a step starts a note when the onset
+        """Decode bar `b` from its step choices (`_step_choices`), for a generator without a note head:
+        a step starts a note when the onset
         uniform falls under the onset probability or the most likely pitch changes; the note is the
         step's draw, held until the next one starts. A rest lasts only while each step's draw is a
         rest: the onset column is trained only where the melody sounds, so holding a drawn rest
         until it fires would leave silences the network does not ask for."""
-        from .chords import chord_tone_mask
-
         s = self.settings
         onset_u, best_l, p_on_l, picks_l, off_l, ok = self.latents[b][1][0].tolist(), best.tolist(), p_on.tolist(), picks.tolist(), off_key.tolist(), self.ok.tolist()
         bar = np.zeros((STEPS_PER_BAR, BAR_WIDTH), np.float32)
@@ -240,12 +260,17 @@ class _Draft:
                 self.scale_changes += off_l[t]
                 bar[t, ONSET] = float(held != REST)
             bar[t, held] = 1
-        chord = self.request.chords[b]
+        self.finish_bar(b, bar, 0)
+
+    def finish_bar(self, b: int, bar: np.ndarray, scale_changes: int) -> None:
+        """Count the scale mask's changes, move a cadence bar's last note to its chord, keep the bar."""
+        from .chords import chord_tone_mask
+
+        self.scale_changes += scale_changes
         if b in self.cadences:
-            tones = chord_tone_mask(chord, LOW_PITCH, N_PITCHES) & (self.allowed if s.scale_mask else True)
+            tones = chord_tone_mask(self.request.chords[b], LOW_PITCH, N_PITCHES) & (self.allowed if self.settings.scale_mask else True)
             self.cadence_moves += _end_on_chord_tone(bar, tones, hold=self.cadences[b] == "full", near=self._last_pitch())
-            held = int(bar[-1, : REST + 1].argmax())
-        self.held = held
+        self.held = int(bar[-1, : REST + 1].argmax())
         self.history.append(bar)
 
     def _last_pitch(self) -> int:
@@ -293,6 +318,86 @@ def _step_choices(lg: np.ndarray, songs: Sequence[_Draft], b: int, settings: Dec
         unmasked = _draw_rows(raw.reshape(-1, REST + 1), u, settings.top_p, rest_u).reshape(n, STEPS_PER_BAR)
         off_key = (unmasked != REST) & ~np.take_along_axis(ok, unmasked, 1)
     return best, p_on, picks, off_key
+
+
+def _head_state(drafts: Sequence[_Draft]) -> Any:
+    """The note head's state for every song, played through the bars written ahead of it (`SongRequest.before`)."""
+    from .note_head import HeadState
+
+    state = HeadState(len(drafts))
+    depth = max((len(d.before) for d in drafts), default=0)
+    if depth:
+        rolls = np.zeros((len(drafts), depth, STEPS_PER_BAR, BAR_WIDTH), np.float32)
+        rolls[..., REST] = 1
+        for k, d in enumerate(drafts):
+            if d.before:
+                rolls[k, depth - len(d.before) :] = np.stack(d.before)
+        _replay(state, rolls.reshape(len(drafts), -1, BAR_WIDTH))
+    return state
+
+
+def _replay(state: Any, bars: np.ndarray) -> None:
+    """Advance the head's state through rolls (n, steps, BAR_WIDTH) as written (a cadence may have moved a note)."""
+    cols = bars[..., : REST + 1].argmax(-1)
+    for t in range(cols.shape[1]):
+        state.advance(cols[:, t], bars[:, t, ONSET] > 0)
+
+
+def _head_bars(head: Any, scores: np.ndarray, songs: Sequence[_Draft], state: Any, b: int, settings: DecodeSettings) -> tuple[np.ndarray, np.ndarray]:
+    """Bar `b` of every song drawn step by step by the note head (`note_head`) from the network's
+    (n, 16, BAR_WIDTH) scores: per step the head reads what was just played and scores the next
+    column; one uniform decides whether the held note (or rest) goes on, a second which column
+    comes instead, a third whether a held pitch is struck again. Temperature, the scale mask and
+    the nucleus apply as without the head. Returns the bars and how many notes the mask changed."""
+    from .generator_numpy import DENSITY_CENTER, LEAN_CENTER, REGISTER_CENTER, song_controls
+    from .note_head import head_logits
+
+    n = len(songs)
+    rows = np.arange(n)
+    emotion = np.array([QUADRANTS.index(s.request.quadrant) for s in songs])
+    plans = [s.plans[b] for s in songs]
+    pos = np.array([p.pos if settings.phrase_position else -1 for p in plans])
+    end = np.array([int(p.phrase_end) if settings.phrase_position else 0 for p in plans])
+    key = np.array([s.request.key for s in songs])
+    wanted = np.array([s.request.controls or (REGISTER_CENTER, DENSITY_CENTER, LEAN_CENTER) for s in songs], np.float64)
+    controls = song_controls(wanted[:, 0], wanted[:, 1], wanted[:, 2]).astype(np.float64)
+    u = np.stack([s.latents[b][1] for s in songs])
+    ok = np.stack([s.ok for s in songs]) if settings.scale_mask else None
+    sharp = np.array([s.request.onset_temperature for s in songs], np.float64)
+    bars = np.zeros((n, STEPS_PER_BAR, BAR_WIDTH), np.float32)
+    off_key = np.zeros(n, np.int64)
+    for t in range(STEPS_PER_BAR):
+        cats, dense = state.features(t, scores[:, t], emotion, pos, end, key, controls)
+        z, strike = head_logits(head(cats, dense), scores[:, t], state)
+        z /= settings.temperature
+        col = _draw_move(np.where(ok, z, -np.inf) if ok is not None else z, state.held, u[:, 0, t], u[:, 1, t], settings.top_p)
+        if ok is not None:
+            raw = _draw_move(z, state.held, u[:, 0, t], u[:, 1, t], settings.top_p)
+            off_key += (raw != REST) & ~ok[rows, raw]
+        onset = (col != REST) & ((col != state.held) | (u[:, 2, t] < 1 / (1 + np.exp(-strike / sharp))))
+        bars[rows, t, col] = 1
+        bars[:, t, ONSET] = onset
+        state.advance(col, onset)
+    return bars, off_key
+
+
+def _draw_move(scores: np.ndarray, held: np.ndarray, u_hold: np.ndarray, u_pick: np.ndarray, top_p: float) -> np.ndarray:
+    """One column per row from softmax(scores), in two seeded draws: the held column stays while
+    `u_hold` falls under its probability; otherwise `u_pick` draws among the others (inverse CDF),
+    from the most likely of them holding `top_p` (nucleus sampling cuts the far-away pitches, not
+    the choice to move: cut there too, a likely hold would crowd out every move and the notes
+    would stretch). A restatement can keep the first uniform, so its notes change where the
+    original's did (its rhythm) and may change pitch."""
+    p = np.exp(scores - scores.max(1, keepdims=True))
+    p /= p.sum(1, keepdims=True)
+    rows = np.arange(len(p))
+    stay = u_hold < p[rows, held]
+    p[rows, held] = 0.0
+    if top_p < 1.0:
+        p = np.where(_nucleus(p / np.maximum(p.sum(1, keepdims=True), 1e-300), top_p), p, 0.0)
+    c = np.cumsum(p, 1)
+    moved = np.minimum((c <= (u_pick * c[:, -1])[:, None]).sum(1), p.shape[1] - 1)
+    return np.where(stay | (c[:, -1] <= 0), held, moved)
 
 
 def _follow_chord(bar: np.ndarray, chord_from: int, chord_to: int, key: int) -> np.ndarray:

@@ -59,6 +59,7 @@ class NumpyDims:
     d_fm_channels: int
     d_channels: int
     d_hidden: int
+    note_head: int = 0
 
     @property
     def y_dim(self) -> int:
@@ -136,6 +137,14 @@ def _expected_shapes(d: NumpyDims) -> dict[str, tuple[int, ...]]:
         shapes |= {f"{name}_w": (joined, 2 * ch), f"{name}_b": (2 * ch,)}
     if d.reference:
         shapes["copy"] = (3,)
+    if d.note_head:
+        from .note_head import N_CATEGORY_ROWS, N_DENSE, N_OUT
+
+        h = d.note_head
+        shapes |= {
+            "head.embed": (N_CATEGORY_ROWS, h), "head.dense": (N_DENSE, h), "head.b1": (h,),
+            "head.w2": (h, h), "head.b2": (h,), "head.w3": (h, N_OUT), "head.b3": (N_OUT,),
+        }
     return shapes
 
 
@@ -153,6 +162,12 @@ class NumpyGenerator:
         for name in (*_UPS, "out"):
             w = self._w[f"{name}_w"]
             self._joined[name] = (np.ascontiguousarray(np.concatenate([w[:ch], w[ch + yd :]])), np.ascontiguousarray(w[ch : ch + yd]))
+        #: The note head (`note_head`), when the network has one: it draws the notes from these scores.
+        self.head = None
+        if dims.note_head:
+            from .note_head import NumpyNoteHead
+
+            self.head = NumpyNoteHead(weights)
 
     def logits(self, z: np.ndarray, y: np.ndarray, prev: np.ndarray) -> np.ndarray:
         """Raw scores (B, 1, 16, width) for z (B, z_dim), y (B, y_dim) and prev (B, cond_inputs, 16, width)."""
@@ -235,7 +250,7 @@ def _check_source(npz_path: Path, checkpoint_path: Path, expected: str | None) -
 def _dims(npz_path: Path, raw: dict[str, Any]) -> NumpyDims:
     """Dimensions from the metadata; a field this code does not know means weights it cannot run."""
     names = {f.name for f in fields(NumpyDims)}
-    raw = {"n_controls": 0} | dict(raw)  # exports made before the song controls have none
+    raw = {"n_controls": 0, "note_head": 0} | dict(raw)  # exports made before the song controls or the note head have none
     if set(raw) != names:
         raise CheckpointError(f"{npz_path}: dimensions {sorted(set(raw) ^ names)} do not match this facetune; re-export it")
     return NumpyDims(**raw)
@@ -281,7 +296,17 @@ def _folded_arrays(model: Any) -> dict[str, np.ndarray]:
     if model.d.reference:
         copy = _np(model.copy) * (COPY_SCALE if model.d.copy_mode == "signed" else 1.0)
         out["copy"] = copy.astype(np.float64)
+    if model.d.note_head:
+        out |= head_arrays(model.head)
     return out
+
+
+def head_arrays(head: Any) -> dict[str, np.ndarray]:
+    """The note head's weights (`gan.NoteHeadNet`) as the matrices `note_head.NumpyNoteHead` reads."""
+    return {
+        "head.embed": _np(head.embed), "head.dense": _np(head.dense.weight).T, "head.b1": _np(head.dense.bias),
+        "head.w2": _np(head.fc2.weight).T, "head.b2": _np(head.fc2.bias), "head.w3": _np(head.fc3.weight).T, "head.b3": _np(head.fc3.bias),
+    }
 
 
 def _np(t: Any) -> np.ndarray:

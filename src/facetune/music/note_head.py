@@ -1,0 +1,179 @@
+"""The note head: a small network that reads the notes the melody has just played and turns the
+GAN's scores for a bar into notes one step at a time.
+
+Why: the GAN scores a whole bar at once, so each step's pitch was drawn on its own from that
+step's distribution. Neighbouring notes were then independent draws among the likely pitches:
+the line hopped between chord tones, struck the same pitch again where a singer would pass to
+the next one, and a run of whole steps (POP909's commonest pair of moves after a repeat) came
+out a quarter as often as in sung melodies. Teacher-forced, the GAN's scores already moved like
+the data's; what was missing is a draw that knows the note before it. The head is that draw:
+per step it reads the held note, the last interval, how long the note has sounded, the step in
+the bar, the emotion, the phrase position, the scale degree of the last note and the song's
+register and pace, and gives biases over the *interval* to the next note (so it is the same in
+every key), a bias to hold the note, a bias to rest, a weight on the GAN's own scores and a bias
+to strike a held pitch again. It is trained on POP909's melodies by likelihood, with the GAN's
+scores for the same conditions (a fresh noise each time) as its input, so it learns what the
+GAN leaves out, not what it already says.
+
+This module is numpy only (composing needs no torch); `gan.NoteHeadNet` is the same network in
+torch for training. The state update and the features are shared by both, so the head is
+trained on exactly the inputs it reads when it composes.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from .pianoroll import N_PITCHES, ONSET, REST
+
+#: Intervals the head scores on their own (semitones either way); wider ones share the edge's bias.
+SPAN = 24
+N_REL = 2 * SPAN + 1
+#: Output columns: the interval biases, then hold, rest, the weight on the GAN's scores (log) and restrike.
+HOLD, REST_BIAS, SCALE, RESTRIKE = N_REL, N_REL + 1, N_REL + 2, N_REL + 3
+N_OUT = N_REL + 4
+#: The categorical inputs and their sizes; each picks one row of one embedding table.
+CATEGORIES = (
+    ("interval", 26),  # the last interval between two notes, -12..12 (clipped), 25: none yet
+    ("since", 16),  # steps the held note (or rest) has lasted, 0..7, x sounding or resting
+    ("step", 16),  # the step in the bar
+    ("emotion", 5),  # Q1..Q4, unknown
+    ("position", 5),  # the bar's place in its 4-bar phrase, 4: unknown
+    ("phrase_end", 2),
+    ("degree", 25),  # the last note's pitch class above the key's tonic, x major/minor; 24: no note yet
+)
+OFFSETS = np.cumsum([0] + [n for _, n in CATEGORIES])[:-1]
+N_CATEGORY_ROWS = int(sum(n for _, n in CATEGORIES))
+#: Dense inputs: last pitch (octaves from the range's middle), register and density controls, the
+#: GAN's log-probability of the held column, of a rest, and its onset probability.
+N_DENSE = 6
+
+
+@dataclass(frozen=True)
+class HeadDims:
+    """The head's size, stored in the checkpoint beside the GAN's dimensions."""
+
+    hidden: int = 128
+
+
+class HeadState:
+    """Per song of a batch: the held column (REST before the first note), the last sounding pitch
+    column (-1: none yet), the last interval between two notes (99: none) and how many steps the
+    held note or rest has lasted."""
+
+    def __init__(self, n: int) -> None:
+        self.held = np.full(n, REST, np.int64)
+        self.last = np.full(n, -1, np.int64)
+        self.interval = np.full(n, 99, np.int64)
+        self.since = np.zeros(n, np.int64)
+
+    def take(self, index: np.ndarray) -> "HeadState":
+        """The songs at `index`, as a state of their own (a copy)."""
+        out = HeadState(len(index))
+        out.held, out.last, out.interval, out.since = self.held[index], self.last[index], self.interval[index], self.since[index]
+        return out
+
+    def copy(self) -> "HeadState":
+        return self.take(np.arange(len(self.held)))
+
+    def put(self, index: np.ndarray, other: "HeadState") -> None:
+        """Write `other`'s songs back at `index`."""
+        self.held[index], self.last[index], self.interval[index], self.since[index] = other.held, other.last, other.interval, other.since
+
+    def advance(self, col: np.ndarray, onset: np.ndarray) -> None:
+        """After a step: `col` the column played (REST for silence), `onset` whether a note starts there."""
+        col = np.asarray(col, np.int64)
+        sounding = col != REST
+        new = sounding & (np.asarray(onset, bool) | (col != self.held))
+        starts_rest = ~sounding & (self.held != REST)
+        self.interval = np.where(new & (self.last >= 0), np.clip(col - self.last, -12, 12), self.interval)
+        self.last = np.where(new, col, self.last)
+        self.since = np.where(new | starts_rest, 0, np.minimum(self.since + 1, 7))
+        self.held = col
+
+    def features(self, step: int, scores: np.ndarray, emotion: np.ndarray, position: np.ndarray, phrase_end: np.ndarray, key: np.ndarray, controls: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(n, len(CATEGORIES)) rows into the stacked embedding table and (n, N_DENSE) dense inputs,
+        for the step about to be played; `scores` are the GAN's (n, BAR_WIDTH) scores at that step,
+        `controls` the song controls (register, density) as the GAN reads them."""
+        n = len(self.held)
+        interval = np.where(self.interval == 99, 25, self.interval + 12)
+        since = self.since + 8 * (self.held == REST)
+        pos = np.where(np.asarray(position) < 0, 4, position)
+        key = np.asarray(key, np.int64)
+        degree = np.where(self.last < 0, 24, (self.last + 48 - key % 12) % 12 + 12 * (key >= 12))
+        cats = np.stack([interval, since, np.full(n, step), emotion, pos, np.asarray(phrase_end, np.int64), degree], 1) + OFFSETS
+        logp = _log_softmax(scores[:, : REST + 1])
+        dense = np.stack([
+            np.where(self.last < 0, 0.0, (self.last - N_PITCHES / 2) / 12),
+            controls[:, 0],
+            controls[:, 1],
+            logp[np.arange(n), self.held],
+            logp[:, REST],
+            1 / (1 + np.exp(-scores[:, ONSET])),
+        ], 1)
+        return cats, dense
+
+
+def head_logits(out: np.ndarray, scores: np.ndarray, state: HeadState) -> tuple[np.ndarray, np.ndarray]:
+    """The step's pitch-or-rest scores (n, REST + 1) and restrike score (n,) from the head's outputs
+    (n, N_OUT) and the GAN's scores (n, BAR_WIDTH): the GAN's scores weighted, plus the bias of each
+    pitch's interval from the last note, of holding the held note and of resting."""
+    n = len(out)
+    weight = np.logaddexp(0.0, out[:, SCALE] + 0.5413)  # softplus; 1 at an output of 0
+    z = weight[:, None] * scores[:, : REST + 1]
+    rel = np.clip(np.arange(N_PITCHES)[None, :] - state.last[:, None], -SPAN, SPAN) + SPAN
+    z[:, :REST] += np.where(state.last[:, None] >= 0, np.take_along_axis(out[:, :N_REL], rel, 1), 0.0)
+    sounding = state.held != REST
+    z[np.flatnonzero(sounding), state.held[sounding]] += out[sounding, HOLD]
+    z[:, REST] += out[:, REST_BIAS]
+    return z, scores[:, ONSET] + out[:, RESTRIKE]
+
+
+class NumpyNoteHead:
+    """The head's forward pass in numpy (float64), from the exported arrays `head.*`."""
+
+    def __init__(self, weights: dict[str, np.ndarray]) -> None:
+        self.embed = weights["head.embed"].astype(np.float64)
+        self.dense = weights["head.dense"].astype(np.float64)
+        self.b1 = weights["head.b1"].astype(np.float64)
+        self.w2, self.b2 = weights["head.w2"].astype(np.float64), weights["head.b2"].astype(np.float64)
+        self.w3, self.b3 = weights["head.w3"].astype(np.float64), weights["head.b3"].astype(np.float64)
+
+    def __call__(self, cats: np.ndarray, dense: np.ndarray) -> np.ndarray:
+        h = self.embed[cats].sum(1) + dense @ self.dense + self.b1
+        h = np.maximum(h, 0.0) @ self.w2 + self.b2
+        return np.maximum(h, 0.0) @ self.w3 + self.b3
+
+
+def _log_softmax(x: np.ndarray) -> np.ndarray:
+    m = x.max(1, keepdims=True)
+    return x - m - np.log(np.exp(x - m).sum(1, keepdims=True))
+
+
+def teacher_forced(pitch: np.ndarray, onset: np.ndarray, history: tuple[np.ndarray, np.ndarray], scores: np.ndarray, emotion: np.ndarray, position: np.ndarray, phrase_end: np.ndarray, key: np.ndarray, controls: np.ndarray) -> dict[str, Any]:
+    """The head's inputs for every step of real bars, for training: `pitch`/`onset` (B, 16) the bars
+    (pitch column, -1 for rest), `history` the same for the bars before them (B, H), played through
+    the state first, `scores` the GAN's (B, 16, BAR_WIDTH) for them. Returns the categorical and
+    dense inputs (B, 16, ...), the state's last note and held column before each step, the target
+    columns and where a restrike is the question (the real note keeps the held pitch)."""
+    b = len(pitch)
+    state = HeadState(b)
+    hp, ho = history
+    for t in range(hp.shape[1]):
+        state.advance(np.where(hp[:, t] < 0, REST, hp[:, t]), ho[:, t])
+    cols = np.where(pitch < 0, REST, pitch).astype(np.int64)
+    cats, dense, last, held = [], [], [], []
+    for t in range(pitch.shape[1]):
+        c, d = state.features(t, scores[:, t], emotion, position, phrase_end, key, controls)
+        cats.append(c)
+        dense.append(d)
+        last.append(state.last.copy())
+        held.append(state.held.copy())
+        state.advance(cols[:, t], onset[:, t])
+    held_a = np.stack(held, 1)
+    return {
+        "cats": np.stack(cats, 1), "dense": np.stack(dense, 1), "last": np.stack(last, 1), "held": held_a,
+        "target": cols, "restrike_at": (cols == held_a) & (cols != REST), "restrike": onset.astype(np.float64),
+    }
