@@ -56,7 +56,7 @@ def prepare_faces_cmd(src: Path, out: Path, classes: str, val_fraction: float, s
 
 @main.group("train")
 def train() -> None:
-    """Train the emotion classifier or the melody GAN."""
+    """Train the emotion classifier, the melody GAN or its note head."""
 
 
 @train.command("classifier")
@@ -223,3 +223,25 @@ def train_gan_cmd(data: Path, out: Path, epochs: int, batch_size: int, lr: float
     cfg = GanConfig(epochs=epochs, batch_size=batch_size, lr=lr, steps_per_epoch=steps_per_epoch, prev_bars=prev_bars, fm_weight=fm_weight, mean_weight=mean_weight, stats_weight=stats_weight, nll_weight=nll_weight, interval_weight=interval_weight, pair_weight=pair_weight, emotion_dropout=emotion_dropout, lean_control=lean_control, label_rule=label_rule, init=str(init or ""), d_warmup=d_warmup, seed=seed, tiny=tiny)
     result = train_gan(data, out, cfg, resume=resume, device=device, command=command_line())
     console.info(f"done: {result['epochs']} epochs; generator in {out / 'generator.pt'}")
+
+
+@train.command("note-head")
+@click.option("--data", "data", required=True, type=click.Path(path_type=Path), help="Music cache from `prepare-data music` (as the generator was trained on).")
+@click.option("--generator", "generator", required=True, type=click.Path(path_type=Path, dir_okay=False), help="Generator checkpoint whose GAN stays frozen (one with a note head gets a fresh one).")
+@click.option("--out", "out", required=True, type=click.Path(path_type=Path, file_okay=False), help="Run folder: generator.pt (with the head), generator.npz and last.pt.")
+@click.option("--epochs", default=4, show_default=True, type=click.IntRange(1), help="Passes of --steps-per-epoch steps.")
+@click.option("--steps-per-epoch", default=2000, show_default=True, type=click.IntRange(1), help="Head updates per epoch.")
+@click.option("--batch-size", default=256, show_default=True, type=click.IntRange(1), help="Bars per step.")
+@click.option("--lr", default=1e-3, show_default=True, type=click.FloatRange(0, min_open=True), help="Learning rate of the head (Adam).")
+@click.option("--hidden", default=128, show_default=True, type=click.IntRange(1), help="Hidden width of the head.")
+@click.option("--seed", default=0, show_default=True, type=click.IntRange(0), help="Seed of the head's initialisation, the data order and the GAN's noise.")
+@click.option("--resume", is_flag=True, help="Continue from OUT/last.pt (made on the same generator file).")
+@handle_errors
+def train_note_head_cmd(data: Path, generator: Path, out: Path, epochs: int, steps_per_epoch: int, batch_size: int, lr: float, hidden: int, seed: int, resume: bool) -> None:
+    """Train the note head, which draws the melody step by step from the GAN's scores, on a frozen generator (by likelihood)."""
+    from ..music.train_note_head import NoteHeadConfig, train_note_head
+
+    cfg = NoteHeadConfig(hidden=hidden, epochs=epochs, steps_per_epoch=steps_per_epoch, batch_size=batch_size, lr=lr, seed=seed)
+    result = train_note_head(data, generator, out, cfg, resume=resume, command=command_line())
+    last = result["history"][-1] if result["history"] else {}
+    console.info(f"done: {result['epochs']} epochs, val ce {last.get('val_ce', float('nan')):.3f} (GAN alone {last.get('val_gan_ce', float('nan')):.3f}); generator in {result['generator']}")
