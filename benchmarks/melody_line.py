@@ -267,7 +267,7 @@ def main() -> None:
         r = song_row(c.melody, c.bars, c.accompaniment)
         r["raw_scale_consistency"] = scale_consistency(rc.melody)
         # share of the song's notes a decode-time rule changed (the scale mask and the cadences)
-        r["rule_changes"] = (c.mask_changes + c.cadence_changes) / max(1, len(c.melody))
+        r["rule_changes"] = (c.mask_changes + c.cadence_changes + c.rest_changes) / max(1, len(c.melody))
         rows[c.emotion].append(r)
         x, names = classifier_features(c.melody, c.bars, r)
         feats[c.emotion].append(x)

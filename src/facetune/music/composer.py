@@ -99,6 +99,8 @@ class Composition:
     form: str = ""
     mask_changes: int = 0
     cadence_changes: int = 0
+    #: Steps where the note head's rest penalty (`DecodeSettings.rest_penalty`) ended a silence.
+    rest_changes: int = 0
 
     def to_midi(self, chords: bool = True) -> Any:
         """The written MIDI as a pretty_midi object (for audio and pictures): exactly what `midi_bytes` holds."""
@@ -275,6 +277,7 @@ def compose_emotions(songs: Sequence[tuple[str, int]], generator: MelodyGenerato
             form=form_name(p.phrases),
             mask_changes=changed["scale"],
             cadence_changes=changed["cadence"],
+            rest_changes=changed.get("rest", 0),
         ))
     return out
 

@@ -111,12 +111,18 @@ def plan_bars(phrases: list[Phrase], n_bars: int, motif_reference: bool = True) 
     the same way rather than restating the earlier phrase's bar 3: the verse keeps its motif but
     changes in that place (with all four bars restated, a quarter of the restated bars came back
     note for note, more than POP909's 17 %).
+
+    A phrase end, where the network breathes and ends on a long note, is marked only at the
+    cadences (`cadence_bars`: the middle and the last bar), so the song moves in two 8-bar
+    periods. POP909's phrases run 8 bars as often as 4, and with a breath every 4 bars the note
+    head left 8.6 % of beats empty, against POP909's 6 %.
     """
     plans: list[BarPlan] = []
+    breaths = cadence_bars(n_bars)
     for b in range(n_bars):
         p, pos = divmod(b, PHRASE_BARS)
         phrase = phrases[p]
-        end = pos == PHRASE_BARS - 1 or b == n_bars - 1
+        end = b in breaths
         if phrase.restates is not None:
             src = phrase.restates * PHRASE_BARS + pos
             varied_ending = phrase.variation >= PRIMED_VARIATION and pos >= PHRASE_BARS // 2

@@ -229,7 +229,11 @@ class NoteHeadNet(nn.Module):
         nn.init.zeros_(self.fc3.bias)
 
     def forward(self, cats: torch.Tensor, dense: torch.Tensor) -> torch.Tensor:
-        h = F.relu(self.embed[cats].sum(-2) + self.dense(dense))
+        """The head's outputs for rows of categorical indices (N, len(CATEGORIES)) and dense inputs.
+        The embeddings are summed as a multi-hot product, not gathered: the gradient of a gather
+        adds rows in an order that varies between runs, and a resumed run must equal an uninterrupted one."""
+        multi = F.one_hot(cats, self.embed.shape[0]).sum(-2).to(self.embed.dtype)
+        h = F.relu(multi @ self.embed + self.dense(dense))
         return self.fc3(F.relu(self.fc2(h)))
 
     @staticmethod

@@ -45,6 +45,12 @@ class DecodeSettings:
     each step draws on its own; above 0, each step's uniform is the last one moved by a Gaussian
     step of that size, so every note is still drawn from the network's own distribution at its
     step, but a note tends to take the same place in it as the note before.
+    Two settings apply only to a generator with a note head (`note_head`), which draws each step
+    knowing the last: `restate_rhythm`, the share of a restated bar's steps that keep the hold and
+    restrike draws of the bar it restates (its rhythm comes back, varied); `rest_penalty`, how
+    much the score of a rest going on is lowered. The head learned POP909's breaths, which leave
+    6 % of beats empty; at 0.3 a silence ends a little sooner (about 4 %), and every step it
+    changes is counted as a rule change like the scale mask's.
     """
 
     guidance: float = 1.0
@@ -55,6 +61,8 @@ class DecodeSettings:
     motif_reference: bool = True
     phrase_position: bool = True
     pitch_walk: float = 0.0
+    restate_rhythm: float = 0.75
+    rest_penalty: float = 0.3
 
 
 @dataclass(frozen=True)
@@ -160,8 +168,9 @@ class MelodyGenerator:
                         d.write_bar(b, *choice)
                     continue
                 sub = state.take(np.array(index))
-                bars, off_key = _head_bars(head, scores, live, sub.copy(), b, settings)
-                for d, bar, off in zip(live, bars, off_key.tolist()):
+                bars, off_key, shortened = _head_bars(head, scores, live, sub.copy(), b, settings, prev)
+                for d, bar, off, rest in zip(live, bars, off_key.tolist(), shortened.tolist()):
+                    d.rest_changes += rest
                     d.finish_bar(b, bar, off)
                 _replay(sub, np.stack([d.history[-1] for d in live]))
                 state.put(np.array(index), sub)
@@ -190,7 +199,7 @@ class _Draft:
         self.latents: list[tuple[np.ndarray, np.ndarray]] = []
         self.history: list[np.ndarray] = []
         self.before = [np.asarray(bar, np.float32) for bar in request.before]
-        self.scale_changes = self.cadence_moves = 0
+        self.scale_changes = self.cadence_moves = self.rest_changes = 0
         self.held = REST
         self.walk = -1.0
         self.head = head
@@ -213,7 +222,7 @@ class _Draft:
             v = plan.variation
             z = (np.sqrt(1 - v * v) * z0 + v * z).astype(np.float32)
             if not plan.fresh_draws:
-                u = np.concatenate([u0[:1], u[1:2], u0[2:]]) if self.head else np.concatenate([u0[:1], u[1:]])
+                u = self._restated_uniforms(u, u0, rng) if self.head else np.concatenate([u0[:1], u[1:]])
         self.latents.append((z, u))
         if prev is None:
             prev = np.zeros((self.dims.prev_bars + int(self.dims.reference), STEPS_PER_BAR, BAR_WIDTH), np.float32)
@@ -224,6 +233,15 @@ class _Draft:
             chords = self.request.chords
             prev[-1] = _follow_chord(self.history[plan.ref], chords[plan.ref], chords[b], self.request.key)
         return z, prev
+
+    def _restated_uniforms(self, u: np.ndarray, u0: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        """A restated bar's uniforms under the note head: each step keeps the bar it restates
+        hold-or-move and restrike uniforms with probability `restate_rhythm` (else its own fresh
+        ones), and every step draws its pitch afresh. Keeping them all brought the rhythm back too
+        faithfully (rhythm repeat 0.51, literal copies 0.24, against POP909's 0.40 and 0.17);
+        keeping none lost it (0.27 and 0.10)."""
+        keep = rng.random(STEPS_PER_BAR) < self.settings.restate_rhythm
+        return np.stack([np.where(keep, u0[0], u[0]), u[1], np.where(keep, u0[2], u[2])])
 
     def pitch_uniforms(self, first: float, moves: np.ndarray) -> np.ndarray:
         """A bar's pitch uniforms as a reflected random walk that carries on from the last bar's.
@@ -294,7 +312,7 @@ class _Draft:
 
     def result(self) -> tuple[np.ndarray, dict[str, int]]:
         rolls = np.stack(self.history) if self.history else np.zeros((0, STEPS_PER_BAR, BAR_WIDTH), np.float32)
-        return rolls, {"scale": self.scale_changes, "cadence": self.cadence_moves}
+        return rolls, {"scale": self.scale_changes, "cadence": self.cadence_moves, "rest": self.rest_changes}
 
 
 def _step_choices(lg: np.ndarray, songs: Sequence[_Draft], b: int, settings: DecodeSettings) -> tuple[np.ndarray, ...]:
@@ -343,14 +361,17 @@ def _replay(state: Any, bars: np.ndarray) -> None:
         state.advance(cols[:, t], bars[:, t, ONSET] > 0)
 
 
-def _head_bars(head: Any, scores: np.ndarray, songs: Sequence[_Draft], state: Any, b: int, settings: DecodeSettings) -> tuple[np.ndarray, np.ndarray]:
+def _head_bars(head: Any, scores: np.ndarray, songs: Sequence[_Draft], state: Any, b: int, settings: DecodeSettings, prev: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Bar `b` of every song drawn step by step by the note head (`note_head`) from the network's
-    (n, 16, BAR_WIDTH) scores: per step the head reads what was just played and scores the next
+    (n, 16, BAR_WIDTH) scores and the conditioner's bars `prev` (for `note_head.echo`): per step
+    the head reads what was just played and scores the next
     column; one uniform decides whether the held note (or rest) goes on, a second which column
     comes instead, a third whether a held pitch is struck again. Temperature, the scale mask and
-    the nucleus apply as without the head. Returns the bars and how many notes the mask changed."""
+    the nucleus apply as without the head; `rest_penalty` lowers the score of a rest going on.
+    Returns the bars, how many notes the scale mask changed and how many steps the rest penalty
+    changed (a draw that would have stayed silent)."""
     from .generator_numpy import DENSITY_CENTER, LEAN_CENTER, REGISTER_CENTER, song_controls
-    from .note_head import head_logits
+    from .note_head import echo, head_logits
 
     n = len(songs)
     rows = np.arange(n)
@@ -364,13 +385,23 @@ def _head_bars(head: Any, scores: np.ndarray, songs: Sequence[_Draft], state: An
     u = np.stack([s.latents[b][1] for s in songs])
     ok = np.stack([s.ok for s in songs]) if settings.scale_mask else None
     sharp = np.array([s.request.onset_temperature for s in songs], np.float64)
+    echoes = echo(prev, np.array([p.ref >= 0 and s.dims.reference for p, s in zip(plans, songs)]))
     bars = np.zeros((n, STEPS_PER_BAR, BAR_WIDTH), np.float32)
     off_key = np.zeros(n, np.int64)
+    shortened = np.zeros(n, np.int64)
     for t in range(STEPS_PER_BAR):
-        cats, dense = state.features(t, scores[:, t], emotion, pos, end, key, controls)
+        cats, dense = state.features(t, scores[:, t], emotion, pos, end, key, controls, echoes)
         z, strike = head_logits(head(cats, dense), scores[:, t], state)
         z /= settings.temperature
-        col = _draw_move(np.where(ok, z, -np.inf) if ok is not None else z, state.held, u[:, 0, t], u[:, 1, t], settings.top_p)
+        masked = np.where(ok, z, -np.inf) if ok is not None else z
+        resting = state.held == REST
+        if settings.rest_penalty and resting.any():
+            plain = _draw_move(masked, state.held, u[:, 0, t], u[:, 1, t], settings.top_p)
+            z[:, REST] -= settings.rest_penalty * resting
+            masked[:, REST] = z[:, REST]
+        col = _draw_move(masked, state.held, u[:, 0, t], u[:, 1, t], settings.top_p)
+        if settings.rest_penalty and resting.any():
+            shortened += plain != col
         if ok is not None:
             raw = _draw_move(z, state.held, u[:, 0, t], u[:, 1, t], settings.top_p)
             off_key += (raw != REST) & ~ok[rows, raw]
@@ -378,7 +409,7 @@ def _head_bars(head: Any, scores: np.ndarray, songs: Sequence[_Draft], state: An
         bars[rows, t, col] = 1
         bars[:, t, ONSET] = onset
         state.advance(col, onset)
-    return bars, off_key
+    return bars, off_key, shortened
 
 
 def _draw_move(scores: np.ndarray, held: np.ndarray, u_hold: np.ndarray, u_pick: np.ndarray, top_p: float) -> np.ndarray:

@@ -9,7 +9,7 @@ out a quarter as often as in sung melodies. Teacher-forced, the GAN's scores alr
 the data's; what was missing is a draw that knows the note before it. The head is that draw:
 per step it reads the held note, the last interval, how long the note has sounded, the step in
 the bar, the emotion, the phrase position, the scale degree of the last note and the song's
-register and pace, and gives biases over the *interval* to the next note (so it is the same in
+register, pace and major/minor lean, and gives biases over the *interval* to the next note (so it is the same in
 every key), a bias to hold the note, a bias to rest, a weight on the GAN's own scores and a bias
 to strike a held pitch again. It is trained on POP909's melodies by likelihood, with the GAN's
 scores for the same conditions (a fresh noise each time) as its input, so it learns what the
@@ -43,12 +43,14 @@ CATEGORIES = (
     ("position", 5),  # the bar's place in its 4-bar phrase, 4: unknown
     ("phrase_end", 2),
     ("degree", 25),  # the last note's pitch class above the key's tonic, x major/minor; 24: no note yet
+    ("echo", 6),  # a note started here in the bar before (0/1), x in the bar this one restates (0/1; 2: none)
 )
 OFFSETS = np.cumsum([0] + [n for _, n in CATEGORIES])[:-1]
 N_CATEGORY_ROWS = int(sum(n for _, n in CATEGORIES))
-#: Dense inputs: last pitch (octaves from the range's middle), register and density controls, the
-#: GAN's log-probability of the held column, of a rest, and its onset probability.
-N_DENSE = 6
+#: Dense inputs: last pitch (octaves from the range's middle), the song controls (register,
+#: density and major/minor lean, `generator_numpy.song_controls`), the GAN's log-probability of
+#: the held column, of a rest, and its onset probability.
+N_DENSE = 7
 
 
 @dataclass(frozen=True)
@@ -93,22 +95,25 @@ class HeadState:
         self.since = np.where(new | starts_rest, 0, np.minimum(self.since + 1, 7))
         self.held = col
 
-    def features(self, step: int, scores: np.ndarray, emotion: np.ndarray, position: np.ndarray, phrase_end: np.ndarray, key: np.ndarray, controls: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def features(self, step: int, scores: np.ndarray, emotion: np.ndarray, position: np.ndarray, phrase_end: np.ndarray, key: np.ndarray, controls: np.ndarray, echoes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(n, len(CATEGORIES)) rows into the stacked embedding table and (n, N_DENSE) dense inputs,
         for the step about to be played; `scores` are the GAN's (n, BAR_WIDTH) scores at that step,
-        `controls` the song controls (register, density) as the GAN reads them."""
+        `echoes` the bar's (n, 16) `echo` categories, `controls` the three song controls (register, density, lean), scaled as the GAN reads them.
+        The lean is the head's own: the shipped GAN reads only the first two, and the head, which
+        picks every pitch, is where the composer's request for a major or minor tune lands."""
         n = len(self.held)
         interval = np.where(self.interval == 99, 25, self.interval + 12)
         since = self.since + 8 * (self.held == REST)
         pos = np.where(np.asarray(position) < 0, 4, position)
         key = np.asarray(key, np.int64)
         degree = np.where(self.last < 0, 24, (self.last + 48 - key % 12) % 12 + 12 * (key >= 12))
-        cats = np.stack([interval, since, np.full(n, step), emotion, pos, np.asarray(phrase_end, np.int64), degree], 1) + OFFSETS
+        cats = np.stack([interval, since, np.full(n, step), emotion, pos, np.asarray(phrase_end, np.int64), degree, echoes[:, step]], 1) + OFFSETS
         logp = _log_softmax(scores[:, : REST + 1])
         dense = np.stack([
             np.where(self.last < 0, 0.0, (self.last - N_PITCHES / 2) / 12),
             controls[:, 0],
             controls[:, 1],
+            controls[:, 2],
             logp[np.arange(n), self.held],
             logp[:, REST],
             1 / (1 + np.exp(-scores[:, ONSET])),
@@ -116,12 +121,24 @@ class HeadState:
         return cats, dense
 
 
+def echo(prev: np.ndarray, has_reference: np.ndarray) -> np.ndarray:
+    """Per step of a bar (B, 16), the "echo" category: whether a note started there in the bar
+    before, and in the bar this one restates (2: it restates none), from the conditioner's input
+    `prev` (B, bars, 16, BAR_WIDTH: the previous bars, most recent first, then the reference).
+    Why: a sung line's rhythm comes back from bar to bar, and a restated bar keeps its model's,
+    varied; without it the head saw rhythm only through the GAN's scores and wrote too few runs
+    of even eighths (4.6 % of note-length pairs against POP909's 15.7 %)."""
+    before = (np.asarray(prev)[:, 0, :, ONSET] > 0).astype(np.int64)
+    ref = np.where(np.asarray(has_reference, bool)[:, None], np.asarray(prev)[:, -1, :, ONSET] > 0, 2).astype(np.int64)
+    return before * 3 + ref
+
+
 def head_logits(out: np.ndarray, scores: np.ndarray, state: HeadState) -> tuple[np.ndarray, np.ndarray]:
     """The step's pitch-or-rest scores (n, REST + 1) and restrike score (n,) from the head's outputs
     (n, N_OUT) and the GAN's scores (n, BAR_WIDTH): the GAN's scores weighted, plus the bias of each
     pitch's interval from the last note, of holding the held note and of resting."""
     n = len(out)
-    weight = np.logaddexp(0.0, out[:, SCALE] + 0.5413)  # softplus; 1 at an output of 0
+    weight = np.logaddexp(0.0, out[:, SCALE] + 0.5413)  # softplus; 1.0000 (to 2e-5) at an output of 0
     z = weight[:, None] * scores[:, : REST + 1]
     rel = np.clip(np.arange(N_PITCHES)[None, :] - state.last[:, None], -SPAN, SPAN) + SPAN
     z[:, :REST] += np.where(state.last[:, None] >= 0, np.take_along_axis(out[:, :N_REL], rel, 1), 0.0)
@@ -152,10 +169,10 @@ def _log_softmax(x: np.ndarray) -> np.ndarray:
     return x - m - np.log(np.exp(x - m).sum(1, keepdims=True))
 
 
-def teacher_forced(pitch: np.ndarray, onset: np.ndarray, history: tuple[np.ndarray, np.ndarray], scores: np.ndarray, emotion: np.ndarray, position: np.ndarray, phrase_end: np.ndarray, key: np.ndarray, controls: np.ndarray) -> dict[str, Any]:
+def teacher_forced(pitch: np.ndarray, onset: np.ndarray, history: tuple[np.ndarray, np.ndarray], scores: np.ndarray, emotion: np.ndarray, position: np.ndarray, phrase_end: np.ndarray, key: np.ndarray, controls: np.ndarray, echoes: np.ndarray) -> dict[str, Any]:
     """The head's inputs for every step of real bars, for training: `pitch`/`onset` (B, 16) the bars
     (pitch column, -1 for rest), `history` the same for the bars before them (B, H), played through
-    the state first, `scores` the GAN's (B, 16, BAR_WIDTH) for them. Returns the categorical and
+    the state first, `scores` the GAN's (B, 16, BAR_WIDTH) for them, `echoes` their `echo`. Returns the categorical and
     dense inputs (B, 16, ...), the state's last note and held column before each step, the target
     columns and where a restrike is the question (the real note keeps the held pitch)."""
     b = len(pitch)
@@ -166,7 +183,7 @@ def teacher_forced(pitch: np.ndarray, onset: np.ndarray, history: tuple[np.ndarr
     cols = np.where(pitch < 0, REST, pitch).astype(np.int64)
     cats, dense, last, held = [], [], [], []
     for t in range(pitch.shape[1]):
-        c, d = state.features(t, scores[:, t], emotion, position, phrase_end, key, controls)
+        c, d = state.features(t, scores[:, t], emotion, position, phrase_end, key, controls, echoes)
         cats.append(c)
         dense.append(d)
         last.append(state.last.copy())

@@ -96,7 +96,8 @@ def batch_losses(run: _Run, rows: np.ndarray, noise: Any = None) -> tuple[Any, A
         scores = g.logits(torch.randn(len(rows), dims.z_dim, generator=noise), y, prev)[:, 0].double().numpy()
     tf = nh.teacher_forced(
         arrays["pitch"][rows], arrays["onset"][rows], history_bars(arrays, rows), scores, arrays["quadrant"][rows], arrays["pos"][rows],
-        arrays["phrase_end"][rows], arrays["key"][rows], arrays["controls"][rows][:, :2].astype(np.float64),
+        arrays["phrase_end"][rows], arrays["key"][rows], arrays["controls"][rows].astype(np.float64),
+        nh.echo(prev.numpy(), (arrays["ref"][rows] >= 0) & dims.reference),
     )
     flat = lambda a: torch.from_numpy(np.ascontiguousarray(a).reshape(len(rows) * scores.shape[1], -1))  # noqa: E731
     out = g.head(flat(tf["cats"]), flat(tf["dense"]).float())
