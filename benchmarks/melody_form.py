@@ -49,7 +49,7 @@ def main() -> None:
     from facetune.music.metrics import build_phrase_index, phrase_keys, scale_consistency, summarize
 
     gen = load_generator(args.generator)
-    base = DecodeSettings(**gen.info.get("decode", {}))
+    base = replace(DecodeSettings(**gen.info.get("decode", {})), count_changes=True)
     if args.guidance is not None:
         base = replace(base, guidance=args.guidance)
     if args.temperature is not None:

@@ -246,7 +246,7 @@ def main() -> None:
     from facetune.music.metrics import scale_consistency
 
     gen = load_generator(args.generator)
-    base = replace(DecodeSettings(**gen.info.get("decode", {})), **decode_overrides(args.set))
+    base = replace(DecodeSettings(**gen.info.get("decode", {})), count_changes=True, **decode_overrides(args.set))
     raw = replace(base, scale_mask=False, cadences=False)
     songs = [(e, s) for e in EMOTIONS for s in range(args.n)]
     t0 = time.perf_counter()

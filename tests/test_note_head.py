@@ -80,6 +80,23 @@ def test_teacher_forcing_reads_the_notes_before_each_step():
     assert tf["cats"].max() < nh.N_CATEGORY_ROWS
 
 
+def test_the_per_bar_sums_equal_the_step_by_step_features(head_generator):
+    """`bar_inputs` + `step` (what composing runs) equal `features` + the forward pass (what training reads)."""
+    head = load_generator(str(head_generator)).scores.head
+    rng = np.random.default_rng(3)
+    n = 5
+    scores = rng.normal(0, 2, (n, STEPS_PER_BAR, BAR_WIDTH))
+    emotion, pos, end, key = rng.integers(0, 5, n), rng.integers(-1, 4, n), rng.integers(0, 2, n), rng.integers(0, 24, n)
+    controls, echoes = rng.normal(size=(n, 3)), rng.integers(0, 6, (n, STEPS_PER_BAR))
+    per_step, logp = head.bar_inputs(scores, emotion, pos, end, controls, echoes)
+    state = nh.HeadState(n)
+    for t in range(STEPS_PER_BAR):
+        fast = head.step(per_step[:, t], logp[:, t], state, key)
+        slow = head(*state.features(t, scores[:, t], emotion, pos, end, key, controls, echoes))
+        np.testing.assert_allclose(fast, slow, rtol=1e-10, atol=1e-10)
+        state.advance(rng.integers(0, REST + 1, n), rng.random(n) < 0.5)
+
+
 def test_the_echo_reads_the_bar_before_and_the_restated_bar():
     prev = np.zeros((2, 3, STEPS_PER_BAR, BAR_WIDTH))
     prev[:, 0, [0, 4], ONSET] = 1  # the bar before: notes start on beats 1 and 2
@@ -117,11 +134,14 @@ def test_songs_are_the_same_alone_or_in_a_batch_and_engines_agree(head_generator
 def test_the_rest_penalty_ends_silences_and_counts_what_it_changed(head_generator):
     gen = load_generator(str(head_generator))
     requests = [SongRequest("Q4", [0, 5, 7, 0] * 2, 0, seed) for seed in range(6)]
-    off = gen.generate_many(requests, DecodeSettings(rest_penalty=0.0))
-    on = gen.generate_many(requests, DecodeSettings(rest_penalty=3.0))
+    off = gen.generate_many(requests, DecodeSettings(rest_penalty=0.0, count_changes=True))
+    on = gen.generate_many(requests, DecodeSettings(rest_penalty=3.0, count_changes=True))
     assert all(c["rest"] == 0 for _, c in off)
     rests = lambda songs: sum(int(r[..., REST].sum()) for r, _ in songs)  # noqa: E731
     assert rests(on) < rests(off) and sum(c["rest"] for _, c in on) > 0
+    # counting observes, it does not play: the same notes without it
+    uncounted = gen.generate_many(requests, DecodeSettings(rest_penalty=3.0))
+    assert all(np.array_equal(a[0], b[0]) for a, b in zip(on, uncounted)) and all(c["rest"] == 0 and c["scale"] == 0 for _, c in uncounted)
 
 
 def test_a_song_carries_on_from_the_bars_written_before_it(head_generator):
@@ -131,3 +151,14 @@ def test_a_song_carries_on_from_the_bars_written_before_it(head_generator):
     plain = gen.generate_many([SongRequest("Q3", [21, 17], 21, 2)], DecodeSettings())[0][0]
     after = gen.generate_many([SongRequest("Q3", [21, 17], 21, 2, before=list(before))], DecodeSettings())[0][0]
     assert after.shape == plain.shape and not np.array_equal(after, plain)
+
+
+@pytest.mark.parametrize("top_p", [0.9, 0.5, 0.2])
+def test_one_row_nucleus_keeps_what_the_batch_one_keeps(top_p):
+    from facetune.music.generate import _nucleus, _nucleus_one
+
+    rng = np.random.default_rng(4)
+    for scores in (rng.normal(0, 2, (200, REST + 1)), rng.integers(-2, 2, (200, REST + 1)).astype(float)):  # ties too
+        p = np.exp(scores)
+        p /= p.sum(1, keepdims=True)
+        assert all(np.array_equal(_nucleus_one(row, top_p), keep) for row, keep in zip(p, _nucleus(p, top_p)))

@@ -56,6 +56,7 @@ def list_models() -> list[dict[str, str]]:
                 dims = payload.get("dims", {})
                 aware = ", conditioned on key and song form" if dims.get("n_form") else ""
                 aware += " and on register and density" if dims.get("n_controls") else ""
+                aware += ", notes drawn step by step by a note head" if dims.get("note_head") else ""
                 describes = f"quadrants {', '.join(payload.get('quadrants', []))}{aware}, {payload.get('steps_per_bar')} steps/bar"
             else:
                 continue

@@ -50,7 +50,10 @@ class DecodeSettings:
     restrike draws of the bar it restates (its rhythm comes back, varied); `rest_penalty`, how
     much the score of a rest going on is lowered. The head learned POP909's breaths, which leave
     6 % of beats empty; at 0.3 a silence ends a little sooner (about 4 %), and every step it
-    changes is counted as a rule change like the scale mask's.
+    changes is counted as a rule change like the scale mask's. Counting draws each step twice
+    more (without the mask, without the penalty) and changes no note, so with the note head it is
+    done only when `count_changes` asks (the benchmarks and `evaluate music` do); without the head
+    the scale mask's count is always kept.
     """
 
     guidance: float = 1.0
@@ -61,8 +64,9 @@ class DecodeSettings:
     motif_reference: bool = True
     phrase_position: bool = True
     pitch_walk: float = 0.0
-    restate_rhythm: float = 0.75
+    restate_rhythm: float = 0.5
     rest_penalty: float = 0.3
+    count_changes: bool = False
 
 
 @dataclass(frozen=True)
@@ -168,12 +172,16 @@ class MelodyGenerator:
                         d.write_bar(b, *choice)
                     continue
                 sub = state.take(np.array(index))
-                bars, off_key, shortened = _head_bars(head, scores, live, sub.copy(), b, settings, prev)
+                played = sub.copy()
+                solo = len(live) == 1 and not settings.count_changes
+                bars, off_key, shortened = (_head_bar_solo if solo else _head_bars)(head, scores, live, played, b, settings, prev)
                 for d, bar, off, rest in zip(live, bars, off_key.tolist(), shortened.tolist()):
                     d.rest_changes += rest
                     d.finish_bar(b, bar, off)
-                _replay(sub, np.stack([d.history[-1] for d in live]))
-                state.put(np.array(index), sub)
+                if any(b in d.cadences for d in live):  # a cadence may have moved the last note: read the bar as written
+                    _replay(sub, np.stack([d.history[-1] for d in live]))
+                    played = sub
+                state.put(np.array(index), played)
         return [d.result() for d in drafts]
 
     def generate(self, quadrant: str, chords: Sequence[int], key: int, seed: int, plans: Sequence[Any] | None = None, settings: DecodeSettings = DecodeSettings(), controls: tuple[float, float, float] | None = None) -> tuple[np.ndarray, dict[str, int]]:
@@ -237,9 +245,9 @@ class _Draft:
     def _restated_uniforms(self, u: np.ndarray, u0: np.ndarray, rng: np.random.Generator) -> np.ndarray:
         """A restated bar's uniforms under the note head: each step keeps the bar it restates
         hold-or-move and restrike uniforms with probability `restate_rhythm` (else its own fresh
-        ones), and every step draws its pitch afresh. Keeping them all brought the rhythm back too
-        faithfully (rhythm repeat 0.51, literal copies 0.24, against POP909's 0.40 and 0.17);
-        keeping none lost it (0.27 and 0.10)."""
+        ones), and every step draws its pitch afresh. The head also reads the restated bar's
+        onsets (`note_head.echo`), so the rhythm comes back without every draw: keeping 3 in 4
+        gave rhythm repeat 0.46 and literal copies 0.23, half 0.40 and 0.18 (POP909 0.40, 0.17)."""
         keep = rng.random(STEPS_PER_BAR) < self.settings.restate_rhythm
         return np.stack([np.where(keep, u0[0], u[0]), u[1], np.where(keep, u0[2], u[2])])
 
@@ -389,27 +397,107 @@ def _head_bars(head: Any, scores: np.ndarray, songs: Sequence[_Draft], state: An
     bars = np.zeros((n, STEPS_PER_BAR, BAR_WIDTH), np.float32)
     off_key = np.zeros(n, np.int64)
     shortened = np.zeros(n, np.int64)
+    per_step, logp = head.bar_inputs(scores, emotion, pos, end, controls, echoes)
     for t in range(STEPS_PER_BAR):
-        cats, dense = state.features(t, scores[:, t], emotion, pos, end, key, controls, echoes)
-        z, strike = head_logits(head(cats, dense), scores[:, t], state)
-        z /= settings.temperature
-        masked = np.where(ok, z, -np.inf) if ok is not None else z
+        z, strike = head_logits(head.step(per_step[:, t], logp[:, t], state, key), scores[:, t], state)
+        if settings.temperature != 1.0:
+            z /= settings.temperature
         resting = state.held == REST
-        if settings.rest_penalty and resting.any():
-            plain = _draw_move(masked, state.held, u[:, 0, t], u[:, 1, t], settings.top_p)
-            z[:, REST] -= settings.rest_penalty * resting
-            masked[:, REST] = z[:, REST]
-        col = _draw_move(masked, state.held, u[:, 0, t], u[:, 1, t], settings.top_p)
-        if settings.rest_penalty and resting.any():
+        penalised = z.copy()
+        penalised[:, REST] -= settings.rest_penalty * resting
+        # counting, one draw per variant, stacked: the note played (masked, penalised), the note
+        # the network would play with no scale mask (its count) and with no rest penalty (its count)
+        played = np.where(ok, penalised, -np.inf) if ok is not None else penalised
+        if settings.count_changes:
+            variants = [played, penalised, np.where(ok, z, -np.inf) if ok is not None else z]
+            col, raw, plain = _draw_move(np.concatenate(variants), np.tile(state.held, 3), np.tile(u[:, 0, t], 3), np.tile(u[:, 1, t], 3), settings.top_p).reshape(3, n)
+            if ok is not None:
+                off_key += (raw != REST) & ~ok[rows, raw]
             shortened += plain != col
-        if ok is not None:
-            raw = _draw_move(z, state.held, u[:, 0, t], u[:, 1, t], settings.top_p)
-            off_key += (raw != REST) & ~ok[rows, raw]
+        else:
+            col = _draw_move(played, state.held, u[:, 0, t], u[:, 1, t], settings.top_p)
         onset = (col != REST) & ((col != state.held) | (u[:, 2, t] < 1 / (1 + np.exp(-strike / sharp))))
         bars[rows, t, col] = 1
         bars[:, t, ONSET] = onset
         state.advance(col, onset)
     return bars, off_key, shortened
+
+
+def _head_bar_solo(head: Any, scores: np.ndarray, songs: Sequence[_Draft], state: Any, b: int, settings: DecodeSettings, prev: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """`_head_bars` for a single song when nothing is counted, with the same numbers in the same
+    order (so a song is the same alone or in a batch; the tests compare them) but its state in
+    Python ints. Why: alone, the song's 256 steps spent most of their time in numpy's overhead on
+    one-row arrays (70–90 ms a song against 13–16 ms without the head)."""
+    from .generator_numpy import DENSITY_CENTER, LEAN_CENTER, REGISTER_CENTER, song_controls
+    from .note_head import _RELATIVE, HOLD, OFFSETS, REST_BIAS, RESTRIKE, SCALE, echo
+
+    song, plan = songs[0], songs[0].plans[b]
+    wanted = song.request.controls or (REGISTER_CENTER, DENSITY_CENTER, LEAN_CENTER)
+    controls = song_controls(*([v] for v in wanted)).astype(np.float64)
+    pos = np.array([plan.pos if settings.phrase_position else -1])
+    end = np.array([int(plan.phrase_end) if settings.phrase_position else 0])
+    echoes = echo(prev, np.array([plan.ref >= 0 and song.dims.reference]))
+    per_step, logp = head.bar_inputs(scores, np.array([QUADRANTS.index(song.request.quadrant)]), pos, end, controls, echoes)
+    per_step, logp, sc = per_step[0], logp[0], scores[0]
+    e, d0, d4, o = head.embed, head.dense[0], head.dense[4], OFFSETS.tolist()
+    held, last, interval, since = int(state.held[0]), int(state.last[0]), int(state.interval[0]), int(state.since[0])
+    key = song.request.key
+    tonic, minor = key % 12, 12 * int(key >= 12)
+    off = np.flatnonzero(~song.ok) if settings.scale_mask else None
+    u, sharp = song.latents[b][1], song.request.onset_temperature
+    bar = np.zeros((STEPS_PER_BAR, BAR_WIDTH), np.float32)
+    for t in range(STEPS_PER_BAR):
+        known = last >= 0
+        h = per_step[t] + e[o[0] + (25 if interval == 99 else interval + 12)] + e[o[1] + since + 8 * (held == REST)] + e[o[6] + ((last + 48 - tonic) % 12 + minor if known else 24)]
+        h += ((last - N_PITCHES / 2) / 12 if known else 0.0) * d0 + logp[t, held] * d4
+        out = head._top(h[None])[0]
+        z = np.logaddexp(0.0, out[SCALE] + 0.5413) * sc[t, : REST + 1]
+        z[:REST] += out[_RELATIVE[last]]
+        if held != REST:
+            z[held] += out[HOLD]
+        z[REST] += out[REST_BIAS]
+        if settings.temperature != 1.0:
+            z /= settings.temperature
+        if held == REST:
+            z[REST] -= settings.rest_penalty
+        if off is not None:
+            z[off] = -np.inf
+        col = _draw_move_one(z, held, u[0, t], u[1, t], settings.top_p)
+        onset = col != REST and (col != held or u[2, t] < 1 / (1 + np.exp(-(sc[t, ONSET] + out[RESTRIKE]) / sharp)))
+        bar[t, col] = 1
+        bar[t, ONSET] = onset
+        new = col != REST and (onset or col != held)
+        if new and last >= 0:
+            interval = min(max(col - last, -12), 12)
+        last = col if new else last
+        since = 0 if new or (col == REST and held != REST) else min(since + 1, 7)
+        held = col
+    state.held[0], state.last[0], state.interval[0], state.since[0] = held, last, interval, since
+    return bar[None], np.zeros(1, np.int64), np.zeros(1, np.int64)
+
+
+def _draw_move_one(scores: np.ndarray, held: int, u_hold: float, u_pick: float, top_p: float) -> int:
+    """`_draw_move` for one row, with the same arithmetic."""
+    p = np.exp(scores - scores.max())
+    if u_hold * p.sum() < p[held]:
+        return held
+    p[held] = 0.0
+    if top_p < 1.0:
+        p = np.where(_nucleus_one(p / np.maximum(p.sum(), 1e-300), top_p), p, 0.0)
+    c = np.cumsum(p)
+    return held if c[-1] <= 0 else int(min((c <= u_pick * c[-1]).sum(), len(p) - 1))
+
+
+def _nucleus_one(p: np.ndarray, top_p: float) -> np.ndarray:
+    """`_nucleus` for one row (the same entries kept, ties included), without the batch bookkeeping."""
+    ranked = np.sort(p)[::-1]
+    n_keep = int((np.cumsum(ranked) < top_p).sum()) + 1
+    last = ranked[min(n_keep, len(p)) - 1]
+    above, tied = p > last, p == last
+    need = n_keep - int(np.count_nonzero(above))
+    if np.count_nonzero(tied) > need:
+        return above | (tied & (np.cumsum(tied) <= need))
+    return above | tied
 
 
 def _draw_move(scores: np.ndarray, held: np.ndarray, u_hold: np.ndarray, u_pick: np.ndarray, top_p: float) -> np.ndarray:
@@ -420,15 +508,20 @@ def _draw_move(scores: np.ndarray, held: np.ndarray, u_hold: np.ndarray, u_pick:
     would stretch). A restatement can keep the first uniform, so its notes change where the
     original's did (its rhythm) and may change pitch."""
     p = np.exp(scores - scores.max(1, keepdims=True))
-    p /= p.sum(1, keepdims=True)
     rows = np.arange(len(p))
-    stay = u_hold < p[rows, held]
-    p[rows, held] = 0.0
+    stay = u_hold * p.sum(1) < p[rows, held]
+    out = held.copy()
+    move = np.flatnonzero(~stay)
+    if len(move) == 0:  # most steps hold their note: no draw among the others needed
+        return out
+    p = p[move]
+    p[np.arange(len(move)), held[move]] = 0.0
     if top_p < 1.0:
         p = np.where(_nucleus(p / np.maximum(p.sum(1, keepdims=True), 1e-300), top_p), p, 0.0)
     c = np.cumsum(p, 1)
-    moved = np.minimum((c <= (u_pick * c[:, -1])[:, None]).sum(1), p.shape[1] - 1)
-    return np.where(stay | (c[:, -1] <= 0), held, moved)
+    moved = np.minimum((c <= (u_pick[move] * c[:, -1])[:, None]).sum(1), p.shape[1] - 1)
+    out[move] = np.where(c[:, -1] <= 0, held[move], moved)
+    return out
 
 
 def _follow_chord(bar: np.ndarray, chord_from: int, chord_to: int, key: int) -> np.ndarray:

@@ -135,17 +135,28 @@ def echo(prev: np.ndarray, has_reference: np.ndarray) -> np.ndarray:
 
 def head_logits(out: np.ndarray, scores: np.ndarray, state: HeadState) -> tuple[np.ndarray, np.ndarray]:
     """The step's pitch-or-rest scores (n, REST + 1) and restrike score (n,) from the head's outputs
-    (n, N_OUT) and the GAN's scores (n, BAR_WIDTH): the GAN's scores weighted, plus the bias of each
+    (n, N_OUT, or N_OUT + 1 with a zero column last, as `NumpyNoteHead` gives them) and the GAN's scores (n, BAR_WIDTH): the GAN's scores weighted, plus the bias of each
     pitch's interval from the last note, of holding the held note and of resting."""
-    n = len(out)
     weight = np.logaddexp(0.0, out[:, SCALE] + 0.5413)  # softplus; 1.0000 (to 2e-5) at an output of 0
     z = weight[:, None] * scores[:, : REST + 1]
-    rel = np.clip(np.arange(N_PITCHES)[None, :] - state.last[:, None], -SPAN, SPAN) + SPAN
-    z[:, :REST] += np.where(state.last[:, None] >= 0, np.take_along_axis(out[:, :N_REL], rel, 1), 0.0)
-    sounding = state.held != REST
-    z[np.flatnonzero(sounding), state.held[sounding]] += out[sounding, HOLD]
+    if out.shape[1] == N_OUT:
+        out = np.concatenate([out, np.zeros((len(out), 1))], 1)
+    rel = np.take_along_axis(out, _RELATIVE[state.last], 1)  # last -1: the no-note row, the zero column
+    z[:, :REST] += rel
+    rows = np.arange(len(out))
+    z[rows, state.held] += np.where(state.held != REST, out[:, HOLD], 0.0)
     z[:, REST] += out[:, REST_BIAS]
     return z, scores[:, ONSET] + out[:, RESTRIKE]
+
+
+def _relative_columns() -> np.ndarray:
+    """Per last pitch column (and, last row, for no note yet), the output column of each pitch's
+    interval bias; the no-note row points past the outputs at a column of zeros."""
+    table = np.clip(np.arange(N_PITCHES)[None, :] - np.arange(N_PITCHES)[:, None], -SPAN, SPAN) + SPAN
+    return np.vstack([table, np.full((1, N_PITCHES), N_OUT)])
+
+
+_RELATIVE = _relative_columns()
 
 
 class NumpyNoteHead:
@@ -156,12 +167,43 @@ class NumpyNoteHead:
         self.dense = weights["head.dense"].astype(np.float64)
         self.b1 = weights["head.b1"].astype(np.float64)
         self.w2, self.b2 = weights["head.w2"].astype(np.float64), weights["head.b2"].astype(np.float64)
-        self.w3, self.b3 = weights["head.w3"].astype(np.float64), weights["head.b3"].astype(np.float64)
+        # one more output, always zero: the interval bias of "no note yet" (`head_logits`)
+        self.w3 = np.hstack([weights["head.w3"].astype(np.float64), np.zeros((len(self.w2), 1))])
+        self.b3 = np.append(weights["head.b3"].astype(np.float64), 0.0)
 
     def __call__(self, cats: np.ndarray, dense: np.ndarray) -> np.ndarray:
         h = self.embed[cats].sum(1) + dense @ self.dense + self.b1
+        return self._top(h)
+
+    def _top(self, h: np.ndarray) -> np.ndarray:
         h = np.maximum(h, 0.0) @ self.w2 + self.b2
         return np.maximum(h, 0.0) @ self.w3 + self.b3
+
+    def bar_inputs(self, scores: np.ndarray, emotion: np.ndarray, position: np.ndarray, phrase_end: np.ndarray, controls: np.ndarray, echoes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """What `features` gives, for every step of a bar at once where it does not depend on the
+        notes played: the first layer's sum of those inputs (n, 16, hidden), and the GAN's
+        log-probabilities (n, 16, REST + 1). Why: composing reads the head 256 times a song, one
+        step after another, and most of its inputs are fixed for the bar; summing them once per
+        bar took a song from 88 ms to (see `step`) a fraction of that."""
+        o, e, d = OFFSETS, self.embed, self.dense
+        pos = np.where(np.asarray(position) < 0, 4, position)
+        base = e[o[3] + np.asarray(emotion)] + e[o[4] + pos] + e[o[5] + np.asarray(phrase_end, np.int64)] + controls[:, :3] @ d[1:4] + self.b1
+        logp = _log_softmax(scores[..., : REST + 1].reshape(-1, REST + 1)).reshape(len(scores), -1, REST + 1)
+        p_on = 1 / (1 + np.exp(-scores[..., ONSET]))
+        per_step = base[:, None, :] + e[o[2] : o[2] + scores.shape[1]][None] + e[o[7] + echoes] + logp[..., REST, None] * d[5] + p_on[..., None] * d[6]
+        return per_step, logp
+
+    def step(self, per_step: np.ndarray, logp: np.ndarray, state: HeadState, key: np.ndarray) -> np.ndarray:
+        """The head's outputs (n, N_OUT) for one step from `bar_inputs`' row for it and the state:
+        the same as `features` and `__call__` (to rounding; a test checks it)."""
+        o, e = OFFSETS, self.embed
+        last = state.last
+        known = last >= 0
+        interval = np.where(state.interval == 99, 25, state.interval + 12)
+        degree = np.where(known, (last + 48 - key % 12) % 12 + 12 * (key >= 12), 24)
+        h = per_step + e[o[0] + interval] + e[o[1] + state.since + 8 * (state.held == REST)] + e[o[6] + degree]
+        h += np.where(known, (last - N_PITCHES / 2) / 12, 0.0)[:, None] * self.dense[0] + logp[np.arange(len(last)), state.held][:, None] * self.dense[4]
+        return self._top(h)
 
 
 def _log_softmax(x: np.ndarray) -> np.ndarray:
