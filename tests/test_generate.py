@@ -133,6 +133,15 @@ def test_shipped_engines_agree_on_many_songs():
     assert [c.midi_bytes() for c in a] == [c.midi_bytes() for c in b]
 
 
+@pytest.mark.slow
+def test_shipped_songs_are_the_same_alone_and_in_a_batch():
+    """With the note head a song alone takes its own path (`_head_bar_solo`); it must write the bytes the batch does."""
+    gen = load_generator()
+    songs = [(e, s) for e in EMOTIONS for s in range(25)]
+    together = compose_emotions(songs, gen)
+    assert [c.midi_bytes() for c in together] == [compose_emotion(e, gen, seed=s).midi_bytes() for e, s in songs]
+
+
 def test_songs_of_different_lengths_share_a_batch(gen):
     long, short = compose_emotions([("sad", 1)], gen, bars=8)[0], compose_emotions([("sad", 1)], gen, bars=3)[0]
     assert long.rolls.shape == (8, STEPS_PER_BAR, BAR_WIDTH) and short.rolls.shape == (3, STEPS_PER_BAR, BAR_WIDTH)
