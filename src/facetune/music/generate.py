@@ -49,11 +49,11 @@ class DecodeSettings:
     knowing the last: `restate_rhythm`, the share of a restated bar's steps that keep the hold and
     restrike draws of the bar it restates (its rhythm comes back, varied); `rest_penalty`, how
     much the score of a rest going on is lowered. The head learned POP909's breaths, which leave
-    6 % of beats empty; at 0.3 a silence ends a little sooner (about 4 %), and every step it
-    changes is counted as a rule change like the scale mask's. Counting draws each step twice
-    more (without the mask, without the penalty) and changes no note, so with the note head it is
-    done only when `count_changes` asks (the benchmarks and `evaluate music` do); without the head
-    the scale mask's count is always kept.
+    6 % of beats empty; at 0.3 silences end sooner (with the shipped head 2.5 % of beats empty
+    instead of 4.2 %), and every step it changes is counted as a rule change like the scale
+    mask's. Counting draws each step twice more (without the mask, without the penalty) and
+    changes no note, so with the note head it is done only when `count_changes` asks (the
+    benchmarks do); without the head the scale mask's count is always kept.
     """
 
     guidance: float = 1.0
@@ -369,6 +369,22 @@ def _replay(state: Any, bars: np.ndarray) -> None:
         state.advance(cols[:, t], bars[:, t, ONSET] > 0)
 
 
+def _head_bar_inputs(head: Any, scores: np.ndarray, songs: Sequence[_Draft], b: int, settings: DecodeSettings, prev: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The head's inputs for bar `b` that do not depend on the notes played (`NumpyNoteHead.bar_inputs`):
+    each song's emotion, phrase place, song controls and echo of the bars before."""
+    from .generator_numpy import DENSITY_CENTER, LEAN_CENTER, REGISTER_CENTER, song_controls
+    from .note_head import echo
+
+    emotion = np.array([QUADRANTS.index(s.request.quadrant) for s in songs])
+    plans = [s.plans[b] for s in songs]
+    pos = np.array([p.pos if settings.phrase_position else -1 for p in plans])
+    end = np.array([int(p.phrase_end) if settings.phrase_position else 0 for p in plans])
+    wanted = np.array([s.request.controls or (REGISTER_CENTER, DENSITY_CENTER, LEAN_CENTER) for s in songs], np.float64)
+    controls = song_controls(wanted[:, 0], wanted[:, 1], wanted[:, 2]).astype(np.float64)
+    echoes = echo(prev, np.array([p.ref >= 0 and s.dims.reference for p, s in zip(plans, songs)]))
+    return head.bar_inputs(scores, emotion, pos, end, controls, echoes)
+
+
 def _head_bars(head: Any, scores: np.ndarray, songs: Sequence[_Draft], state: Any, b: int, settings: DecodeSettings, prev: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Bar `b` of every song drawn step by step by the note head (`note_head`) from the network's
     (n, 16, BAR_WIDTH) scores and the conditioner's bars `prev` (for `note_head.echo`): per step
@@ -378,26 +394,18 @@ def _head_bars(head: Any, scores: np.ndarray, songs: Sequence[_Draft], state: An
     the nucleus apply as without the head; `rest_penalty` lowers the score of a rest going on.
     Returns the bars, how many notes the scale mask changed and how many steps the rest penalty
     changed (a draw that would have stayed silent)."""
-    from .generator_numpy import DENSITY_CENTER, LEAN_CENTER, REGISTER_CENTER, song_controls
-    from .note_head import echo, head_logits
+    from .note_head import head_logits
 
     n = len(songs)
     rows = np.arange(n)
-    emotion = np.array([QUADRANTS.index(s.request.quadrant) for s in songs])
-    plans = [s.plans[b] for s in songs]
-    pos = np.array([p.pos if settings.phrase_position else -1 for p in plans])
-    end = np.array([int(p.phrase_end) if settings.phrase_position else 0 for p in plans])
     key = np.array([s.request.key for s in songs])
-    wanted = np.array([s.request.controls or (REGISTER_CENTER, DENSITY_CENTER, LEAN_CENTER) for s in songs], np.float64)
-    controls = song_controls(wanted[:, 0], wanted[:, 1], wanted[:, 2]).astype(np.float64)
     u = np.stack([s.latents[b][1] for s in songs])
     ok = np.stack([s.ok for s in songs]) if settings.scale_mask else None
     sharp = np.array([s.request.onset_temperature for s in songs], np.float64)
-    echoes = echo(prev, np.array([p.ref >= 0 and s.dims.reference for p, s in zip(plans, songs)]))
     bars = np.zeros((n, STEPS_PER_BAR, BAR_WIDTH), np.float32)
     off_key = np.zeros(n, np.int64)
     shortened = np.zeros(n, np.int64)
-    per_step, logp = head.bar_inputs(scores, emotion, pos, end, controls, echoes)
+    per_step, logp = _head_bar_inputs(head, scores, songs, b, settings, prev)
     for t in range(STEPS_PER_BAR):
         z, strike = head_logits(head.step(per_step[:, t], logp[:, t], state, key), scores[:, t], state)
         if settings.temperature != 1.0:
@@ -428,16 +436,10 @@ def _head_bar_solo(head: Any, scores: np.ndarray, songs: Sequence[_Draft], state
     order (so a song is the same alone or in a batch; the tests compare them) but its state in
     Python ints. Why: alone, the song's 256 steps spent most of their time in numpy's overhead on
     one-row arrays (70–90 ms a song against 13–16 ms without the head)."""
-    from .generator_numpy import DENSITY_CENTER, LEAN_CENTER, REGISTER_CENTER, song_controls
-    from .note_head import _RELATIVE, HOLD, OFFSETS, REST_BIAS, RESTRIKE, SCALE, echo
+    from .note_head import _RELATIVE, HOLD, OFFSETS, REST_BIAS, RESTRIKE, SCALE
 
-    song, plan = songs[0], songs[0].plans[b]
-    wanted = song.request.controls or (REGISTER_CENTER, DENSITY_CENTER, LEAN_CENTER)
-    controls = song_controls(*([v] for v in wanted)).astype(np.float64)
-    pos = np.array([plan.pos if settings.phrase_position else -1])
-    end = np.array([int(plan.phrase_end) if settings.phrase_position else 0])
-    echoes = echo(prev, np.array([plan.ref >= 0 and song.dims.reference]))
-    per_step, logp = head.bar_inputs(scores, np.array([QUADRANTS.index(song.request.quadrant)]), pos, end, controls, echoes)
+    song = songs[0]
+    per_step, logp = _head_bar_inputs(head, scores, songs, b, settings, prev)
     per_step, logp, sc = per_step[0], logp[0], scores[0]
     e, d0, d4, o = head.embed, head.dense[0], head.dense[4], OFFSETS.tolist()
     held, last, interval, since = int(state.held[0]), int(state.last[0]), int(state.interval[0]), int(state.since[0])

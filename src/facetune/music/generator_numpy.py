@@ -241,7 +241,7 @@ def load_numpy_generator(npz_path: str | Path, checkpoint_path: str | Path | Non
 
 def _check_source(npz_path: Path, checkpoint_path: Path, expected: str | None) -> None:
     """The weights must come from this very checkpoint, or compose would play an old network."""
-    if _sha256(checkpoint_path) != expected:
+    if file_sha256(checkpoint_path) != expected:
         raise CheckpointError(
             f"{npz_path}: was exported from another version of {checkpoint_path} (sha256 differs); re-export it with export_generator"
         )
@@ -264,7 +264,8 @@ def _check_shapes(npz_path: Path, arrays: dict[str, np.ndarray], dims: NumpyDims
             raise CheckpointError(f"{npz_path}: array {name} has shape {got}, expected {shape}; re-export it")
 
 
-def _sha256(path: Path) -> str:
+def file_sha256(path: Path) -> str:
+    """A file's SHA-256: what binds an export, or a head's training run, to its checkpoint."""
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
@@ -273,7 +274,7 @@ def export_generator(checkpoint_path: str | Path, out_path: str | Path) -> Path:
     from .gan import load_generator_module
 
     checkpoint_path, out_path = Path(checkpoint_path), Path(out_path)
-    sha = _sha256(checkpoint_path)
+    sha = file_sha256(checkpoint_path)
     model, dims, payload = load_generator_module(checkpoint_path)
     info = _jsonable({k: v for k, v in payload.items() if k != "state_dict"})
     meta = {"format_version": NPZ_FORMAT_VERSION, "dims": asdict(dims), "info": info, "checkpoint_sha256": sha}

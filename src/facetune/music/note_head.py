@@ -133,6 +133,15 @@ def echo(prev: np.ndarray, has_reference: np.ndarray) -> np.ndarray:
     return before * 3 + ref
 
 
+def history(prev: np.ndarray, n_bars: int) -> tuple[np.ndarray, np.ndarray]:
+    """The conditioner's previous bars (`prev`, (B, bars, 16, BAR_WIDTH), most recent first, zeros
+    before a clip's start) as the history `teacher_forced` plays the state through, oldest first:
+    (B, 16 n_bars) pitch columns (-1: rest or no bar) and onsets."""
+    bars = np.asarray(prev)[:, :n_bars][:, ::-1].reshape(len(prev), -1, prev.shape[-1])
+    pitch = np.where(bars[..., :REST].sum(-1) > 0, bars[..., :REST].argmax(-1), -1)
+    return pitch, bars[..., ONSET] > 0
+
+
 def head_logits(out: np.ndarray, scores: np.ndarray, state: HeadState) -> tuple[np.ndarray, np.ndarray]:
     """The step's pitch-or-rest scores (n, REST + 1) and restrike score (n,) from the head's outputs
     (n, N_OUT, or N_OUT + 1 with a zero column last, as `NumpyNoteHead` gives them) and the GAN's scores (n, BAR_WIDTH): the GAN's scores weighted, plus the bias of each

@@ -17,7 +17,6 @@ ends exactly where an uninterrupted one would.
 """
 from __future__ import annotations
 
-import hashlib
 import time
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
@@ -28,8 +27,6 @@ import numpy as np
 from .. import console
 from ..errors import CheckpointError, FacetuneError
 
-#: Bars the head reads before the bar it scores (the notes that were just played).
-HISTORY_BARS = 2
 #: Validation bars per forward pass.
 VAL_CHUNK = 512
 
@@ -58,25 +55,6 @@ class _Run:
     opt: Any
 
 
-def sha256_file(path: Path) -> str:
-    """The file's SHA-256: a resumed run must train on the very generator it started from."""
-    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
-
-
-def history_bars(arrays: dict[str, np.ndarray], rows: np.ndarray, n: int = HISTORY_BARS) -> tuple[np.ndarray, np.ndarray]:
-    """The `n` bars before each row, oldest first, as (B, 16 n) pitch columns (-1: rest, and before
-    a clip's start) and onsets: what the head's state is played through before the bar."""
-    hp, ho = [], []
-    cur = arrays["prev"][rows]
-    for _ in range(n):
-        valid = cur >= 0
-        safe = np.where(valid, cur, 0)
-        hp.insert(0, np.where(valid[:, None], arrays["pitch"][safe], -1))
-        ho.insert(0, np.where(valid[:, None], arrays["onset"][safe], 0))
-        cur = np.where(valid, arrays["prev"][safe], -1)
-    return np.concatenate(hp, 1), np.concatenate(ho, 1)
-
-
 def batch_losses(run: _Run, rows: np.ndarray, noise: Any = None) -> tuple[Any, Any, Any]:
     """Teacher-forced losses on cache `rows`: the head's pitch-or-rest cross-entropy, its restrike
     BCE (over the steps where the real note keeps the held pitch) and, for comparison, the
@@ -95,7 +73,7 @@ def batch_losses(run: _Run, rows: np.ndarray, noise: Any = None) -> tuple[Any, A
     with torch.no_grad():
         scores = g.logits(torch.randn(len(rows), dims.z_dim, generator=noise), y, prev)[:, 0].double().numpy()
     tf = nh.teacher_forced(
-        arrays["pitch"][rows], arrays["onset"][rows], history_bars(arrays, rows), scores, arrays["quadrant"][rows], arrays["pos"][rows],
+        arrays["pitch"][rows], arrays["onset"][rows], nh.history(prev.numpy(), dims.prev_bars), scores, arrays["quadrant"][rows], arrays["pos"][rows],
         arrays["phrase_end"][rows], arrays["key"][rows], arrays["controls"][rows].astype(np.float64),
         nh.echo(prev.numpy(), (arrays["ref"][rows] >= 0) & dims.reference),
     )
@@ -245,11 +223,13 @@ def train_note_head(cache: str | Path, generator: str | Path, out_dir: str | Pat
     (the generator with its head), its numpy export `generator.npz` and the resumable `last.pt`."""
     import torch
 
+    from .generator_numpy import file_sha256
+
     out_dir, generator = Path(out_dir), Path(generator)
     _check_out_dir(out_dir, generator, resume)
     if not generator.is_file():
         raise CheckpointError(f"{generator}: checkpoint not found")
-    sha = sha256_file(generator)
+    sha = file_sha256(generator)
     ck, cfg = _resume(out_dir / "last.pt", resume, cfg, generator, sha)
     g, dims, payload = _frozen_generator(generator, cfg.hidden, cfg.seed)
     _, arrays, train_rows, val_rows = _data(cache, payload, cfg)
