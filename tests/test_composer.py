@@ -144,6 +144,35 @@ def test_voicing_stays_under_a_low_melody():
     assert all(p < 44 for p in _voicing(0, ceiling=44))  # no triad fits: only the tones below the melody
 
 
+def test_voicing_leaves_out_a_chord_tone_the_held_tune_rubs():
+    from facetune.music.composer import _held_pitch_classes, _yield_to_tune
+    from facetune.music.pianoroll import Note
+
+    g_major = (55, 59, 62)  # G B D, root G
+    assert _yield_to_tune(g_major, 7, {0}) == (55, 62)  # C held over G: the third B goes (a sus chord)
+    assert _yield_to_tune(g_major, 7, {8}) == g_major  # G# over G: the root stays
+    assert _yield_to_tune(g_major, 7, {2, 7}) == g_major  # chord tones held: nothing rubs
+    held = _held_pitch_classes([Note(60, 0, 3), Note(62, 4, 6), Note(74, 8, 10), Note(64, 14, 20)], 2)
+    assert held == [{2}, {4}]  # D sounds 4 steps in all (two octaves), C 3; E 2 in bar 0 and 4 in bar 1
+    assert _held_pitch_classes([Note(64, 12, 20)], 2) == [{4}, {4}]  # a note across the bar line counts in both
+
+
+def test_accompaniment_never_sounds_a_semitone_under_a_held_tune_note(gen):
+    from facetune.music.composer import HELD_STEPS
+
+    for emotion in ("happy", "angry", "sad", "calm"):
+        comp = compose_emotion(emotion, gen, seed=3)
+        for b in range(comp.bars):
+            o = b * STEPS_PER_BAR
+            steps = [0] * 12
+            for n in comp.melody:
+                steps[n.pitch % 12] += max(0, min(n.end, o + STEPS_PER_BAR) - max(n.start, o))
+            root = parse_chord(comp.chords[b])
+            root = None if root is None else chord_pitch_classes(root)[0]
+            chord = {a.pitch % 12 for a in comp.accompaniment if o <= a.start < o + STEPS_PER_BAR} - {root}
+            assert not {pc for pc in range(12) if steps[pc] >= HELD_STEPS} & {(c + 1) % 12 for c in chord}, (emotion, b)
+
+
 def test_the_network_is_asked_for_the_emotion_register_and_density(gen):
     from facetune.music.composer import CONTROL_JITTER, STYLES, _plan_song
 

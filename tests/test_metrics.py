@@ -20,6 +20,16 @@ def test_scale_melody_metrics():
     assert s["notes_per_bar"] == 8 and s["onsets_per_beat"] == 2
 
 
+def test_minor_ninth_share_counts_steps_over_a_semitone_below():
+    chord = [Note(47, 0, 16), Note(55, 0, 8)]  # B2 for the bar, G3 for its first half
+    assert M.minor_ninth_share([Note(72, 0, 8)], chord) == 1.0  # C5 over B: a minor ninth
+    assert M.minor_ninth_share([Note(72, 8, 16)], chord) == 1.0
+    assert M.minor_ninth_share([Note(56, 0, 4), Note(56, 8, 12)], chord) == 0.5  # G#3 over G only while G sounds
+    assert M.minor_ninth_share([Note(71, 0, 16)], chord) == 0.0  # the chord's own tone
+    assert M.minor_ninth_share([Note(70, 0, 16)], chord) == 0.0  # a semitone below B: not counted
+    assert math.isnan(M.minor_ninth_share([], chord))
+
+
 def test_minor_melody_leans_minor():
     a_minor = [57, 60, 64, 57, 59, 60, 62, 64, 57, 60, 64, 65, 64, 62, 60, 57]
     notes = [Note(p, i * 2, i * 2 + 2) for i, p in enumerate(a_minor)]

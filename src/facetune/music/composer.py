@@ -141,6 +141,30 @@ def _voicing(chord: int, center: int = 57, ceiling: int = 128) -> tuple[int, ...
     return tuple(p for p in best if p < ceiling)
 
 
+#: A pitch class the melody sounds this many steps of a bar (a beat) is held there (`_held_pitch_classes`).
+HELD_STEPS = 4
+
+
+def _held_pitch_classes(melody: Sequence[Note], n_bars: int) -> list[set[int]]:
+    """Per bar, the pitch classes the melody sounds for a beat or more in all (`HELD_STEPS`)."""
+    steps = [[0] * 12 for _ in range(n_bars)]
+    for n in melody:
+        for b in range(max(0, n.start // STEPS_PER_BAR), min(n_bars, (n.end - 1) // STEPS_PER_BAR + 1)):
+            o = b * STEPS_PER_BAR
+            steps[b][n.pitch % 12] += min(n.end, o + STEPS_PER_BAR) - max(n.start, o)
+    return [{pc for pc in range(12) if bar[pc] >= HELD_STEPS} for bar in steps]
+
+
+def _yield_to_tune(triad: tuple[int, ...], root: int, held: set[int]) -> tuple[int, ...]:
+    """The voicing without the chord tones a semitone below a pitch class the tune holds in the
+    bar (the root stays). Why: the network writes the tune over the chord but sometimes holds a
+    note that rubs a minor ninth against it, most often the tonic over V (the suspended fourth
+    against the chord's third): held notes a semitone above a chord tone took 5-10 % of the
+    tune's time against POP909's 4.6 %. An arranger then leaves the third out (a sus chord), as
+    here; no note of the tune changes."""
+    return tuple(p for p in triad if p % 12 == root or (p + 1) % 12 not in held)
+
+
 def _bar_ceilings(melody: Sequence[Note], n_bars: int) -> list[int]:
     """Per bar, the lowest melody pitch sounding in it (128 where the melody rests)."""
     low = [128] * n_bars
@@ -158,12 +182,13 @@ def accompaniment(chords: list[int], style: Style, melody: Sequence[Note] = ()) 
     v = max(30, style.velocity - 22)
     out: list[Note] = []
     ceilings = _bar_ceilings(melody, len(chords))
+    held = _held_pitch_classes(melody, len(chords))
     for b, chord in enumerate(chords):
         if chord == NO_CHORD:
             continue
         o = b * STEPS_PER_BAR
         bass = 36 + chord_pitch_classes(chord)[0]
-        triad = _voicing(chord, ceiling=ceilings[b])
+        triad = _yield_to_tune(_voicing(chord, ceiling=ceilings[b]), chord_pitch_classes(chord)[0], held[b])
         if style.accompaniment == "bounce":
             high = bass + 12 if bass + 12 < ceilings[b] else bass
             out += [Note(bass if s % 8 == 0 else high, o + s, o + s + 2, v + 6 if s % 8 == 0 else v) for s in (0, 4, 8, 12)]

@@ -69,6 +69,24 @@ def empty_beat_rate(notes: Sequence[Note], n_bars: int) -> float:
     return float(1 - filled.mean())
 
 
+def minor_ninth_share(melody: Sequence[Note], accompaniment: Sequence[Note]) -> float:
+    """The share of the melody's sounding steps at which the accompaniment sounds a pitch class a
+    semitone below the melody's (a minor ninth or minor second under it): the rub a held tune
+    note makes with a chord tone beneath it. NaN for a melody with no sounding step."""
+    if not melody:
+        return float("nan")
+    n_steps = max(n.end for n in (*melody, *accompaniment))
+    below = np.zeros((n_steps, 12), dtype=bool)
+    for n in accompaniment:
+        below[max(0, n.start) : n.end, (n.pitch + 1) % 12] = True
+    hits = total = 0
+    for n in melody:
+        span = below[max(0, n.start) : n.end, n.pitch % 12]
+        hits += int(span.sum())
+        total += len(span)
+    return hits / total if total else float("nan")
+
+
 def polyphony(notes: Sequence[Note], n_bars: int) -> float:
     s = _sounding(notes, n_bars * STEPS_PER_BAR)
     return float(s[s > 0].mean()) if (s > 0).any() else 0.0
