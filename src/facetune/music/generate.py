@@ -126,7 +126,7 @@ class MelodyGenerator:
     def _bar_scores(self, songs: Sequence["_Draft"], z: np.ndarray, prev: np.ndarray, b: int, settings: DecodeSettings) -> np.ndarray:
         """The network's (n, 16, BAR_WIDTH) scores for bar `b` of `songs` (noise `z` and conditioner
         bars `prev` in float64), in one pass, with guidance."""
-        from .generator_numpy import DENSITY_CENTER, LEAN_CENTER, REGISTER_CENTER, UNKNOWN_EMOTION, condition_np, form_features_np, song_controls
+        from .generator_numpy import UNKNOWN_EMOTION, condition_np, form_features_np
 
         d = self.dims
         guided = settings.guidance != 1.0 and d.n_emotions > UNKNOWN_EMOTION
@@ -137,8 +137,7 @@ class MelodyGenerator:
         pos = np.array([p.pos if settings.phrase_position else -1 for p in plans])
         end = np.array([int(p.phrase_end) if settings.phrase_position else 0 for p in plans])
         form = form_features_np(pos, end, np.array([int(p.ref >= 0) for p in plans])) if d.n_form else None
-        wanted = np.array([s.request.controls or (REGISTER_CENTER, DENSITY_CENTER, LEAN_CENTER) for s in songs], np.float64)
-        controls = song_controls(wanted[:, 0], wanted[:, 1], wanted[:, 2])[:, : d.n_controls] if d.n_controls else None
+        controls = np.stack([s.controls for s in songs])[:, : d.n_controls] if d.n_controls else None
         y = condition_np(emotion, chord, d, key, form, controls)
         if guided:
             y = np.concatenate([y, condition_np(np.full(len(songs), UNKNOWN_EMOTION), chord, d, key, form, controls)])
@@ -157,6 +156,7 @@ class MelodyGenerator:
 
         head = getattr(self.scores, "head", None)
         drafts = [_Draft(self.dims, r, settings, head is not None) for r in requests]
+        _scale_controls(drafts)
         state = _head_state(drafts) if head is not None else None
         with one_thread():  # small products: a second BLAS thread only waits (see `blas`)
             for b in range(max((len(r.chords) for r in requests), default=0)):
@@ -211,6 +211,8 @@ class _Draft:
         self.held = REST
         self.walk = -1.0
         self.head = head
+        #: The song controls as the network reads them, set for a batch by `_scale_controls`.
+        self.controls = np.zeros(3, np.float32)
 
     def inputs(self, b: int, prev: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
         """Bar `b`'s noise and the bars the conditioner reads (previous ones, then the reference),
@@ -346,6 +348,18 @@ def _step_choices(lg: np.ndarray, songs: Sequence[_Draft], b: int, settings: Dec
     return best, p_on, picks, off_key
 
 
+def _scale_controls(drafts: Sequence[_Draft]) -> None:
+    """Each song's controls as the network reads them (`generator_numpy.song_controls`, row by
+    row), once a song rather than once a bar: a song alone spent 4 % of its time rescaling them."""
+    from .generator_numpy import DENSITY_CENTER, LEAN_CENTER, REGISTER_CENTER, song_controls
+
+    if not drafts:
+        return
+    wanted = np.array([d.request.controls or (REGISTER_CENTER, DENSITY_CENTER, LEAN_CENTER) for d in drafts], np.float64)
+    for d, row in zip(drafts, song_controls(wanted[:, 0], wanted[:, 1], wanted[:, 2])):
+        d.controls = row
+
+
 def _head_state(drafts: Sequence[_Draft]) -> Any:
     """The note head's state for every song, played through the bars written ahead of it (`SongRequest.before`)."""
     from .note_head import HeadState
@@ -372,15 +386,13 @@ def _replay(state: Any, bars: np.ndarray) -> None:
 def _head_bar_inputs(head: Any, scores: np.ndarray, songs: Sequence[_Draft], b: int, settings: DecodeSettings, prev: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """The head's inputs for bar `b` that do not depend on the notes played (`NumpyNoteHead.bar_inputs`):
     each song's emotion, phrase place, song controls and echo of the bars before."""
-    from .generator_numpy import DENSITY_CENTER, LEAN_CENTER, REGISTER_CENTER, song_controls
     from .note_head import echo
 
     emotion = np.array([QUADRANTS.index(s.request.quadrant) for s in songs])
     plans = [s.plans[b] for s in songs]
     pos = np.array([p.pos if settings.phrase_position else -1 for p in plans])
     end = np.array([int(p.phrase_end) if settings.phrase_position else 0 for p in plans])
-    wanted = np.array([s.request.controls or (REGISTER_CENTER, DENSITY_CENTER, LEAN_CENTER) for s in songs], np.float64)
-    controls = song_controls(wanted[:, 0], wanted[:, 1], wanted[:, 2]).astype(np.float64)
+    controls = np.stack([s.controls for s in songs]).astype(np.float64)
     echoes = echo(prev, np.array([p.ref >= 0 and s.dims.reference for p, s in zip(plans, songs)]))
     return head.bar_inputs(scores, emotion, pos, end, controls, echoes)
 
@@ -485,21 +497,24 @@ def _draw_move_one(scores: np.ndarray, held: int, u_hold: float, u_pick: float, 
         return held
     p[held] = 0.0
     if top_p < 1.0:
-        p = np.where(_nucleus_one(p / np.maximum(p.sum(), 1e-300), top_p), p, 0.0)
-    c = np.cumsum(p)
-    return held if c[-1] <= 0 else int(min((c <= u_pick * c[-1]).sum(), len(p) - 1))
+        p = np.where(_nucleus_one(p / max(p.sum(), 1e-300), top_p), p, 0.0)
+    c = np.cumsum(p)  # non-decreasing, so counting the entries <= x is a binary search
+    return held if c[-1] <= 0 else int(min(c.searchsorted(u_pick * c[-1], "right"), len(p) - 1))
 
 
 def _nucleus_one(p: np.ndarray, top_p: float) -> np.ndarray:
-    """`_nucleus` for one row (the same entries kept, ties included), without the batch bookkeeping."""
+    """`_nucleus` for one row (the same entries kept, ties included), without the batch bookkeeping:
+    the cumulative sums are non-decreasing, so the count under `top_p` is a binary search, and
+    only where more entries tie at the threshold than places are left are the ties told apart."""
     ranked = np.sort(p)[::-1]
-    n_keep = int((np.cumsum(ranked) < top_p).sum()) + 1
+    n_keep = int(np.cumsum(ranked).searchsorted(top_p)) + 1
     last = ranked[min(n_keep, len(p)) - 1]
-    above, tied = p > last, p == last
-    need = n_keep - int(np.count_nonzero(above))
-    if np.count_nonzero(tied) > need:
+    keep = p >= last
+    if np.count_nonzero(keep) > n_keep:
+        above, tied = p > last, p == last
+        need = n_keep - int(np.count_nonzero(above))
         return above | (tied & (np.cumsum(tied) <= need))
-    return above | tied
+    return keep
 
 
 def _draw_move(scores: np.ndarray, held: np.ndarray, u_hold: np.ndarray, u_pick: np.ndarray, top_p: float) -> np.ndarray:
