@@ -221,10 +221,9 @@ class _Draft:
         plan = self.plans[b]
         rng = np.random.default_rng([int(self.request.seed), b, 7])
         z = rng.standard_normal(self.dims.z_dim).astype(np.float32)
-        u = rng.random((2, STEPS_PER_BAR))
-        if self.head:  # hold-or-move, which pitch, restrike: a restatement keeps the first and last (its rhythm)
-            u = np.vstack([u, rng.random((1, STEPS_PER_BAR))])
-        elif self.settings.pitch_walk > 0:
+        # with the head: hold-or-move, which pitch, restrike (a restatement keeps the first and last, its rhythm)
+        u = rng.random((3 if self.head else 2, STEPS_PER_BAR))
+        if not self.head and self.settings.pitch_walk > 0:
             u[1] = self.pitch_uniforms(u[1][0], rng.standard_normal(STEPS_PER_BAR) * self.settings.pitch_walk)
             u = np.vstack([u, rng.random((1, STEPS_PER_BAR))])
         if plan.latent_from >= 0:
