@@ -23,34 +23,39 @@ import numpy as np
 EMOTIONS = ("happy", "sad", "angry", "calm")
 
 
-def _above_chord(melody, chords) -> tuple[int, int]:
-    """Steps of melody time a semitone above a tone of the bar's chord, and all melody steps."""
-    from facetune.music.chords import NO_CHORD, chord_pitch_classes
+def _above_table() -> np.ndarray:
+    """(chords, 12): whether a pitch class is a semitone above a tone of the chord, not one of its own."""
+    from facetune.music.chords import N_CHORDS, chord_pitch_classes
+
+    above = np.zeros((N_CHORDS, 12), bool)
+    for c in range(N_CHORDS):
+        tones = set(chord_pitch_classes(c))
+        above[c] = [pc not in tones and (pc - 1) % 12 in tones for pc in range(12)]
+    return above
+
+
+def _above_chord(melody, chords, above: np.ndarray) -> tuple[int, int]:
+    """Steps of melody time a semitone above a tone of the bar's chord, and all melody steps under a chord."""
+    from facetune.music.chords import NO_CHORD
 
     hit = total = 0
     for n in melody:
         for t in range(n.start, n.end):
             b = t // 16
-            if b >= len(chords) or chords[b] == NO_CHORD:
-                continue
-            tones = set(chord_pitch_classes(chords[b]))
-            total += 1
-            hit += n.pitch % 12 not in tones and (n.pitch - 1) % 12 in tones
+            if b < len(chords) and chords[b] != NO_CHORD:
+                total += 1
+                hit += bool(above[chords[b], n.pitch % 12])
     return hit, total
 
 
-def pop909(cache: str) -> float:
+def pop909(cache: str, above: np.ndarray) -> float:
     """POP909's `chord` share from the cache's untransposed bars."""
-    from facetune.music.chords import NO_CHORD, N_CHORDS, chord_pitch_classes
+    from facetune.music.chords import NO_CHORD
     from facetune.music.pianoroll import LOW_PITCH
 
     chord = np.load(f"{cache}/chord.npy")
     keep = np.flatnonzero((np.load(f"{cache}/transpose.npy") == 0) & (chord != NO_CHORD))
     pitch = np.load(f"{cache}/pitch.npy", mmap_mode="r")[keep].astype(np.int64)
-    above = np.zeros((N_CHORDS, 12), bool)
-    for c in range(N_CHORDS):
-        tones = set(chord_pitch_classes(c))
-        above[c] = [pc not in tones and (pc - 1) % 12 in tones for pc in range(12)]
     sounding = pitch >= 0
     rub = above[chord[keep].astype(np.int64)[:, None], (pitch + LOW_PITCH) % 12] & sounding
     return float(rub.sum() / sounding.sum())
@@ -68,6 +73,7 @@ def main() -> None:
     from facetune.music.metrics import minor_ninth_share
 
     gen = load_generator(args.generator)
+    above = _above_table()
     full = composer._yield_to_tune
     print(f"{'emotion':8s} {'chord':>7s} {'heard':>7s} {'heard, full triads':>19s}   (n={args.n} songs each)")
     for emotion in EMOTIONS:
@@ -79,12 +85,12 @@ def main() -> None:
                 comp = compose_emotion(emotion, gen, bars=16, seed=seed)
                 heard[yielding].append(minor_ninth_share(comp.melody, comp.accompaniment))
             plan = _plan_song(emotion, bars=16, seed=seed, tempo=None, form=None, network_emotion=None)
-            h, t = _above_chord(comp.melody, plan.chords)
+            h, t = _above_chord(comp.melody, plan.chords, above)
             hit, total = hit + h, total + t
         composer._yield_to_tune = full
         print(f"{emotion:8s} {hit / total:7.3f} {np.mean(heard[True]):7.3f} {np.mean(heard[False]):19.3f}")
     if args.cache:
-        print(f"POP909   {pop909(args.cache):7.3f}  (sung melodies over their annotated chords, untransposed bars)")
+        print(f"POP909   {pop909(args.cache, above):7.3f}  (sung melodies over their annotated chords, untransposed bars)")
 
 
 if __name__ == "__main__":

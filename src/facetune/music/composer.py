@@ -150,11 +150,16 @@ def _voicing(chord: int, center: int = 57, ceiling: int = 128) -> tuple[int, ...
 HELD_STEPS = 4
 
 
+def _bars_of(note: Note, n_bars: int) -> range:
+    """The bars a note sounds in (of the first `n_bars`)."""
+    return range(max(0, note.start // STEPS_PER_BAR), min(n_bars, (note.end - 1) // STEPS_PER_BAR + 1))
+
+
 def _held_pitch_classes(melody: Sequence[Note], n_bars: int) -> list[set[int]]:
     """Per bar, the pitch classes the melody sounds for a beat or more in all (`HELD_STEPS`)."""
     steps = [[0] * 12 for _ in range(n_bars)]
     for n in melody:
-        for b in range(max(0, n.start // STEPS_PER_BAR), min(n_bars, (n.end - 1) // STEPS_PER_BAR + 1)):
+        for b in _bars_of(n, n_bars):
             o = b * STEPS_PER_BAR
             steps[b][n.pitch % 12] += min(n.end, o + STEPS_PER_BAR) - max(n.start, o)
     return [{pc for pc in range(12) if bar[pc] >= HELD_STEPS} for bar in steps]
@@ -174,7 +179,7 @@ def _bar_ceilings(melody: Sequence[Note], n_bars: int) -> list[int]:
     """Per bar, the lowest melody pitch sounding in it (128 where the melody rests)."""
     low = [128] * n_bars
     for n in melody:
-        for b in range(max(0, n.start // STEPS_PER_BAR), min(n_bars, (n.end - 1) // STEPS_PER_BAR + 1)):
+        for b in _bars_of(n, n_bars):
             low[b] = min(low[b], n.pitch)
     return low
 
@@ -192,8 +197,9 @@ def accompaniment(chords: list[int], style: Style, melody: Sequence[Note] = ()) 
         if chord == NO_CHORD:
             continue
         o = b * STEPS_PER_BAR
-        bass = 36 + chord_pitch_classes(chord)[0]
-        triad = _yield_to_tune(_voicing(chord, ceiling=ceilings[b]), chord_pitch_classes(chord)[0], held[b])
+        root = chord_pitch_classes(chord)[0]
+        bass = 36 + root
+        triad = _yield_to_tune(_voicing(chord, ceiling=ceilings[b]), root, held[b])
         if style.accompaniment == "bounce":
             high = bass + 12 if bass + 12 < ceilings[b] else bass
             out += [Note(bass if s % 8 == 0 else high, o + s, o + s + 2, v + 6 if s % 8 == 0 else v) for s in (0, 4, 8, 12)]

@@ -156,7 +156,6 @@ class MelodyGenerator:
 
         head = getattr(self.scores, "head", None)
         drafts = [_Draft(self.dims, r, settings, head is not None) for r in requests]
-        _scale_controls(drafts)
         state = _head_state(drafts) if head is not None else None
         with one_thread():  # small products: a second BLAS thread only waits (see `blas`)
             for b in range(max((len(r.chords) for r in requests), default=0)):
@@ -197,6 +196,7 @@ class _Draft:
     def __init__(self, dims: Any, request: SongRequest, settings: DecodeSettings, head: bool = False) -> None:
         from .chords import allowed_pitch_mask
         from .form import BarPlan, cadence_bars
+        from .generator_numpy import DENSITY_CENTER, LEAN_CENTER, REGISTER_CENTER, song_controls
 
         n = len(request.chords)
         self.dims, self.request, self.settings = dims, request, settings
@@ -211,8 +211,8 @@ class _Draft:
         self.held = REST
         self.walk = -1.0
         self.head = head
-        #: The song controls as the network reads them, set for a batch by `_scale_controls`.
-        self.controls = np.zeros(3, np.float32)
+        #: The song controls as the network reads them (`song_controls`), once a song rather than once a bar.
+        self.controls = song_controls(*(request.controls or (REGISTER_CENTER, DENSITY_CENTER, LEAN_CENTER)))
 
     def inputs(self, b: int, prev: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
         """Bar `b`'s noise and the bars the conditioner reads (previous ones, then the reference),
@@ -345,18 +345,6 @@ def _step_choices(lg: np.ndarray, songs: Sequence[_Draft], b: int, settings: Dec
         unmasked = _draw_rows(raw.reshape(-1, REST + 1), u, settings.top_p, rest_u).reshape(n, STEPS_PER_BAR)
         off_key = (unmasked != REST) & ~np.take_along_axis(ok, unmasked, 1)
     return best, p_on, picks, off_key
-
-
-def _scale_controls(drafts: Sequence[_Draft]) -> None:
-    """Each song's controls as the network reads them (`generator_numpy.song_controls`, row by
-    row), once a song rather than once a bar: a song alone spent 4 % of its time rescaling them."""
-    from .generator_numpy import DENSITY_CENTER, LEAN_CENTER, REGISTER_CENTER, song_controls
-
-    if not drafts:
-        return
-    wanted = np.array([d.request.controls or (REGISTER_CENTER, DENSITY_CENTER, LEAN_CENTER) for d in drafts], np.float64)
-    for d, row in zip(drafts, song_controls(wanted[:, 0], wanted[:, 1], wanted[:, 2])):
-        d.controls = row
 
 
 def _head_state(drafts: Sequence[_Draft]) -> Any:
