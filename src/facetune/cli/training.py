@@ -211,16 +211,17 @@ def prepare_music_cmd(src: tuple[Path, ...], out: Path, labels: Path | None, gri
 @click.option("--pair-weight", default=0.0, show_default=True, type=click.FloatRange(0), help="Weight of matching each emotion's shares of move pairs (runs of steps one way, a step and back, a note struck three times) to the data's.")
 @click.option("--emotion-dropout", default=0.1, show_default=True, type=click.FloatRange(0, 1), help="Share of labelled bars shown as 'unknown emotion', so the network learns that condition too (for guidance).")
 @click.option("--lean-control", is_flag=True, help="Also condition the network on each song's major/minor lean (a third song control the composer sets per emotion).")
+@click.option("--mode-mirror", is_flag=True, help="Also train on every song in its parallel mode (major tunes set in minor and minor ones in major).")
 @click.option("--label-rule", default="mode-pace", show_default=True, type=click.Choice(["mode-pace", "lean-pace", "none"]), help="How songs without an emotion label (POP909) get one: valence from the key's mode (mode-pace) or from the melody's own major/minor lean (lean-pace), arousal from melody onsets per second; none leaves them 'unknown'.")
 @click.option("--init", "init", default=None, type=click.Path(path_type=Path, exists=True, dir_okay=False), help="Fine-tune: start from this generator checkpoint (a fresh discriminator) or GAN training checkpoint (both networks).")
 @click.option("--d-warmup", default=0, show_default=True, type=click.IntRange(0), help="Steps at the start in which only the discriminator learns (with --init and a generator checkpoint).")
 @TRAINING_RUN_OPTIONS
 @handle_errors
-def train_gan_cmd(data: Path, out: Path, epochs: int, batch_size: int, lr: float, steps_per_epoch: int, prev_bars: int, fm_weight: float, mean_weight: float, stats_weight: float, nll_weight: float, interval_weight: float, pair_weight: float, emotion_dropout: float, lean_control: bool, label_rule: str, init: Path | None, d_warmup: int, seed: int, device: str, resume: bool, tiny: bool) -> None:
+def train_gan_cmd(data: Path, out: Path, epochs: int, batch_size: int, lr: float, steps_per_epoch: int, prev_bars: int, fm_weight: float, mean_weight: float, stats_weight: float, nll_weight: float, interval_weight: float, pair_weight: float, emotion_dropout: float, lean_control: bool, mode_mirror: bool, label_rule: str, init: Path | None, d_warmup: int, seed: int, device: str, resume: bool, tiny: bool) -> None:
     """Train the MIDINet-style melody GAN on a music cache."""
     from ..music.train import GanConfig, train_gan
 
-    cfg = GanConfig(epochs=epochs, batch_size=batch_size, lr=lr, steps_per_epoch=steps_per_epoch, prev_bars=prev_bars, fm_weight=fm_weight, mean_weight=mean_weight, stats_weight=stats_weight, nll_weight=nll_weight, interval_weight=interval_weight, pair_weight=pair_weight, emotion_dropout=emotion_dropout, lean_control=lean_control, label_rule=label_rule, init=str(init or ""), d_warmup=d_warmup, seed=seed, tiny=tiny)
+    cfg = GanConfig(epochs=epochs, batch_size=batch_size, lr=lr, steps_per_epoch=steps_per_epoch, prev_bars=prev_bars, fm_weight=fm_weight, mean_weight=mean_weight, stats_weight=stats_weight, nll_weight=nll_weight, interval_weight=interval_weight, pair_weight=pair_weight, emotion_dropout=emotion_dropout, lean_control=lean_control, mode_mirror=mode_mirror, label_rule=label_rule, init=str(init or ""), d_warmup=d_warmup, seed=seed, tiny=tiny)
     result = train_gan(data, out, cfg, resume=resume, device=device, command=command_line())
     console.info(f"done: {result['epochs']} epochs; generator in {out / 'generator.pt'}")
 
@@ -235,13 +236,14 @@ def train_gan_cmd(data: Path, out: Path, epochs: int, batch_size: int, lr: float
 @click.option("--lr", default=1e-3, show_default=True, type=click.FloatRange(0, min_open=True), help="Learning rate of the head (Adam).")
 @click.option("--hidden", default=128, show_default=True, type=click.IntRange(1), help="Hidden width of the head.")
 @click.option("--seed", default=0, show_default=True, type=click.IntRange(0), help="Seed of the head's initialisation, the data order and the GAN's noise.")
+@click.option("--mode-mirror", is_flag=True, help="Also train on every song in its parallel mode (major tunes set in minor and minor ones in major).")
 @click.option("--resume", is_flag=True, help="Continue from OUT/last.pt (made on the same generator file).")
 @handle_errors
-def train_note_head_cmd(data: Path, generator: Path, out: Path, epochs: int, steps_per_epoch: int, batch_size: int, lr: float, hidden: int, seed: int, resume: bool) -> None:
+def train_note_head_cmd(data: Path, generator: Path, out: Path, epochs: int, steps_per_epoch: int, batch_size: int, lr: float, hidden: int, seed: int, mode_mirror: bool, resume: bool) -> None:
     """Train the note head, which draws the melody step by step from the GAN's scores, on a frozen generator (by likelihood)."""
     from ..music.train_note_head import NoteHeadConfig, train_note_head
 
-    cfg = NoteHeadConfig(hidden=hidden, epochs=epochs, steps_per_epoch=steps_per_epoch, batch_size=batch_size, lr=lr, seed=seed)
+    cfg = NoteHeadConfig(hidden=hidden, epochs=epochs, steps_per_epoch=steps_per_epoch, batch_size=batch_size, lr=lr, seed=seed, mode_mirror=mode_mirror)
     result = train_note_head(data, generator, out, cfg, resume=resume, command=command_line())
     last = result["history"][-1] if result["history"] else {}
     console.info(f"done: {result['epochs']} epochs, val ce {last.get('val_ce', float('nan')):.3f} (GAN alone {last.get('val_gan_ce', float('nan')):.3f}); generator in {result['generator']}")

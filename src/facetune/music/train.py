@@ -65,6 +65,9 @@ class GanConfig:
     lean_control: bool = False
     #: With "lean-pace": songs whose melody leans less than this either way stay unknown.
     lean_margin: float = 0.04
+    #: Also train on every song in its parallel mode (`mode_mirror`), so minor tunes that centre
+    #: on their tonic are as common as major ones.
+    mode_mirror: bool = False
     #: Weight of matching each emotion's signed interval histogram (`interval_histogram`) to the
     #: data's; 0: off, as the first generators were trained.
     interval_weight: float = 0.0
@@ -166,9 +169,15 @@ def melody_lean(arrays: dict[str, np.ndarray], group: np.ndarray, melodic: np.nd
 
 
 def training_arrays(arrays: dict[str, np.ndarray], manifest: dict[str, Any], cfg: GanConfig) -> dict[str, np.ndarray]:
-    """The cache's arrays with the training-time additions: quadrants for unlabelled songs (by
-    `cfg.label_rule`) and every row's song controls."""
+    """The cache's arrays with the training-time additions: with `cfg.mode_mirror` every song in
+    its parallel mode too, quadrants for unlabelled songs (by `cfg.label_rule`) and every row's
+    song controls."""
     arrays = dict(arrays)
+    if cfg.mode_mirror:
+        from .mode_mirror import mirror_arrays
+
+        arrays, manifest = mirror_arrays(arrays, manifest)
+        console.info(f"training on every song in both modes: {len(arrays['pitch']):,} bars")
     if cfg.label_rule in ("mode-pace", "lean-pace"):
         counts = label_by_mode_and_pace(arrays, manifest, cfg.lean_margin if cfg.label_rule == "lean-pace" else None)
         console.info(f"songs labelled by {cfg.label_rule}: {counts}")

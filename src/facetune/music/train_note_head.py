@@ -43,6 +43,8 @@ class NoteHeadConfig:
     seed: int = 0
     #: Validation bars (a fixed sample of the validation split, untransposed), scored with fixed noise.
     val_bars: int = 2048
+    #: Also train on every song in its parallel mode (`mode_mirror`); validation keeps the real songs.
+    mode_mirror: bool = False
 
 
 @dataclass
@@ -135,10 +137,11 @@ def _data(cache: str | Path, payload: dict[str, Any], cfg: NoteHeadConfig) -> tu
 
     hp = payload.get("hyperparameters") or {}
     manifest, arrays = load_music_cache(cache)
-    arrays = training_arrays(arrays, manifest, GanConfig(label_rule=hp.get("label_rule", "mode-pace"), lean_margin=hp.get("lean_margin", 0.04)))
+    real = len(arrays["pitch"])
+    arrays = training_arrays(arrays, manifest, GanConfig(label_rule=hp.get("label_rule", "mode-pace"), lean_margin=hp.get("lean_margin", 0.04), mode_mirror=cfg.mode_mirror))
     train_rows = training_rows(arrays, manifest, 0)
     val_rows = training_rows(arrays, manifest, 1)
-    val_rows = val_rows[arrays["transpose"][val_rows] == 0]
+    val_rows = val_rows[(arrays["transpose"][val_rows] == 0) & (val_rows < real)]
     if len(train_rows) < cfg.batch_size:
         raise FacetuneError(f"{cache}: only {len(train_rows)} training bars, fewer than one batch of {cfg.batch_size}")
     val_sample = np.sort(val_rows[np.random.default_rng(cfg.seed).permutation(len(val_rows))[: cfg.val_bars]])
