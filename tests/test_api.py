@@ -28,6 +28,25 @@ def test_classify_takes_paths_pil_and_arrays(tmp_path, tiny_classifier):
     assert recs[3].error and "nope.png" in recs[3].error and recs[3].emotion is None
 
 
+def test_the_first_faces_found_while_the_classifier_loads_are_cut_for_it(tmp_path, tiny_classifier, monkeypatch):
+    """The first readable input's faces are found at the default crop size while the classifier
+    loads; a classifier that asks for another size gets them cut again at its size, as every later
+    input is, so the overlap never changes an answer."""
+    import copy
+
+    import facetune.api as api
+
+    clf = copy.copy(api.load_classifier(str(tiny_classifier)))
+    clf.crop_size = 40
+    monkeypatch.setattr(api, "load_classifier", lambda *a, **k: clf)
+    sizes: list[int] = []
+    detect = api._detect
+    monkeypatch.setattr(api, "_detect", lambda src, *args: sizes.append(args[2]) or detect(src, *args))
+    img = face_image(0, np.random.default_rng(0), size=64)
+    recs = facetune.classify([img, img])
+    assert sizes == [48, 40, 40] and recs[0].probabilities == recs[1].probabilities
+
+
 def test_compose_api(tmp_path, tiny_classifier, tiny_generator):
     img = face_image(1, np.random.default_rng(1))
     res = facetune.compose(img, tmp_path / "a.mid", seed=2, classifier=str(tiny_classifier), generator=str(tiny_generator))

@@ -62,25 +62,43 @@ def test_cascade_sends_exactly_the_near_ties_to_float(tiny_int8, tmp_path):
     import shutil
 
     f = load_classifier(tiny_int8, engine="onnx")
-    alone = load_classifier(tiny_int8, cascade=CascadeSettings(margin=0))
+    alone = load_classifier(tiny_int8, cascade=CascadeSettings(margin=0, flip_margin=1.01))
     pq, pf = alone.predict(CROPS), f.predict(CROPS)
     top = np.sort(pq, 1)
     margins = top[:, -1] - top[:, -2]
     cut = float(np.median(margins))
     unsure = margins < cut
     assert 0 < unsure.sum() < len(CROPS) and np.array_equal(near_ties(pq, cut), unsure)
-    q = load_classifier(tiny_int8, cascade=CascadeSettings(margin=cut))
+    q = load_classifier(tiny_int8, cascade=CascadeSettings(margin=cut, flip_margin=1.01))
     assert q.engine == "int8" and q.rerun == 0 and q._twin is None  # the float graph opens on first need
     got = q.predict(CROPS)
     assert q.rerun == int(unsure.sum())
     assert np.array_equal(got[unsure], pf[unsure]) and np.array_equal(got[~unsure], pq[~unsure])
     assert np.array_equal(load_classifier(tiny_int8, cascade=CascadeSettings(margin=1.01)).predict(CROPS), pf)
-    assert load_classifier(tiny_int8).cascade == CascadeSettings() and CascadeSettings().margin == 0.03
+    assert load_classifier(tiny_int8).cascade == CascadeSettings() == CascadeSettings(margin=0.03, flip_margin=0.4)
     lone = tmp_path / "lone.int8.onnx"  # an int8 file given on its own, no float twin beside it
     shutil.copy(int8_path_for(tiny_int8), lone)
-    assert np.array_equal(load_classifier(lone, cascade=CascadeSettings(margin=cut)).predict(CROPS), pq)
+    assert np.array_equal(load_classifier(lone, cascade=CascadeSettings(margin=cut, flip_margin=1.01)).predict(CROPS), pq)
     shutil.copy(tiny_int8.with_suffix(".onnx"), tmp_path / "lone.onnx")
-    assert np.array_equal(load_classifier(lone, cascade=CascadeSettings(margin=cut)).predict(CROPS), got)
+    assert np.array_equal(load_classifier(lone, cascade=CascadeSettings(margin=cut, flip_margin=1.01)).predict(CROPS), got)
+
+
+def test_the_mirror_pass_runs_only_where_the_plain_pass_is_unsure(tiny_int8):
+    """Crops whose plain int8 pass has a top-two margin under `flip_margin` take the flip-averaged
+    answer, the others the plain pass's; 0 mirrors none (as `tta=False`), 1.01 every crop."""
+    settings = lambda flip: CascadeSettings(margin=0, flip_margin=flip)  # noqa: E731
+    plain = load_classifier(tiny_int8, cascade=settings(0)).predict(CROPS)
+    full = load_classifier(tiny_int8, cascade=settings(1.01)).predict(CROPS)
+    assert np.array_equal(plain, load_classifier(tiny_int8, cascade=settings(1.01)).predict(CROPS, tta=False))
+    assert not np.array_equal(plain, full)
+    top = np.sort(plain, 1)
+    cut = float(np.median(top[:, -1] - top[:, -2]))
+    unsure = near_ties(plain, cut)
+    assert 0 < unsure.sum() < len(CROPS)
+    q = load_classifier(tiny_int8, cascade=settings(cut))
+    got = q.predict(CROPS)
+    assert q.flipped == int(unsure.sum()) and q.rerun == 0
+    assert np.array_equal(got[unsure], full[unsure]) and np.array_equal(got[~unsure], plain[~unsure])
 
 
 def test_cascade_on_several_threads_gives_the_same_answers(tiny_int8):
@@ -155,18 +173,20 @@ def _fixed_sample(per_class: int = 100) -> np.ndarray:
 
 @pytest.mark.skipif(not FER_TEST.is_dir(), reason="shared FER2013 test crops not present")
 def test_shipped_int8_and_float_agree_on_a_fixed_sample():
-    """The first 100 test crops of each of angry, happy and sad: with the default cascade the top
-    class agrees on 299 of 300 (4 near-ties rerun in float when written), the int8 graph alone on
-    at least 297 (298 when written), and the probabilities stay close."""
+    """The first 100 test crops of each of angry, happy and sad: with the default settings the top
+    class agrees on 299 of 300 (60 crops mirrored and 4 near-ties rerun in float when written),
+    the int8 graph alone on at least 297 (298 when written, mirroring some crops or all), and the
+    probabilities stay close."""
     assert int8_path_for(DEFAULT_WEIGHTS).is_file()
     x = _fixed_sample()
     q, f = load_classifier(DEFAULT_WEIGHTS), load_classifier(DEFAULT_WEIGHTS, engine="onnx")
     assert (q.engine, f.engine) == ("int8", "onnx")
     pq, pf = q.predict(x), f.predict(x)
-    assert (pq.argmax(1) == pf.argmax(1)).sum() >= 299 and 0 < q.rerun < 30
+    assert (pq.argmax(1) == pf.argmax(1)).sum() >= 299 and 0 < q.rerun < 30 and 0 < q.flipped < 150
     assert np.abs(pq - pf).mean() < 0.03
-    alone = load_classifier(DEFAULT_WEIGHTS, cascade=CascadeSettings(margin=0)).predict(x)
-    assert (alone.argmax(1) == pf.argmax(1)).sum() >= 297
+    for flip_margin in (0.4, 1.01):
+        alone = load_classifier(DEFAULT_WEIGHTS, cascade=CascadeSettings(margin=0, flip_margin=flip_margin)).predict(x)
+        assert (alone.argmax(1) == pf.argmax(1)).sum() >= 297
 
 
 def test_gray_stem_fold_keeps_the_answers(tiny_int8, tmp_path):

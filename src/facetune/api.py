@@ -148,6 +148,33 @@ def _unreadable(src: Any, max_bytes: int = DEFAULT_MAX_BYTES) -> tuple[InputErro
     return None, digest
 
 
+def _load_while_detecting(src: Any, detect: bool | None, all_faces: bool, max_bytes: int, classifier: str | None, device: str, engine: str) -> tuple[Any, tuple[list[Any], InputError | None, str | None]]:
+    """The classifier, and the faces of `src` (the first readable input) found while it loads.
+
+    Why: a one-photo run waits for both, and each takes about a tenth of a second (ONNX Runtime's
+    import and session; decoding and MTCNN), so on two cores the second runs beside the first.
+    The faces are cropped at the default size and margin, and cropped again in the rare case the
+    loaded classifier asks for others, so the answer never depends on the overlap."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from .classifier.preprocess import CROP_SIZE, FACE_MARGIN
+
+    with ThreadPoolExecutor(1, thread_name_prefix="facetune-load") as pool:
+        loading = pool.submit(load_classifier, classifier, device, engine)
+        head = _detect(src, detect, all_faces, CROP_SIZE, FACE_MARGIN, max_bytes)
+        clf = loading.result()
+    if (clf.crop_size, clf.face_margin) != (CROP_SIZE, FACE_MARGIN):
+        head = _detect(src, detect, all_faces, clf.crop_size, clf.face_margin, max_bytes)
+    return clf, head
+
+
+def _after(head: tuple[list[Any], InputError | None, str | None], rest: Iterator[tuple[int, list[Any], InputError | None, str | None]]) -> Iterator[tuple[int, list[Any], InputError | None, str | None]]:
+    """`head` as input 0, then `rest` (indexed from the input after it) renumbered to follow it."""
+    yield (0, *head)
+    for i, faces, err, digest in rest:
+        yield i + 1, faces, err, digest
+
+
 def iter_classify(
     sources: Sequence[Any],
     *,
@@ -185,7 +212,7 @@ def iter_classify(
         first += 1
     if first == len(sources):
         return  # nothing readable: no model is loaded (a rerun over broken inputs stays fast)
-    clf = load_classifier(classifier, device, engine)
+    clf, head = _load_while_detecting(sources[first], detect, all_faces, max_bytes, classifier, device, engine)
     active = clf.active(list(classes) if classes else None)
     pending: list[tuple[int, list[Any], InputError | None, str | None]] = []
     n_crops = 0
@@ -206,7 +233,7 @@ def iter_classify(
                 records.append(FaceEmotion(labels[i], list(f.box) if f.box else None, emotion, {c: round(float(v), 4) for c, v in zip(active, p)}, quadrant_of(emotion), content=digest))
             yield i, records
 
-    faces_stream = _iter_faces(sources[first:], detect, all_faces, clf.crop_size, clf.face_margin, workers, max_bytes)
+    faces_stream = _after(head, _iter_faces(sources[first + 1 :], detect, all_faces, clf.crop_size, clf.face_margin, workers, max_bytes))
     for i, faces, err, digest in _prefetched(faces_stream, depth=2 * batch_size) if len(sources) - first > batch_size else faces_stream:  # decode the next batch while this one is classified
         item = (i + first, faces, err, digest)
         if on_read is not None:

@@ -84,7 +84,7 @@ def _exports(checkpoint: Path, origin: str) -> list[dict[str, str]]:
             meta = {}
         source = source or file_sha256(checkpoint)  # read once, for the first export found
         current = meta.get("source_sha256") == source and ("quantization" in meta) == (engine == "int8")
-        cascade = " (near-ties rerun in the float export)" if engine == "int8" else ""
+        cascade = " (mirror pass only where unsure, near-ties rerun in the float export)" if engine == "int8" else ""
         state = f"{what} ONNX export of {checkpoint.name}, --engine {engine}{cascade}" if current else f"{what} ONNX export, not of the current {checkpoint.name} (unused)"
         figures = f"{f.stat().st_size / 1e6:.1f} MB; accuracy and speed per engine: {checkpoint.with_suffix('.md').name}"
         rows.append({"kind": "classifier", "name": f.name, "describes": state, "figures": figures, "path": str(f), "origin": origin})

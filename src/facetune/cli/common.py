@@ -150,7 +150,7 @@ check_size = usage_check(_parse_size)
 
 #: Options declared once for every command that takes them (one definition, one help text).
 CLASSIFIER_OPTION = click.option("--classifier", type=click.Path(path_type=Path), help="Classifier checkpoint (default: the shipped model).")
-ENGINE_OPTION = click.option("--engine", type=click.Choice(["auto", "int8", "onnx", "torch"]), default="auto", show_default=True, help="int8: the int8 ONNX export (fastest; near-ties rerun in the float export); onnx: the float ONNX export; torch: PyTorch. auto: int8, else onnx, on the CPU when the checkpoint has such an export beside it, else PyTorch.")
+ENGINE_OPTION = click.option("--engine", type=click.Choice(["auto", "int8", "onnx", "torch"]), default="auto", show_default=True, help="int8: the int8 ONNX export (fastest; mirrored for flip TTA only where unsure, near-ties rerun in the float export); onnx: the float ONNX export; torch: PyTorch. auto: int8, else onnx, on the CPU when the checkpoint has such an export beside it, else PyTorch.")
 GENERATOR_OPTION = click.option("--generator", type=click.Path(path_type=Path), help="Generator checkpoint (default: the shipped model).")
 DEVICE_OPTION = click.option("--device", default="cpu", show_default=True, callback=check_device, help="Device for the classifier: cpu, auto, cuda, cuda:N or mps.")
 SHARD_OPTION = click.option("--shard", default="1/1", show_default=True, callback=usage_check(_parse_shard), help="Process only shard K of N of the inputs (K from 1): each input belongs to one shard by a stable hash of its relative path, so N runs (a job array, N hosts) with the same inputs and output folder together do exactly what one run does.")
