@@ -26,6 +26,9 @@ from ..errors import CheckpointError, FacetuneError
 from .pianoroll import BAR_WIDTH, LOW_PITCH, N_PITCHES, ONSET, REST, STEPS_PER_BAR
 
 DEFAULT_GENERATOR = Path(__file__).parent.parent / "weights" / "generator.pt"
+#: Rows of (song, bar) whose noise-only layers `generate_many` runs in one product: every bar of a
+#: batch of 64 (the CLI's chunk), while a very large batch keeps its memory to a few bars at a time.
+TERM_ROWS = 4096
 
 
 @dataclass(frozen=True)
@@ -123,13 +126,16 @@ class MelodyGenerator:
         """The decode settings the checkpoint was shipped with."""
         return DecodeSettings(**self.info.get("decode", {}))
 
-    def _bar_scores(self, songs: Sequence["_Draft"], z: np.ndarray, prev: np.ndarray, b: int, settings: DecodeSettings) -> np.ndarray:
-        """The network's (n, 16, BAR_WIDTH) scores for bar `b` of `songs` (noise `z` and conditioner
-        bars `prev` in float64), in one pass, with guidance."""
+    def _guided(self, settings: DecodeSettings) -> bool:
+        from .generator_numpy import UNKNOWN_EMOTION
+
+        return settings.guidance != 1.0 and self.dims.n_emotions > UNKNOWN_EMOTION
+
+    def _conditions(self, songs: Sequence["_Draft"], b: int, settings: DecodeSettings) -> np.ndarray:
+        """The condition y of bar `b` of `songs`, with guidance those under the unknown emotion after them."""
         from .generator_numpy import UNKNOWN_EMOTION, condition_np, form_features_np
 
         d = self.dims
-        guided = settings.guidance != 1.0 and d.n_emotions > UNKNOWN_EMOTION
         emotion = np.array([QUADRANTS.index(s.request.quadrant) for s in songs])
         chord = np.array([s.request.chords[b] for s in songs])
         key = np.array([s.request.key for s in songs])
@@ -139,10 +145,42 @@ class MelodyGenerator:
         form = form_features_np(pos, end, np.array([int(p.ref >= 0) for p in plans])) if d.n_form else None
         controls = np.stack([s.controls for s in songs])[:, : d.n_controls] if d.n_controls else None
         y = condition_np(emotion, chord, d, key, form, controls)
-        if guided:
+        if self._guided(settings):
             y = np.concatenate([y, condition_np(np.full(len(songs), UNKNOWN_EMOTION), chord, d, key, form, controls)])
-            z, prev = np.concatenate([z, z]), np.concatenate([prev, prev])
-        lg = self.scores.logits(z, y, prev)[:, 0]
+        return y
+
+    def _noise(self, songs: Sequence["_Draft"], b: int, settings: DecodeSettings) -> np.ndarray:
+        """Bar `b`'s noise of `songs` in float64, twice over with guidance (as `_conditions` gives y)."""
+        z = np.stack([s.latents[b][0] for s in songs]).astype(np.float64)
+        return np.concatenate([z, z]) if self._guided(settings) else z
+
+    def _song_terms(self, drafts: Sequence["_Draft"], bars: range, settings: DecodeSettings) -> dict[int, Any]:
+        """Per bar in `bars`, what the numpy network reads of the noise and condition alone
+        (`NumpyGenerator.song_terms`) for the songs still writing then, all in one product per
+        layer. Why: those layers do not depend on the bars written, and one product over every
+        bar costs far less than one per bar (a song alone ran its fully connected layers as a
+        matrix-vector product 16 times)."""
+        rows: dict[int, slice] = {}
+        zs, ys, start = [], [], 0
+        for b in bars:
+            live = [d for d in drafts if b < len(d.request.chords)]
+            zs.append(self._noise(live, b, settings))
+            ys.append(self._conditions(live, b, settings))
+            rows[b] = slice(start, start + len(ys[-1]))
+            start += len(ys[-1])
+        terms = self.scores.song_terms(np.concatenate(zs), np.concatenate(ys))
+        return {b: terms.rows(r) for b, r in rows.items()}
+
+    def _bar_scores(self, songs: Sequence["_Draft"], prev: np.ndarray, b: int, settings: DecodeSettings, terms: Any = None) -> np.ndarray:
+        """The network's (n, 16, BAR_WIDTH) scores for bar `b` of `songs` (conditioner bars `prev`
+        in float64), in one pass, with guidance; `terms`, the bar's `_song_terms` (numpy engine)."""
+        guided = self._guided(settings)
+        if guided:
+            prev = np.concatenate([prev, prev])
+        if terms is not None:
+            lg = self.scores.logits_from(terms, prev)[:, 0]
+        else:
+            lg = self.scores.logits(self._noise(songs, b, settings), self._conditions(songs, b, settings), prev)[:, 0]
         if guided:
             n = len(songs)
             return lg[n:] + settings.guidance * (lg[:n] - lg[n:])
@@ -156,32 +194,41 @@ class MelodyGenerator:
 
         head = getattr(self.scores, "head", None)
         drafts = [_Draft(self.dims, r, settings, head is not None) for r in requests]
+        for d in drafts:
+            d.draw_all()
         state = _head_state(drafts) if head is not None else None
+        n_bars = max((len(r.chords) for r in requests), default=0)
+        terms: dict[int, Any] = {}
         with one_thread():  # small products: a second BLAS thread only waits (see `blas`)
-            for b in range(max((len(r.chords) for r in requests), default=0)):
+            for b in range(n_bars):
                 index = [k for k, d in enumerate(drafts) if b < len(d.request.chords)]
                 live = [drafts[k] for k in index]
-                z = np.empty((len(live), self.dims.z_dim))
+                if hasattr(self.scores, "song_terms") and b not in terms:  # bars at a time, at most about TERM_ROWS rows
+                    terms = self._song_terms(drafts, range(b, min(n_bars, b + max(1, TERM_ROWS // len(live)))), settings)
                 prev = np.zeros((len(live), self.dims.prev_bars + int(self.dims.reference), STEPS_PER_BAR, BAR_WIDTH))
                 for k, d in enumerate(live):
-                    z[k] = d.inputs(b, prev[k])[0]
-                scores = self._bar_scores(live, z, prev, b, settings)
+                    d.conditioner_bars(b, prev[k])
+                scores = self._bar_scores(live, prev, b, settings, terms.get(b))
                 if state is None:
                     for d, choice in zip(live, zip(*_step_choices(scores, live, b, settings))):
                         d.write_bar(b, *choice)
                     continue
-                sub = state.take(np.array(index))
-                played = sub.copy()
-                solo = len(live) == 1 and not settings.count_changes
-                bars, off_key, shortened = (_head_bar_solo if solo else _head_bars)(head, scores, live, played, b, settings, prev)
-                for d, bar, off, rest in zip(live, bars, off_key.tolist(), shortened.tolist()):
-                    d.rest_changes += rest
-                    d.finish_bar(b, bar, off)
-                if any(b in d.cadences for d in live):  # a cadence may have moved the last note: read the bar as written
-                    _replay(sub, np.stack([d.history[-1] for d in live]))
-                    played = sub
-                state.put(np.array(index), played)
+                self._head_bar(head, state, scores, live, index, prev, b, settings)
         return [d.result() for d in drafts]
+
+    def _head_bar(self, head: Any, state: Any, scores: np.ndarray, live: Sequence["_Draft"], index: list[int], prev: np.ndarray, b: int, settings: DecodeSettings) -> None:
+        """Bar `b` of the `live` songs (at `index` of the head's `state`) drawn by the note head and kept."""
+        sub = state.take(np.array(index))
+        played = sub.copy()
+        solo = len(live) == 1 and not settings.count_changes
+        bars, off_key, shortened = (_head_bar_solo if solo else _head_bars)(head, scores, live, played, b, settings, prev)
+        for d, bar, off, rest in zip(live, bars, off_key.tolist(), shortened.tolist()):
+            d.rest_changes += rest
+            d.finish_bar(b, bar, off)
+        if any(b in d.cadences for d in live):  # a cadence may have moved the last note: read the bar as written
+            _replay(sub, np.stack([d.history[-1] for d in live]))
+            played = sub
+        state.put(np.array(index), played)
 
     def generate(self, quadrant: str, chords: Sequence[int], key: int, seed: int, plans: Sequence[Any] | None = None, settings: DecodeSettings = DecodeSettings(), controls: tuple[float, float, float] | None = None) -> tuple[np.ndarray, dict[str, int]]:
         """One song; the same as that song in any batch of `generate_many`."""
@@ -215,9 +262,22 @@ class _Draft:
         self.controls = song_controls(*(request.controls or (REGISTER_CENTER, DENSITY_CENTER, LEAN_CENTER)))
 
     def inputs(self, b: int, prev: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
-        """Bar `b`'s noise and the bars the conditioner reads (previous ones, then the reference),
-        written into `prev` (zeros, (cond inputs, 16, BAR_WIDTH)) when given: a batch fills its
-        array in place rather than stacking each song's bars and then all songs."""
+        """Bar `b`'s noise (drawn now: bars in order) and the bars the conditioner reads
+        (`conditioner_bars`), in a new array unless `prev` is given."""
+        self.draw(b)
+        if prev is None:
+            prev = np.zeros((self.dims.prev_bars + int(self.dims.reference), STEPS_PER_BAR, BAR_WIDTH), np.float32)
+        self.conditioner_bars(b, prev)
+        return self.latents[b][0], prev
+
+    def draw_all(self) -> None:
+        """Every bar's noise and uniforms, up front: they depend on the seed and the form plan,
+        never on the notes written, so a batch can run the layers that read only the noise at once."""
+        for b in range(len(self.latents), len(self.request.chords)):
+            self.draw(b)
+
+    def draw(self, b: int) -> None:
+        """Draw bar `b`'s noise and uniforms (the bars before it are drawn) into `latents`."""
         plan = self.plans[b]
         rng = np.random.default_rng([int(self.request.seed), b, 7])
         z = rng.standard_normal(self.dims.z_dim).astype(np.float32)
@@ -233,15 +293,18 @@ class _Draft:
             if not plan.fresh_draws:
                 u = self._restated_uniforms(u, u0, rng) if self.head else np.concatenate([u0[:1], u[1:]])
         self.latents.append((z, u))
-        if prev is None:
-            prev = np.zeros((self.dims.prev_bars + int(self.dims.reference), STEPS_PER_BAR, BAR_WIDTH), np.float32)
+
+    def conditioner_bars(self, b: int, prev: np.ndarray) -> None:
+        """Write the bars the conditioner reads for bar `b` into `prev` (zeros, (cond inputs, 16,
+        BAR_WIDTH)): previous ones, then the reference; a batch fills its array in place rather
+        than stacking each song's bars and then all songs."""
+        plan = self.plans[b]
         past = self.before + self.history if self.before else self.history
         for i in range(min(self.dims.prev_bars, len(past))):
             prev[i] = past[-1 - i]
         if self.dims.reference and plan.ref >= 0:
             chords = self.request.chords
             prev[-1] = _follow_chord(self.history[plan.ref], chords[plan.ref], chords[b], self.request.key)
-        return z, prev
 
     def _restated_uniforms(self, u: np.ndarray, u0: np.ndarray, rng: np.random.Generator) -> np.ndarray:
         """A restated bar's uniforms under the note head: each step keeps the bar it restates
