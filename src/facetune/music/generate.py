@@ -459,38 +459,46 @@ def _head_bars(head: Any, scores: np.ndarray, songs: Sequence[_Draft], state: An
     from .note_head import head_logits
 
     n = len(songs)
-    rows = np.arange(n)
     key = np.array([s.request.key for s in songs])
-    u = np.stack([s.latents[b][1] for s in songs])
-    ok = np.stack([s.ok for s in songs]) if settings.scale_mask else None
+    u = np.stack([s.latents[b][1] for s in songs]).transpose(1, 2, 0).copy()  # (uniform, step, song): one row a step
+    off = ~np.stack([s.ok for s in songs]) if settings.scale_mask else None
     sharp = np.array([s.request.onset_temperature for s in songs], np.float64)
-    bars = np.zeros((n, STEPS_PER_BAR, BAR_WIDTH), np.float32)
-    off_key = np.zeros(n, np.int64)
-    shortened = np.zeros(n, np.int64)
+    cols, onsets = np.empty((STEPS_PER_BAR, n), np.int64), np.empty((STEPS_PER_BAR, n), bool)
+    off_key, shortened = np.zeros(n, np.int64), np.zeros(n, np.int64)
     per_step, logp = _head_bar_inputs(head, scores, songs, b, settings, prev)
     for t in range(STEPS_PER_BAR):
         z, strike = head_logits(head.step(per_step[:, t], logp[:, t], state, key), scores[:, t], state)
         if settings.temperature != 1.0:
             z /= settings.temperature
-        resting = state.held == REST
-        penalised = z.copy()
-        penalised[:, REST] -= settings.rest_penalty * resting
-        # counting, one draw per variant, stacked: the note played (masked, penalised), the note
-        # the network would play with no scale mask (its count) and with no rest penalty (its count)
-        played = np.where(ok, penalised, -np.inf) if ok is not None else penalised
         if settings.count_changes:
-            variants = [played, penalised, np.where(ok, z, -np.inf) if ok is not None else z]
-            col, raw, plain = _draw_move(np.concatenate(variants), np.tile(state.held, 3), np.tile(u[:, 0, t], 3), np.tile(u[:, 1, t], 3), settings.top_p).reshape(3, n)
-            if ok is not None:
-                off_key += (raw != REST) & ~ok[rows, raw]
-            shortened += plain != col
-        else:
-            col = _draw_move(played, state.held, u[:, 0, t], u[:, 1, t], settings.top_p)
-        onset = (col != REST) & ((col != state.held) | (u[:, 2, t] < 1 / (1 + np.exp(-strike / sharp))))
-        bars[rows, t, col] = 1
-        bars[:, t, ONSET] = onset
-        state.advance(col, onset)
+            col = _counted_draw(z, state, off, u[0, t], u[1, t], settings, off_key, shortened)
+        else:  # in place: the penalty, then the mask, as the counted draw does on its copy
+            z[:, REST] -= settings.rest_penalty * (state.held == REST)
+            if off is not None:
+                z[off] = -np.inf
+            col = _draw_move(z, state.held, u[0, t], u[1, t], settings.top_p)
+        onsets[t] = (col != REST) & ((col != state.held) | (u[2, t] < 1 / (1 + np.exp(-strike / sharp))))
+        cols[t] = col
+        state.advance(col, onsets[t])
+    bars = np.zeros((n, STEPS_PER_BAR, BAR_WIDTH), np.float32)
+    bars[np.arange(n)[:, None], np.arange(STEPS_PER_BAR), cols.T] = 1
+    bars[:, :, ONSET] = onsets.T
     return bars, off_key, shortened
+
+
+def _counted_draw(z: np.ndarray, state: Any, off: np.ndarray | None, u_hold: np.ndarray, u_pick: np.ndarray, settings: DecodeSettings, off_key: np.ndarray, shortened: np.ndarray) -> np.ndarray:
+    """A step's draw that also counts (into `off_key` and `shortened`, in place) what the scale
+    mask and the rest penalty changed: one draw per variant, stacked: the note played (masked,
+    penalised), the note the network would play with no scale mask and with no rest penalty."""
+    n = len(z)
+    penalised = z.copy()
+    penalised[:, REST] -= settings.rest_penalty * (state.held == REST)
+    variants = [np.where(off, -np.inf, penalised), penalised, np.where(off, -np.inf, z)] if off is not None else [penalised, penalised, z]
+    col, raw, plain = _draw_move(np.concatenate(variants), np.tile(state.held, 3), np.tile(u_hold, 3), np.tile(u_pick, 3), settings.top_p).reshape(3, n)
+    if off is not None:
+        off_key += (raw != REST) & off[np.arange(n), raw]
+    shortened += plain != col
+    return col
 
 
 def _head_bar_solo(head: Any, scores: np.ndarray, songs: Sequence[_Draft], state: Any, b: int, settings: DecodeSettings, prev: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

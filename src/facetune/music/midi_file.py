@@ -15,6 +15,9 @@ import operator
 import struct
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
 
 from .pianoroll import STEPS_PER_BEAT, Note
 
@@ -116,19 +119,63 @@ def _int_in(value: object, low: int, high: int, what: str) -> int:
     return v
 
 
-def _note_events(notes: Iterable[Note], ticks_per_step: int) -> list[tuple[int, int, int, int]]:
-    """(tick, 0 off / 1 on, pitch, velocity), sorted: offs before ons at a tick, then by pitch."""
-    events = []
+def _event_keys(notes: Sequence[Note], ticks_per_step: int) -> np.ndarray:
+    """The note events as sorted int64 keys that order as (tick, 0 off / 1 on, pitch, velocity)
+    tuples do: offs before ons at a tick, then by pitch (`_pack`). Why arrays: a song's few
+    hundred events checked one call a field and sorted as tuples were most of the writer's time.
+    Fields that are not all integers in range go through `_checked_events`, which says what is wrong."""
     last_step = _MAX_TICK // ticks_per_step  # so every delta time fits a 4-byte variable-length number
+    fields = np.array([(n.pitch, n.start, n.end, n.velocity) for n in notes]).reshape(-1, 4)
+    if fields.dtype != np.int64:
+        return _checked_events(notes, ticks_per_step)
+    pitch, start, end, velocity = fields.T
+    if not (np.all((0 <= pitch) & (pitch <= 127) & (1 <= velocity) & (velocity <= 127)) and np.all((0 <= start) & (start < end) & (end <= last_step))):
+        return _checked_events(notes, ticks_per_step)
+    keys = np.concatenate([_pack(start * ticks_per_step, 1, pitch, velocity), _pack(end * ticks_per_step, 0, pitch, 0)])
+    keys.sort()
+    return keys
+
+
+def _checked_events(notes: Sequence[Note], ticks_per_step: int) -> np.ndarray:
+    """`_event_keys` with every field checked by `_int_in` (ValueError saying which is wrong)."""
+    events = []
+    last_step = _MAX_TICK // ticks_per_step
     for n in notes:
         pitch = _int_in(n.pitch, 0, 127, "pitch")
         velocity = _int_in(n.velocity, 1, 127, "velocity")  # a note-on with velocity 0 is a note-off
         start = _int_in(n.start, 0, last_step - 1, "note start")
         end = _int_in(n.end, start + 1, last_step, f"note end (start {start})")
-        events.append((start * ticks_per_step, 1, pitch, velocity))
-        events.append((end * ticks_per_step, 0, pitch, 0))
-    events.sort()
-    return events
+        events += [_pack(start * ticks_per_step, 1, pitch, velocity), _pack(end * ticks_per_step, 0, pitch, 0)]
+    return np.sort(np.array(events, np.int64))
+
+
+def _pack(tick: Any, on: Any, pitch: Any, velocity: Any) -> Any:
+    """Note events as ints whose order is the tuples': 7 bits of velocity, 7 of pitch, 1 on/off, then the tick (28 bits)."""
+    return (((tick * 2 + on) * 128 + pitch) * 128) + velocity
+
+
+def _event_bytes(keys: np.ndarray, channel: int) -> bytes:
+    """Sorted event keys as a track's events: each delta time as a variable-length number, the
+    note-on status once (running status after it), pitch and velocity (0 for an off)."""
+    if len(keys) == 0:
+        return b""
+    tick = keys >> 15
+    delta = np.diff(tick, prepend=0)
+    size = 1 + (delta >= 1 << 7) + (delta >= 1 << 14) + (delta >= 1 << 21)  # bytes of each delta
+    length = size + 2
+    length[0] += 1
+    at = np.cumsum(length) - length  # where each event starts
+    out = np.empty(int(length.sum()), np.uint8)
+    for k in range(4):  # the k-th byte of each delta that has one, most significant first
+        has = size > k
+        shift = 7 * (size[has] - 1 - k)
+        out[at[has] + k] = ((delta[has] >> shift) & 0x7F) | np.where(shift > 0, 0x80, 0)
+    data = at + size
+    data[1:] -= 1  # only the first event has a status byte
+    out[at[0] + size[0]] = _NOTE_ON | channel
+    out[data + 1] = (keys >> 7) & 0x7F
+    out[data + 2] = keys & 0x7F
+    return out.tobytes()
 
 
 def _track(name: str, notes: Sequence[Note], channel: int, program: int, ticks_per_step: int) -> bytes:
@@ -139,15 +186,7 @@ def _track(name: str, notes: Sequence[Note], channel: int, program: int, ticks_p
         raise ValueError(f"track name {name!r} is not latin-1") from None
     body = bytearray(_meta(0x03, encoded) if name else b"")
     body += bytes((0, _PROGRAM | channel, program))
-    tick = 0
-    for i, (t, _, pitch, velocity) in enumerate(_note_events(notes, ticks_per_step)):
-        delta = t - tick
-        body += _vlq(delta) if delta >= 0x80 else bytes((delta,))
-        if i == 0:  # later note-ons (and velocity-0 note-offs) use running status
-            body.append(_NOTE_ON | channel)
-        body.append(pitch)
-        body.append(velocity)
-        tick = t
+    body += _event_bytes(_event_keys(notes, ticks_per_step), channel)
     body += _END_OF_TRACK
     return _chunk(b"MTrk", body)
 
@@ -302,6 +341,18 @@ def _parse_track(data: bytes, pos: int, end: int, summary: MidiSummary) -> tuple
             status, pos = byte, pos + 1
         elif not status:
             raise ValueError("MIDI data byte without a status (no running status)")
+        if 0x80 <= status < 0xA0 and pos + 2 <= end and (data[pos] | data[pos + 1]) < 0x80:
+            # a well-formed note on or off, as `_channel_event` reads it, without the call (most of a file)
+            first, second = data[pos], data[pos + 1]
+            if status >= 0x90 and second:
+                open_notes.setdefault((status & 0x0F, first), []).append((tick, second))
+            else:
+                pending = open_notes.get((status & 0x0F, first))
+                if pending:
+                    start, velocity = pending.pop(0)
+                    notes.append((first, start, tick, velocity))
+            pos += 2
+            continue
         pos = _channel_event(data, pos, end, status, tick, open_notes, notes)
     notes.sort(key=_BY_START)
     return name, notes
