@@ -603,7 +603,7 @@ def _draw_move(scores: np.ndarray, held: np.ndarray, u_hold: np.ndarray, u_pick:
     rows = np.arange(len(p))
     stay = u_hold * p.sum(1) < p[rows, held]
     out = held.copy()
-    move = np.flatnonzero(~stay)
+    move = np.nonzero(~stay)[0]  # flatnonzero's result, without its Python wrapper (once a step)
     if len(move) == 0:  # most steps hold their note: no draw among the others needed
         return out
     p = p[move]
@@ -689,7 +689,7 @@ def _nucleus(p: np.ndarray, top_p: float) -> np.ndarray:
     above, tied = p > last, p == last
     need = n_keep - np.count_nonzero(above, 1)
     keep = above | tied
-    over = np.flatnonzero(np.count_nonzero(tied, 1) > need)  # rare: more tied entries than places left
+    over = np.nonzero(np.count_nonzero(tied, 1) > need)[0]  # rare: more tied entries than places left
     if len(over):
         keep[over] = above[over] | (tied[over] & (np.cumsum(tied[over], 1) <= need[over, None]))
     return keep

@@ -150,9 +150,9 @@ def head_logits(out: np.ndarray, scores: np.ndarray, state: HeadState) -> tuple[
     z = weight[:, None] * scores[:, : REST + 1]
     if out.shape[1] == N_OUT:
         out = np.concatenate([out, np.zeros((len(out), 1))], 1)
-    rel = np.take_along_axis(out, _RELATIVE[state.last], 1)  # last -1: the no-note row, the zero column
-    z[:, :REST] += rel
     rows = np.arange(len(out))
+    rel = out[rows[:, None], _RELATIVE[state.last]]  # last -1: the no-note row, the zero column
+    z[:, :REST] += rel
     z[rows, state.held] += np.where(state.held != REST, out[:, HOLD], 0.0)
     z[:, REST] += out[:, REST_BIAS]
     return z, scores[:, ONSET] + out[:, RESTRIKE]
