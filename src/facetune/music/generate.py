@@ -279,7 +279,7 @@ class _Draft:
     def draw(self, b: int) -> None:
         """Draw bar `b`'s noise and uniforms (the bars before it are drawn) into `latents`."""
         plan = self.plans[b]
-        rng = np.random.default_rng([int(self.request.seed), b, 7])
+        rng = np.random.Generator(np.random.PCG64([int(self.request.seed), b, 7]))  # default_rng's generator, without its checks (once a bar)
         z = rng.standard_normal(self.dims.z_dim).astype(np.float32)
         # with the head: hold-or-move, which pitch, restrike (a restatement keeps the first and last, its rhythm)
         u = rng.random((3 if self.head else 2, STEPS_PER_BAR))
