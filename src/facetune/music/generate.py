@@ -566,15 +566,21 @@ def _head_bar_solo(head: Any, scores: np.ndarray, songs: Sequence[_Draft], state
     return bar[None], np.zeros(1, np.int64), np.zeros(1, np.int64)
 
 
+#: The ufuncs behind `ndarray.max`, `.sum` and `.cumsum` (the same reductions, so the same bits),
+#: called directly: the methods' Python wrappers cost more than the work on one row, once a step.
+_MAX, _SUM, _CUMSUM = np.maximum.reduce, np.add.reduce, np.add.accumulate
+
+
 def _draw_move_one(scores: np.ndarray, held: int, u_hold: float, u_pick: float, top_p: float) -> int:
-    """`_draw_move` for one row, with the same arithmetic."""
-    p = np.exp(scores - scores.max())
-    if u_hold * p.sum() < p[held]:
+    """`_draw_move` for one row, with the same arithmetic (`_MAX`, `_SUM`: see there)."""
+    p = scores - _MAX(scores)
+    np.exp(p, out=p)
+    if u_hold * _SUM(p) < p[held]:
         return held
     p[held] = 0.0
     if top_p < 1.0:
-        p = np.where(_nucleus_one(p / max(p.sum(), 1e-300), top_p), p, 0.0)
-    c = np.cumsum(p)  # non-decreasing, so counting the entries <= x is a binary search
+        p = np.where(_nucleus_one(p / max(_SUM(p), 1e-300), top_p), p, 0.0)
+    c = _CUMSUM(p)  # non-decreasing, so counting the entries <= x is a binary search
     return held if c[-1] <= 0 else int(min(c.searchsorted(u_pick * c[-1], "right"), len(p) - 1))
 
 
@@ -582,8 +588,10 @@ def _nucleus_one(p: np.ndarray, top_p: float) -> np.ndarray:
     """`_nucleus` for one row (the same entries kept, ties included), without the batch bookkeeping:
     the cumulative sums are non-decreasing, so the count under `top_p` is a binary search, and
     only where more entries tie at the threshold than places are left are the ties told apart."""
-    ranked = np.sort(p)[::-1]
-    n_keep = int(np.cumsum(ranked).searchsorted(top_p)) + 1
+    ranked = p.copy()
+    ranked.sort()
+    ranked = ranked[::-1]
+    n_keep = int(_CUMSUM(ranked).searchsorted(top_p)) + 1
     last = ranked[min(n_keep, len(p)) - 1]
     keep = p >= last
     if np.count_nonzero(keep) > n_keep:
@@ -600,9 +608,10 @@ def _draw_move(scores: np.ndarray, held: np.ndarray, u_hold: np.ndarray, u_pick:
     the choice to move: cut there too, a likely hold would crowd out every move and the notes
     would stretch). A restatement can keep the first uniform, so its notes change where the
     original's did (its rhythm) and may change pitch."""
-    p = np.exp(scores - scores.max(1, keepdims=True))
+    p = scores - _MAX(scores, axis=1, keepdims=True)
+    np.exp(p, out=p)
     rows = np.arange(len(p))
-    stay = u_hold * p.sum(1) < p[rows, held]
+    stay = u_hold * _SUM(p, axis=1) < p[rows, held]
     out = held.copy()
     move = np.nonzero(~stay)[0]  # flatnonzero's result, without its Python wrapper (once a step)
     if len(move) == 0:  # most steps hold their note: no draw among the others needed
