@@ -321,3 +321,9 @@ def test_fast_and_checked_event_paths_write_the_same_bytes():
 def test_a_bad_note_after_good_ones_names_the_first_bad_field():
     with pytest.raises(ValueError, match="velocity"):
         midi_bytes([("m", [Note(60, 0, 4, 90), Note(61, 4, 8, 0), Note(200, 8, 9, 90)])], tempo=120.0, key_number=0)
+
+
+def test_a_numpy_bool_is_refused_as_before():
+    """Not an integer to `operator.index`, so the writer refuses it, fast path or not."""
+    with pytest.raises(ValueError, match="start"):
+        midi_bytes([("m", [Note(60, np.True_, 4, 90)])], tempo=120.0, key_number=0)

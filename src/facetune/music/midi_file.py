@@ -15,9 +15,6 @@ import operator
 import struct
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
-
-import numpy as np
 
 from .pianoroll import STEPS_PER_BEAT, Note
 
@@ -119,63 +116,62 @@ def _int_in(value: object, low: int, high: int, what: str) -> int:
     return v
 
 
-def _event_keys(notes: Sequence[Note], ticks_per_step: int) -> np.ndarray:
-    """The note events as sorted int64 keys that order as (tick, 0 off / 1 on, pitch, velocity)
-    tuples do: offs before ons at a tick, then by pitch (`_pack`). Why arrays: a song's few
+def _event_keys(notes: Sequence[Note], ticks_per_step: int) -> list[int]:
+    """The note events as sorted ints that order as (tick, 0 off / 1 on, pitch, velocity) tuples
+    do: offs before ons at a tick, then by pitch (`_pack`, written out here). Why: a song's few
     hundred events checked one call a field and sorted as tuples were most of the writer's time.
-    Fields that are not all integers in range go through `_checked_events`, which says what is wrong."""
+    Fields that are not all plain ints in range go through `_checked_events`, which says what is wrong."""
     last_step = _MAX_TICK // ticks_per_step  # so every delta time fits a 4-byte variable-length number
-    fields = np.array([(n.pitch, n.start, n.end, n.velocity) for n in notes]).reshape(-1, 4)
-    if fields.dtype != np.int64:
-        return _checked_events(notes, ticks_per_step)
-    pitch, start, end, velocity = fields.T
-    if not (np.all((0 <= pitch) & (pitch <= 127) & (1 <= velocity) & (velocity <= 127)) and np.all((0 <= start) & (start < end) & (end <= last_step))):
-        return _checked_events(notes, ticks_per_step)
-    keys = np.concatenate([_pack(start * ticks_per_step, 1, pitch, velocity), _pack(end * ticks_per_step, 0, pitch, 0)])
+    keys: list[int] = []
+    for n in notes:
+        pitch, start, end, velocity = n.pitch, n.start, n.end, n.velocity
+        if type(pitch) is not int or type(start) is not int or type(end) is not int or type(velocity) is not int:
+            return _checked_events(notes, ticks_per_step)
+        if not (0 <= pitch <= 127 and 1 <= velocity <= 127 and 0 <= start < end <= last_step):
+            return _checked_events(notes, ticks_per_step)
+        keys.append(((start * ticks_per_step * 2 + 1) * 128 + pitch) * 128 + velocity)
+        keys.append((end * ticks_per_step * 256 + pitch) * 128)
     keys.sort()
     return keys
 
 
-def _checked_events(notes: Sequence[Note], ticks_per_step: int) -> np.ndarray:
+def _checked_events(notes: Sequence[Note], ticks_per_step: int) -> list[int]:
     """`_event_keys` with every field checked by `_int_in` (ValueError saying which is wrong)."""
-    events = []
+    keys = []
     last_step = _MAX_TICK // ticks_per_step
     for n in notes:
         pitch = _int_in(n.pitch, 0, 127, "pitch")
         velocity = _int_in(n.velocity, 1, 127, "velocity")  # a note-on with velocity 0 is a note-off
         start = _int_in(n.start, 0, last_step - 1, "note start")
         end = _int_in(n.end, start + 1, last_step, f"note end (start {start})")
-        events += [_pack(start * ticks_per_step, 1, pitch, velocity), _pack(end * ticks_per_step, 0, pitch, 0)]
-    return np.sort(np.array(events, np.int64))
+        keys += [_pack(start * ticks_per_step, 1, pitch, velocity), _pack(end * ticks_per_step, 0, pitch, 0)]
+    keys.sort()
+    return keys
 
 
-def _pack(tick: Any, on: Any, pitch: Any, velocity: Any) -> Any:
-    """Note events as ints whose order is the tuples': 7 bits of velocity, 7 of pitch, 1 on/off, then the tick (28 bits)."""
-    return (((tick * 2 + on) * 128 + pitch) * 128) + velocity
+def _pack(tick: int, on: int, pitch: int, velocity: int) -> int:
+    """A note event as an int whose order is the tuple's: 7 bits of velocity, 7 of pitch, 1 on/off, then the tick."""
+    return ((tick * 2 + on) * 128 + pitch) * 128 + velocity
 
 
-def _event_bytes(keys: np.ndarray, channel: int) -> bytes:
-    """Sorted event keys as a track's events: each delta time as a variable-length number, the
+def _event_bytes(keys: Sequence[int], channel: int) -> bytes:
+    """Sorted event keys as a track's events: each delta time (a variable-length number), the
     note-on status once (running status after it), pitch and velocity (0 for an off)."""
-    if len(keys) == 0:
-        return b""
-    tick = keys >> 15
-    delta = np.diff(tick, prepend=0)
-    size = 1 + (delta >= 1 << 7) + (delta >= 1 << 14) + (delta >= 1 << 21)  # bytes of each delta
-    length = size + 2
-    length[0] += 1
-    at = np.cumsum(length) - length  # where each event starts
-    out = np.empty(int(length.sum()), np.uint8)
-    for k in range(4):  # the k-th byte of each delta that has one, most significant first
-        has = size > k
-        shift = 7 * (size[has] - 1 - k)
-        out[at[has] + k] = ((delta[has] >> shift) & 0x7F) | np.where(shift > 0, 0x80, 0)
-    data = at + size
-    data[1:] -= 1  # only the first event has a status byte
-    out[at[0] + size[0]] = _NOTE_ON | channel
-    out[data + 1] = (keys >> 7) & 0x7F
-    out[data + 2] = keys & 0x7F
-    return out.tobytes()
+    data: list[int] = []
+    tick = 0
+    for i, key in enumerate(keys):
+        t = key >> 15
+        delta = t - tick
+        if delta < 0x80:
+            data.append(delta)
+        else:
+            data += _vlq(delta)
+        if i == 0:  # later note-ons (and velocity-0 note-offs) use running status
+            data.append(_NOTE_ON | channel)
+        data.append((key >> 7) & 0x7F)
+        data.append(key & 0x7F)
+        tick = t
+    return bytes(data)
 
 
 def _track(name: str, notes: Sequence[Note], channel: int, program: int, ticks_per_step: int) -> bytes:
