@@ -90,16 +90,20 @@ def _time_generation(gen: Any, songs: list[tuple[str, int]], t: dict[str, float]
     from facetune.music.pianoroll import rolls_to_notes
 
     settings = gen.default_settings()
-    logits = gen.scores.logits
     spent = [0.0]
 
-    def timed_logits(*a: Any) -> Any:
-        s = time.perf_counter()
-        out = logits(*a)
-        spent[0] += time.perf_counter() - s
-        return out
+    def timed(method: Any) -> Any:
+        def run(*a: Any) -> Any:
+            s = time.perf_counter()
+            out = method(*a)
+            spent[0] += time.perf_counter() - s
+            return out
+        return run
 
-    gen.scores.logits = timed_logits
+    # the numpy engine runs the noise-only layers once a batch (song_terms) and the rest per bar (logits_from)
+    names = ["song_terms", "logits_from"] if hasattr(gen.scores, "song_terms") else ["logits"]
+    for name in names:
+        setattr(gen.scores, name, timed(getattr(gen.scores, name)))
     try:
         for i in range(0, len(songs), api.GENERATION_BATCH):
             s = time.perf_counter()
@@ -116,7 +120,8 @@ def _time_generation(gen: Any, songs: list[tuple[str, int]], t: dict[str, float]
                 composer.accompaniment(p.chords, p.style, melody)
             t["notes + accompaniment"] += time.perf_counter() - s
     finally:
-        del gen.scores.logits
+        for name in names:
+            delattr(gen.scores, name)
     t["  of which forward passes"] = spent[0]
 
 

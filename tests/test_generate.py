@@ -244,3 +244,21 @@ def test_a_walking_draw_decides_the_rest_on_its_own_uniform():
     assert (sounding < 3).all() and (np.diff(sounding) >= 0).all()
     assert (_draw_rows(np.repeat(scores, 50, 0), u, 1.0, np.zeros(50)) == 3).all()
     assert np.array_equal(_draw_rows(np.repeat(scores, 50, 0), u), np.minimum((np.cumsum([0.1, 0.2, 0.3, 0.4]) <= u[:, None]).sum(1), 3))
+
+
+def test_noise_only_layers_in_groups_of_bars_write_the_same_songs(monkeypatch):
+    """`generate_many` runs the layers that read only the noise and condition for a few bars at a
+    time when a batch is large (`TERM_ROWS`): songs of different lengths come out the same in
+    groups of one or two bars as all at once, with and without guidance."""
+    from facetune.music import generate
+    from facetune.music.generate import SongRequest
+
+    shipped = load_generator()
+    requests = [SongRequest(q, [0, 5, 7, 0, 9, 2, 7][:n], k, s) for q, n, k, s in (("Q1", 7, 0, 1), ("Q3", 3, 21, 2), ("Q2", 5, 14, 3))]
+    for settings in (DecodeSettings(), DecodeSettings(guidance=1.5)):
+        together = shipped.generate_many(requests, settings)
+        for rows in (3, 6):
+            monkeypatch.setattr(generate, "TERM_ROWS", rows)
+            grouped = shipped.generate_many(requests, settings)
+            assert all(np.array_equal(a[0], b[0]) and a[1] == b[1] for a, b in zip(together, grouped))
+        monkeypatch.undo()

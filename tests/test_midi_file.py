@@ -306,3 +306,24 @@ def test_bad_arguments_raise_value_error(kwargs, tracks):
 def test_numpy_integers_are_accepted():
     notes = [Note(np.int64(60), np.int32(0), np.int64(4), np.uint8(90))]
     assert midi_bytes([("m", notes)], tempo=np.float64(120), key_number=np.int64(0)) == midi_bytes([("m", [Note(60, 0, 4, 90)])], tempo=120.0, key_number=0)
+
+
+def test_fast_and_checked_event_paths_write_the_same_bytes():
+    """Plain ints take the writer's inline checks, anything else `_checked_events`: the same bytes,
+    including a song with a numpy integer in its last note (so the fast path gives up half way)."""
+    rng = np.random.default_rng(5)
+    for _ in range(20):
+        tracks = [("Melody", random_melody(rng, 8)), ("Chords", random_melody(rng, 8))]
+        mixed = [(name, notes[:-1] + [Note(np.int64(notes[-1].pitch), notes[-1].start, notes[-1].end, notes[-1].velocity)]) for name, notes in tracks]
+        assert midi_bytes(tracks, tempo=126.0, key_number=3) == midi_bytes(mixed, tempo=126.0, key_number=3)
+
+
+def test_a_bad_note_after_good_ones_names_the_first_bad_field():
+    with pytest.raises(ValueError, match="velocity"):
+        midi_bytes([("m", [Note(60, 0, 4, 90), Note(61, 4, 8, 0), Note(200, 8, 9, 90)])], tempo=120.0, key_number=0)
+
+
+def test_a_numpy_bool_is_refused_as_before():
+    """Not an integer to `operator.index`, so the writer refuses it, fast path or not."""
+    with pytest.raises(ValueError, match="start"):
+        midi_bytes([("m", [Note(60, np.True_, 4, 90)])], tempo=120.0, key_number=0)

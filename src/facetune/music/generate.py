@@ -26,6 +26,9 @@ from ..errors import CheckpointError, FacetuneError
 from .pianoroll import BAR_WIDTH, LOW_PITCH, N_PITCHES, ONSET, REST, STEPS_PER_BAR
 
 DEFAULT_GENERATOR = Path(__file__).parent.parent / "weights" / "generator.pt"
+#: Rows of (song, bar) whose noise-only layers `generate_many` runs in one product: every bar of a
+#: batch of 64 (the CLI's chunk), while a very large batch keeps its memory to a few bars at a time.
+TERM_ROWS = 4096
 
 
 @dataclass(frozen=True)
@@ -123,13 +126,17 @@ class MelodyGenerator:
         """The decode settings the checkpoint was shipped with."""
         return DecodeSettings(**self.info.get("decode", {}))
 
-    def _bar_scores(self, songs: Sequence["_Draft"], z: np.ndarray, prev: np.ndarray, b: int, settings: DecodeSettings) -> np.ndarray:
-        """The network's (n, 16, BAR_WIDTH) scores for bar `b` of `songs` (noise `z` and conditioner
-        bars `prev` in float64), in one pass, with guidance."""
+    def _guided(self, settings: DecodeSettings) -> bool:
+        """Whether the scores are guided: each row is then run twice, told its emotion and the unknown one."""
+        from .generator_numpy import UNKNOWN_EMOTION
+
+        return settings.guidance != 1.0 and self.dims.n_emotions > UNKNOWN_EMOTION
+
+    def _conditions(self, songs: Sequence["_Draft"], b: int, settings: DecodeSettings) -> np.ndarray:
+        """The condition y of bar `b` of `songs`, with guidance those under the unknown emotion after them."""
         from .generator_numpy import UNKNOWN_EMOTION, condition_np, form_features_np
 
         d = self.dims
-        guided = settings.guidance != 1.0 and d.n_emotions > UNKNOWN_EMOTION
         emotion = np.array([QUADRANTS.index(s.request.quadrant) for s in songs])
         chord = np.array([s.request.chords[b] for s in songs])
         key = np.array([s.request.key for s in songs])
@@ -139,10 +146,42 @@ class MelodyGenerator:
         form = form_features_np(pos, end, np.array([int(p.ref >= 0) for p in plans])) if d.n_form else None
         controls = np.stack([s.controls for s in songs])[:, : d.n_controls] if d.n_controls else None
         y = condition_np(emotion, chord, d, key, form, controls)
-        if guided:
+        if self._guided(settings):
             y = np.concatenate([y, condition_np(np.full(len(songs), UNKNOWN_EMOTION), chord, d, key, form, controls)])
-            z, prev = np.concatenate([z, z]), np.concatenate([prev, prev])
-        lg = self.scores.logits(z, y, prev)[:, 0]
+        return y
+
+    def _noise(self, songs: Sequence["_Draft"], b: int, settings: DecodeSettings) -> np.ndarray:
+        """Bar `b`'s noise of `songs` in float64, twice over with guidance (as `_conditions` gives y)."""
+        z = np.stack([s.latents[b][0] for s in songs]).astype(np.float64)
+        return np.concatenate([z, z]) if self._guided(settings) else z
+
+    def _song_terms(self, drafts: Sequence["_Draft"], bars: range, settings: DecodeSettings) -> dict[int, Any]:
+        """Per bar in `bars`, what the numpy network reads of the noise and condition alone
+        (`NumpyGenerator.song_terms`) for the songs still writing then, all in one product per
+        layer. Why: those layers do not depend on the bars written; a song alone ran its fully
+        connected layers as a matrix-vector product once a bar, reading their 3.5 MB of weights
+        16 times (about 0.8 ms of a song), and a batch saves a product's overhead per layer and bar."""
+        rows: dict[int, slice] = {}
+        zs, ys, start = [], [], 0
+        for b in bars:
+            live = [d for d in drafts if b < len(d.request.chords)]
+            zs.append(self._noise(live, b, settings))
+            ys.append(self._conditions(live, b, settings))
+            rows[b] = slice(start, start + len(ys[-1]))
+            start += len(ys[-1])
+        terms = self.scores.song_terms(np.concatenate(zs), np.concatenate(ys))
+        return {b: terms.rows(r) for b, r in rows.items()}
+
+    def _bar_scores(self, songs: Sequence["_Draft"], prev: np.ndarray, b: int, settings: DecodeSettings, terms: Any = None) -> np.ndarray:
+        """The network's (n, 16, BAR_WIDTH) scores for bar `b` of `songs` (conditioner bars `prev`
+        in float64), in one pass, with guidance; `terms`, the bar's `_song_terms` (numpy engine)."""
+        guided = self._guided(settings)
+        if guided:
+            prev = np.concatenate([prev, prev])
+        if terms is not None:
+            lg = self.scores.logits_from(terms, prev)[:, 0]
+        else:
+            lg = self.scores.logits(self._noise(songs, b, settings), self._conditions(songs, b, settings), prev)[:, 0]
         if guided:
             n = len(songs)
             return lg[n:] + settings.guidance * (lg[:n] - lg[n:])
@@ -156,32 +195,41 @@ class MelodyGenerator:
 
         head = getattr(self.scores, "head", None)
         drafts = [_Draft(self.dims, r, settings, head is not None) for r in requests]
+        for d in drafts:
+            d.draw_all()
         state = _head_state(drafts) if head is not None else None
+        n_bars = max((len(r.chords) for r in requests), default=0)
+        terms: dict[int, Any] = {}
         with one_thread():  # small products: a second BLAS thread only waits (see `blas`)
-            for b in range(max((len(r.chords) for r in requests), default=0)):
+            for b in range(n_bars):
                 index = [k for k, d in enumerate(drafts) if b < len(d.request.chords)]
                 live = [drafts[k] for k in index]
-                z = np.empty((len(live), self.dims.z_dim))
+                if hasattr(self.scores, "song_terms") and b not in terms:  # bars at a time, at most about TERM_ROWS rows
+                    terms = self._song_terms(drafts, range(b, min(n_bars, b + max(1, TERM_ROWS // len(live)))), settings)
                 prev = np.zeros((len(live), self.dims.prev_bars + int(self.dims.reference), STEPS_PER_BAR, BAR_WIDTH))
                 for k, d in enumerate(live):
-                    z[k] = d.inputs(b, prev[k])[0]
-                scores = self._bar_scores(live, z, prev, b, settings)
+                    d.conditioner_bars(b, prev[k])
+                scores = self._bar_scores(live, prev, b, settings, terms.get(b))
                 if state is None:
                     for d, choice in zip(live, zip(*_step_choices(scores, live, b, settings))):
                         d.write_bar(b, *choice)
                     continue
-                sub = state.take(np.array(index))
-                played = sub.copy()
-                solo = len(live) == 1 and not settings.count_changes
-                bars, off_key, shortened = (_head_bar_solo if solo else _head_bars)(head, scores, live, played, b, settings, prev)
-                for d, bar, off, rest in zip(live, bars, off_key.tolist(), shortened.tolist()):
-                    d.rest_changes += rest
-                    d.finish_bar(b, bar, off)
-                if any(b in d.cadences for d in live):  # a cadence may have moved the last note: read the bar as written
-                    _replay(sub, np.stack([d.history[-1] for d in live]))
-                    played = sub
-                state.put(np.array(index), played)
+                self._head_bar(head, state, scores, live, index, prev, b, settings)
         return [d.result() for d in drafts]
+
+    def _head_bar(self, head: Any, state: Any, scores: np.ndarray, live: Sequence["_Draft"], index: list[int], prev: np.ndarray, b: int, settings: DecodeSettings) -> None:
+        """Bar `b` of the `live` songs (at `index` of the head's `state`) drawn by the note head and kept."""
+        sub = state.take(np.array(index))
+        played = sub.copy()
+        solo = len(live) == 1 and not settings.count_changes
+        bars, off_key, shortened = (_head_bar_solo if solo else _head_bars)(head, scores, live, played, b, settings, prev)
+        for d, bar, off, rest in zip(live, bars, off_key.tolist(), shortened.tolist()):
+            d.rest_changes += rest
+            d.finish_bar(b, bar, off)
+        if any(b in d.cadences for d in live):  # a cadence may have moved the last note: read the bar as written
+            _replay(sub, np.stack([d.history[-1] for d in live]))
+            played = sub
+        state.put(np.array(index), played)
 
     def generate(self, quadrant: str, chords: Sequence[int], key: int, seed: int, plans: Sequence[Any] | None = None, settings: DecodeSettings = DecodeSettings(), controls: tuple[float, float, float] | None = None) -> tuple[np.ndarray, dict[str, int]]:
         """One song; the same as that song in any batch of `generate_many`."""
@@ -215,11 +263,24 @@ class _Draft:
         self.controls = song_controls(*(request.controls or (REGISTER_CENTER, DENSITY_CENTER, LEAN_CENTER)))
 
     def inputs(self, b: int, prev: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
-        """Bar `b`'s noise and the bars the conditioner reads (previous ones, then the reference),
-        written into `prev` (zeros, (cond inputs, 16, BAR_WIDTH)) when given: a batch fills its
-        array in place rather than stacking each song's bars and then all songs."""
+        """Bar `b`'s noise (drawn now: bars in order) and the bars the conditioner reads
+        (`conditioner_bars`), in a new array unless `prev` is given."""
+        self.draw(b)
+        if prev is None:
+            prev = np.zeros((self.dims.prev_bars + int(self.dims.reference), STEPS_PER_BAR, BAR_WIDTH), np.float32)
+        self.conditioner_bars(b, prev)
+        return self.latents[b][0], prev
+
+    def draw_all(self) -> None:
+        """Every bar's noise and uniforms, up front: they depend on the seed and the form plan,
+        never on the notes written, so a batch can run the layers that read only the noise at once."""
+        for b in range(len(self.latents), len(self.request.chords)):
+            self.draw(b)
+
+    def draw(self, b: int) -> None:
+        """Draw bar `b`'s noise and uniforms (the bars before it are drawn) into `latents`."""
         plan = self.plans[b]
-        rng = np.random.default_rng([int(self.request.seed), b, 7])
+        rng = np.random.Generator(np.random.PCG64([int(self.request.seed), b, 7]))  # default_rng's generator, without its checks (once a bar)
         z = rng.standard_normal(self.dims.z_dim).astype(np.float32)
         # with the head: hold-or-move, which pitch, restrike (a restatement keeps the first and last, its rhythm)
         u = rng.random((3 if self.head else 2, STEPS_PER_BAR))
@@ -233,15 +294,18 @@ class _Draft:
             if not plan.fresh_draws:
                 u = self._restated_uniforms(u, u0, rng) if self.head else np.concatenate([u0[:1], u[1:]])
         self.latents.append((z, u))
-        if prev is None:
-            prev = np.zeros((self.dims.prev_bars + int(self.dims.reference), STEPS_PER_BAR, BAR_WIDTH), np.float32)
+
+    def conditioner_bars(self, b: int, prev: np.ndarray) -> None:
+        """Write the bars the conditioner reads for bar `b` into `prev` (zeros, (cond inputs, 16,
+        BAR_WIDTH)): previous ones, then the reference; a batch fills its array in place rather
+        than stacking each song's bars and then all songs."""
+        plan = self.plans[b]
         past = self.before + self.history if self.before else self.history
         for i in range(min(self.dims.prev_bars, len(past))):
             prev[i] = past[-1 - i]
         if self.dims.reference and plan.ref >= 0:
             chords = self.request.chords
             prev[-1] = _follow_chord(self.history[plan.ref], chords[plan.ref], chords[b], self.request.key)
-        return z, prev
 
     def _restated_uniforms(self, u: np.ndarray, u0: np.ndarray, rng: np.random.Generator) -> np.ndarray:
         """A restated bar's uniforms under the note head: each step keeps the bar it restates
@@ -396,77 +460,99 @@ def _head_bars(head: Any, scores: np.ndarray, songs: Sequence[_Draft], state: An
     from .note_head import head_logits
 
     n = len(songs)
-    rows = np.arange(n)
     key = np.array([s.request.key for s in songs])
-    u = np.stack([s.latents[b][1] for s in songs])
-    ok = np.stack([s.ok for s in songs]) if settings.scale_mask else None
+    u = np.stack([s.latents[b][1] for s in songs]).transpose(1, 2, 0).copy()  # (uniform, step, song): one row a step
+    off = ~np.stack([s.ok for s in songs]) if settings.scale_mask else None
     sharp = np.array([s.request.onset_temperature for s in songs], np.float64)
-    bars = np.zeros((n, STEPS_PER_BAR, BAR_WIDTH), np.float32)
-    off_key = np.zeros(n, np.int64)
-    shortened = np.zeros(n, np.int64)
+    cols, onsets = np.empty((STEPS_PER_BAR, n), np.int64), np.empty((STEPS_PER_BAR, n), bool)
+    off_key, shortened = np.zeros(n, np.int64), np.zeros(n, np.int64)
     per_step, logp = _head_bar_inputs(head, scores, songs, b, settings, prev)
     for t in range(STEPS_PER_BAR):
         z, strike = head_logits(head.step(per_step[:, t], logp[:, t], state, key), scores[:, t], state)
         if settings.temperature != 1.0:
             z /= settings.temperature
-        resting = state.held == REST
-        penalised = z.copy()
-        penalised[:, REST] -= settings.rest_penalty * resting
-        # counting, one draw per variant, stacked: the note played (masked, penalised), the note
-        # the network would play with no scale mask (its count) and with no rest penalty (its count)
-        played = np.where(ok, penalised, -np.inf) if ok is not None else penalised
         if settings.count_changes:
-            variants = [played, penalised, np.where(ok, z, -np.inf) if ok is not None else z]
-            col, raw, plain = _draw_move(np.concatenate(variants), np.tile(state.held, 3), np.tile(u[:, 0, t], 3), np.tile(u[:, 1, t], 3), settings.top_p).reshape(3, n)
-            if ok is not None:
-                off_key += (raw != REST) & ~ok[rows, raw]
-            shortened += plain != col
-        else:
-            col = _draw_move(played, state.held, u[:, 0, t], u[:, 1, t], settings.top_p)
-        onset = (col != REST) & ((col != state.held) | (u[:, 2, t] < 1 / (1 + np.exp(-strike / sharp))))
-        bars[rows, t, col] = 1
-        bars[:, t, ONSET] = onset
-        state.advance(col, onset)
+            col = _counted_draw(z, state, off, u[0, t], u[1, t], settings, off_key, shortened)
+        else:  # in place: the penalty, then the mask, as the counted draw does on its copy
+            z[:, REST] -= settings.rest_penalty * (state.held == REST)
+            if off is not None:
+                z[off] = -np.inf
+            col = _draw_move(z, state.held, u[0, t], u[1, t], settings.top_p)
+        onsets[t] = (col != REST) & ((col != state.held) | (u[2, t] < 1 / (1 + np.exp(-strike / sharp))))
+        cols[t] = col
+        state.advance(col, onsets[t])
+    bars = np.zeros((n, STEPS_PER_BAR, BAR_WIDTH), np.float32)
+    bars[np.arange(n)[:, None], np.arange(STEPS_PER_BAR), cols.T] = 1
+    bars[:, :, ONSET] = onsets.T
     return bars, off_key, shortened
+
+
+def _counted_draw(z: np.ndarray, state: Any, off: np.ndarray | None, u_hold: np.ndarray, u_pick: np.ndarray, settings: DecodeSettings, off_key: np.ndarray, shortened: np.ndarray) -> np.ndarray:
+    """A step's draw that also counts (into `off_key` and `shortened`, in place) what the scale
+    mask and the rest penalty changed: one draw per variant, stacked: the note played (masked,
+    penalised), the note the network would play with no scale mask and with no rest penalty."""
+    n = len(z)
+    penalised = z.copy()
+    penalised[:, REST] -= settings.rest_penalty * (state.held == REST)
+    variants = [np.where(off, -np.inf, penalised), penalised, np.where(off, -np.inf, z)] if off is not None else [penalised, penalised, z]
+    col, raw, plain = _draw_move(np.concatenate(variants), np.tile(state.held, 3), np.tile(u_hold, 3), np.tile(u_pick, 3), settings.top_p).reshape(3, n)
+    if off is not None:
+        off_key += (raw != REST) & off[np.arange(n), raw]
+    shortened += plain != col
+    return col
 
 
 def _head_bar_solo(head: Any, scores: np.ndarray, songs: Sequence[_Draft], state: Any, b: int, settings: DecodeSettings, prev: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """`_head_bars` for a single song when nothing is counted, with the same numbers in the same
     order (so a song is the same alone or in a batch; the tests compare them) but its state in
     Python ints. Why: alone, the song's 256 steps spent most of their time in numpy's overhead on
-    one-row arrays (70–90 ms a song against 13–16 ms without the head)."""
+    one-row arrays (70–90 ms a song against 13–16 ms without the head); so every lookup and
+    buffer that does not change from step to step is made once a bar, not once a step."""
     from .note_head import _RELATIVE, HOLD, OFFSETS, REST_BIAS, RESTRIKE, SCALE
 
     song = songs[0]
     per_step, logp = _head_bar_inputs(head, scores, songs, b, settings, prev)
-    per_step, logp, sc = per_step[0], logp[0], scores[0]
-    e, d0, d4, o = head.embed, head.dense[0], head.dense[4], OFFSETS.tolist()
+    per_step, logp, pitch_scores, onset_scores = per_step[0], logp[0], scores[0, :, : REST + 1], scores[0, :, ONSET]
+    e, d0, d4, w2, b2, w3, b3 = head.embed, head.dense[0], head.dense[4], head.w2, head.b2, head.w3, head.b3
+    o_interval, o_since, o_degree = int(OFFSETS[0]), int(OFFSETS[1]), int(OFFSETS[6])
     held, last, interval, since = int(state.held[0]), int(state.last[0]), int(state.interval[0]), int(state.since[0])
     key = song.request.key
     tonic, minor = key % 12, 12 * int(key >= 12)
     off = np.flatnonzero(~song.ok) if settings.scale_mask else None
-    u, sharp = song.latents[b][1], song.request.onset_temperature
-    bar = np.zeros((STEPS_PER_BAR, BAR_WIDTH), np.float32)
+    (u_hold, u_pick, u_strike), sharp = song.latents[b][1].tolist(), song.request.onset_temperature
+    temperature, penalty, top_p = settings.temperature, settings.rest_penalty, settings.top_p
+    h, pull, moved = np.empty(len(b2)), np.empty(len(b2)), np.empty(len(b2))
+    cols, onsets = [], []
     for t in range(STEPS_PER_BAR):
         known = last >= 0
-        h = per_step[t] + e[o[0] + (25 if interval == 99 else interval + 12)] + e[o[1] + since + 8 * (held == REST)] + e[o[6] + ((last + 48 - tonic) % 12 + minor if known else 24)]
-        h += ((last - N_PITCHES / 2) / 12 if known else 0.0) * d0 + logp[t, held] * d4
-        out = head._top(h[None])[0]
-        z = np.logaddexp(0.0, out[SCALE] + 0.5413) * sc[t, : REST + 1]
+        np.add(per_step[t], e[o_interval + (25 if interval == 99 else interval + 12)], out=h)
+        h += e[o_since + since + 8 * (held == REST)]
+        h += e[o_degree + ((last + 48 - tonic) % 12 + minor if known else 24)]
+        np.multiply(d0, (last - N_PITCHES / 2) / 12 if known else 0.0, out=pull)
+        np.multiply(d4, logp[t, held], out=moved)
+        pull += moved
+        h += pull
+        np.maximum(h, 0.0, out=h)
+        hidden = h @ w2
+        hidden += b2
+        np.maximum(hidden, 0.0, out=hidden)
+        out = hidden @ w3
+        out += b3
+        z = np.logaddexp(0.0, out[SCALE] + 0.5413) * pitch_scores[t]
         z[:REST] += out[_RELATIVE[last]]
         if held != REST:
             z[held] += out[HOLD]
         z[REST] += out[REST_BIAS]
-        if settings.temperature != 1.0:
-            z /= settings.temperature
+        if temperature != 1.0:
+            z /= temperature
         if held == REST:
-            z[REST] -= settings.rest_penalty
+            z[REST] -= penalty
         if off is not None:
             z[off] = -np.inf
-        col = _draw_move_one(z, held, u[0, t], u[1, t], settings.top_p)
-        onset = col != REST and (col != held or u[2, t] < 1 / (1 + np.exp(-(sc[t, ONSET] + out[RESTRIKE]) / sharp)))
-        bar[t, col] = 1
-        bar[t, ONSET] = onset
+        col = _draw_move_one(z, held, u_hold[t], u_pick[t], top_p)
+        onset = col != REST and (col != held or u_strike[t] < 1 / (1 + np.exp(-(onset_scores[t] + out[RESTRIKE]) / sharp)))
+        cols.append(col)
+        onsets.append(onset)
         new = col != REST and (onset or col != held)
         if new and last >= 0:
             interval = min(max(col - last, -12), 12)
@@ -474,18 +560,27 @@ def _head_bar_solo(head: Any, scores: np.ndarray, songs: Sequence[_Draft], state
         since = 0 if new or (col == REST and held != REST) else min(since + 1, 7)
         held = col
     state.held[0], state.last[0], state.interval[0], state.since[0] = held, last, interval, since
+    bar = np.zeros((STEPS_PER_BAR, BAR_WIDTH), np.float32)
+    bar[np.arange(STEPS_PER_BAR), cols] = 1
+    bar[:, ONSET] = onsets
     return bar[None], np.zeros(1, np.int64), np.zeros(1, np.int64)
 
 
+#: The ufuncs behind `ndarray.max`, `.sum` and `.cumsum` (the same reductions, so the same bits),
+#: called directly: the methods' Python wrappers cost more than the work on one row, once a step.
+_MAX, _SUM, _CUMSUM = np.maximum.reduce, np.add.reduce, np.add.accumulate
+
+
 def _draw_move_one(scores: np.ndarray, held: int, u_hold: float, u_pick: float, top_p: float) -> int:
-    """`_draw_move` for one row, with the same arithmetic."""
-    p = np.exp(scores - scores.max())
-    if u_hold * p.sum() < p[held]:
+    """`_draw_move` for one row, with the same arithmetic (`_MAX`, `_SUM`: see there)."""
+    p = scores - _MAX(scores)
+    np.exp(p, out=p)
+    if u_hold * _SUM(p) < p[held]:
         return held
     p[held] = 0.0
     if top_p < 1.0:
-        p = np.where(_nucleus_one(p / max(p.sum(), 1e-300), top_p), p, 0.0)
-    c = np.cumsum(p)  # non-decreasing, so counting the entries <= x is a binary search
+        p = np.where(_nucleus_one(p / max(_SUM(p), 1e-300), top_p), p, 0.0)
+    c = _CUMSUM(p)  # non-decreasing, so counting the entries <= x is a binary search
     return held if c[-1] <= 0 else int(min(c.searchsorted(u_pick * c[-1], "right"), len(p) - 1))
 
 
@@ -493,8 +588,10 @@ def _nucleus_one(p: np.ndarray, top_p: float) -> np.ndarray:
     """`_nucleus` for one row (the same entries kept, ties included), without the batch bookkeeping:
     the cumulative sums are non-decreasing, so the count under `top_p` is a binary search, and
     only where more entries tie at the threshold than places are left are the ties told apart."""
-    ranked = np.sort(p)[::-1]
-    n_keep = int(np.cumsum(ranked).searchsorted(top_p)) + 1
+    ranked = p.copy()
+    ranked.sort()
+    ranked = ranked[::-1]
+    n_keep = int(_CUMSUM(ranked).searchsorted(top_p)) + 1
     last = ranked[min(n_keep, len(p)) - 1]
     keep = p >= last
     if np.count_nonzero(keep) > n_keep:
@@ -511,11 +608,12 @@ def _draw_move(scores: np.ndarray, held: np.ndarray, u_hold: np.ndarray, u_pick:
     the choice to move: cut there too, a likely hold would crowd out every move and the notes
     would stretch). A restatement can keep the first uniform, so its notes change where the
     original's did (its rhythm) and may change pitch."""
-    p = np.exp(scores - scores.max(1, keepdims=True))
+    p = scores - _MAX(scores, axis=1, keepdims=True)
+    np.exp(p, out=p)
     rows = np.arange(len(p))
-    stay = u_hold * p.sum(1) < p[rows, held]
+    stay = u_hold * _SUM(p, axis=1) < p[rows, held]
     out = held.copy()
-    move = np.flatnonzero(~stay)
+    move = np.nonzero(~stay)[0]  # flatnonzero's result, without its Python wrapper (once a step)
     if len(move) == 0:  # most steps hold their note: no draw among the others needed
         return out
     p = p[move]
@@ -601,7 +699,7 @@ def _nucleus(p: np.ndarray, top_p: float) -> np.ndarray:
     above, tied = p > last, p == last
     need = n_keep - np.count_nonzero(above, 1)
     keep = above | tied
-    over = np.flatnonzero(np.count_nonzero(tied, 1) > need)  # rare: more tied entries than places left
+    over = np.nonzero(np.count_nonzero(tied, 1) > need)[0]  # rare: more tied entries than places left
     if len(over):
         keep[over] = above[over] | (tied[over] & (np.cumsum(tied[over], 1) <= need[over, None]))
     return keep

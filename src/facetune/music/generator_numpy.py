@@ -148,6 +148,19 @@ def _expected_shapes(d: NumpyDims) -> dict[str, tuple[int, ...]]:
     return shapes
 
 
+@dataclass(frozen=True)
+class SongTerms:
+    """`NumpyGenerator.song_terms` for some rows: the fully connected layers' output (rows, 2,
+    g_channels) and, per joined layer (`up0`..`up2`, `out`), its y term with the bias (rows, outputs)."""
+
+    hidden: np.ndarray
+    per_sample: tuple[np.ndarray, ...]
+
+    def rows(self, index: Any) -> "SongTerms":
+        """The terms of the rows at `index` (a slice: views, no copy)."""
+        return SongTerms(self.hidden[index], tuple(p[index] for p in self.per_sample))
+
+
 class NumpyGenerator:
     """`Generator.logits` in eval mode, from folded weights; `.dims` and `.info` as on `MelodyGenerator`."""
 
@@ -171,16 +184,28 @@ class NumpyGenerator:
 
     def logits(self, z: np.ndarray, y: np.ndarray, prev: np.ndarray) -> np.ndarray:
         """Raw scores (B, 1, 16, width) for z (B, z_dim), y (B, y_dim) and prev (B, cond_inputs, 16, width)."""
-        z, y, prev = (np.asarray(a, dtype=np.float64) for a in (z, y, prev))
-        c2, c4, c8, c16 = self._conditioner(prev)
+        return self.logits_from(self.song_terms(z, y), prev)
+
+    def song_terms(self, z: np.ndarray, y: np.ndarray) -> "SongTerms":
+        """What the network reads of z and y alone, per row: the fully connected layers' output
+        and each joined layer's y term. Why apart: they do not depend on the bars before, so a
+        song's rows for every bar can be computed in one product (`generate.generate_many`)."""
+        z, y = (np.asarray(a, dtype=np.float64) for a in (z, y))
         w = self._w
         h = np.maximum(np.concatenate([z, y], 1) @ w["fc1_w"] + w["fc1_b"], 0)
         h = np.maximum(np.concatenate([h, y], 1) @ w["fc2_w"] + w["fc2_b"], 0)
         h = h.reshape(len(h), self.dims.g_channels, 2).transpose(0, 2, 1)
-        for name, cond in zip(_UPS, (c2, c4, c8)):
-            h = np.maximum(self._join_matmul(name, h, y, cond), 0)
+        return SongTerms(h, tuple(y @ self._joined[name][1] + w[f"{name}_b"] for name in (*_UPS, "out")))
+
+    def logits_from(self, terms: "SongTerms", prev: np.ndarray) -> np.ndarray:
+        """`logits` from the rows' `song_terms` and their conditioner bars `prev`."""
+        prev = np.asarray(prev, dtype=np.float64)
+        c2, c4, c8, c16 = self._conditioner(prev)
+        h = terms.hidden
+        for name, cond, per_sample in zip(_UPS, (c2, c4, c8), terms.per_sample):
+            h = np.maximum(_dense(np.concatenate([h, cond], 2), self._joined[name][0]) + per_sample[:, None, :], 0)
             h = h.reshape(len(h), 2 * h.shape[1], -1)
-        out = self._join_matmul("out", h, y, c16)[:, None]
+        out = (_dense(np.concatenate([h, c16], 2), self._joined["out"][0]) + terms.per_sample[-1][:, None, :])[:, None]
         if self.dims.reference:
             out = out + self._copy_path(prev[:, -1:])
         return out
@@ -197,12 +222,6 @@ class NumpyGenerator:
             h = np.maximum(h, 0.2 * h)
             feats.append(h)
         return feats[::-1]
-
-    def _join_matmul(self, name: str, h: np.ndarray, y: np.ndarray, cond: np.ndarray) -> np.ndarray:
-        """Layer `name` applied to [h, y broadcast over the steps, cond] joined on the channel axis."""
-        w_hc, w_y = self._joined[name]
-        per_sample = y @ w_y + self._w[f"{name}_b"]
-        return _dense(np.concatenate([h, cond], 2), w_hc) + per_sample[:, None, :]
 
     def _copy_path(self, ref: np.ndarray) -> np.ndarray:
         """What the learned copy path adds to the scores for the reference bar `ref` (B, 1, 16, width)."""

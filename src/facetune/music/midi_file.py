@@ -116,19 +116,62 @@ def _int_in(value: object, low: int, high: int, what: str) -> int:
     return v
 
 
-def _note_events(notes: Iterable[Note], ticks_per_step: int) -> list[tuple[int, int, int, int]]:
-    """(tick, 0 off / 1 on, pitch, velocity), sorted: offs before ons at a tick, then by pitch."""
-    events = []
+def _event_keys(notes: Sequence[Note], ticks_per_step: int) -> list[int]:
+    """The note events as sorted ints that order as (tick, 0 off / 1 on, pitch, velocity) tuples
+    do: offs before ons at a tick, then by pitch (`_pack`, written out here). Why: a song's few
+    hundred events checked one call a field and sorted as tuples were most of the writer's time.
+    Fields that are not all plain ints in range go through `_checked_events`, which says what is wrong."""
     last_step = _MAX_TICK // ticks_per_step  # so every delta time fits a 4-byte variable-length number
+    keys: list[int] = []
+    for n in notes:
+        pitch, start, end, velocity = n.pitch, n.start, n.end, n.velocity
+        if type(pitch) is not int or type(start) is not int or type(end) is not int or type(velocity) is not int:
+            return _checked_events(notes, ticks_per_step)
+        if not (0 <= pitch <= 127 and 1 <= velocity <= 127 and 0 <= start < end <= last_step):
+            return _checked_events(notes, ticks_per_step)
+        keys.append(((start * ticks_per_step * 2 + 1) * 128 + pitch) * 128 + velocity)
+        keys.append((end * ticks_per_step * 256 + pitch) * 128)
+    keys.sort()
+    return keys
+
+
+def _checked_events(notes: Sequence[Note], ticks_per_step: int) -> list[int]:
+    """`_event_keys` with every field checked by `_int_in` (ValueError saying which is wrong)."""
+    keys = []
+    last_step = _MAX_TICK // ticks_per_step
     for n in notes:
         pitch = _int_in(n.pitch, 0, 127, "pitch")
         velocity = _int_in(n.velocity, 1, 127, "velocity")  # a note-on with velocity 0 is a note-off
         start = _int_in(n.start, 0, last_step - 1, "note start")
         end = _int_in(n.end, start + 1, last_step, f"note end (start {start})")
-        events.append((start * ticks_per_step, 1, pitch, velocity))
-        events.append((end * ticks_per_step, 0, pitch, 0))
-    events.sort()
-    return events
+        keys += [_pack(start * ticks_per_step, 1, pitch, velocity), _pack(end * ticks_per_step, 0, pitch, 0)]
+    keys.sort()
+    return keys
+
+
+def _pack(tick: int, on: int, pitch: int, velocity: int) -> int:
+    """A note event as an int whose order is the tuple's: 7 bits of velocity, 7 of pitch, 1 on/off, then the tick."""
+    return ((tick * 2 + on) * 128 + pitch) * 128 + velocity
+
+
+def _event_bytes(keys: Sequence[int], channel: int) -> bytes:
+    """Sorted event keys as a track's events: each delta time (a variable-length number), the
+    note-on status once (running status after it), pitch and velocity (0 for an off)."""
+    data: list[int] = []
+    tick = 0
+    for i, key in enumerate(keys):
+        t = key >> 15
+        delta = t - tick
+        if delta < 0x80:
+            data.append(delta)
+        else:
+            data += _vlq(delta)
+        if i == 0:  # later note-ons (and velocity-0 note-offs) use running status
+            data.append(_NOTE_ON | channel)
+        data.append((key >> 7) & 0x7F)
+        data.append(key & 0x7F)
+        tick = t
+    return bytes(data)
 
 
 def _track(name: str, notes: Sequence[Note], channel: int, program: int, ticks_per_step: int) -> bytes:
@@ -139,15 +182,7 @@ def _track(name: str, notes: Sequence[Note], channel: int, program: int, ticks_p
         raise ValueError(f"track name {name!r} is not latin-1") from None
     body = bytearray(_meta(0x03, encoded) if name else b"")
     body += bytes((0, _PROGRAM | channel, program))
-    tick = 0
-    for i, (t, _, pitch, velocity) in enumerate(_note_events(notes, ticks_per_step)):
-        delta = t - tick
-        body += _vlq(delta) if delta >= 0x80 else bytes((delta,))
-        if i == 0:  # later note-ons (and velocity-0 note-offs) use running status
-            body.append(_NOTE_ON | channel)
-        body.append(pitch)
-        body.append(velocity)
-        tick = t
+    body += _event_bytes(_event_keys(notes, ticks_per_step), channel)
     body += _END_OF_TRACK
     return _chunk(b"MTrk", body)
 
@@ -302,6 +337,18 @@ def _parse_track(data: bytes, pos: int, end: int, summary: MidiSummary) -> tuple
             status, pos = byte, pos + 1
         elif not status:
             raise ValueError("MIDI data byte without a status (no running status)")
+        if 0x80 <= status < 0xA0 and pos + 2 <= end and (data[pos] | data[pos + 1]) < 0x80:
+            # a well-formed note on or off, as `_channel_event` reads it, without the call (most of a file)
+            first, second = data[pos], data[pos + 1]
+            if status >= 0x90 and second:
+                open_notes.setdefault((status & 0x0F, first), []).append((tick, second))
+            else:
+                pending = open_notes.get((status & 0x0F, first))
+                if pending:
+                    start, velocity = pending.pop(0)
+                    notes.append((first, start, tick, velocity))
+            pos += 2
+            continue
         pos = _channel_event(data, pos, end, status, tick, open_notes, notes)
     notes.sort(key=_BY_START)
     return name, notes

@@ -150,9 +150,9 @@ def head_logits(out: np.ndarray, scores: np.ndarray, state: HeadState) -> tuple[
     z = weight[:, None] * scores[:, : REST + 1]
     if out.shape[1] == N_OUT:
         out = np.concatenate([out, np.zeros((len(out), 1))], 1)
-    rel = np.take_along_axis(out, _RELATIVE[state.last], 1)  # last -1: the no-note row, the zero column
-    z[:, :REST] += rel
     rows = np.arange(len(out))
+    rel = out[rows[:, None], _RELATIVE[state.last]]  # last -1: the no-note row, the zero column
+    z[:, :REST] += rel
     z[rows, state.held] += np.where(state.held != REST, out[:, HOLD], 0.0)
     z[:, REST] += out[:, REST_BIAS]
     return z, scores[:, ONSET] + out[:, RESTRIKE]
@@ -185,8 +185,12 @@ class NumpyNoteHead:
         return self._top(h)
 
     def _top(self, h: np.ndarray) -> np.ndarray:
-        h = np.maximum(h, 0.0) @ self.w2 + self.b2
-        return np.maximum(h, 0.0) @ self.w3 + self.b3
+        """The layers after the first, from its pre-activation `h` (overwritten: the buffers are reused)."""
+        h = np.maximum(h, 0.0, out=h) @ self.w2
+        h += self.b2
+        out = np.maximum(h, 0.0, out=h) @ self.w3
+        out += self.b3
+        return out
 
     def bar_inputs(self, scores: np.ndarray, emotion: np.ndarray, position: np.ndarray, phrase_end: np.ndarray, controls: np.ndarray, echoes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """What `features` gives, for every step of a bar at once where it does not depend on the
@@ -210,8 +214,12 @@ class NumpyNoteHead:
         known = last >= 0
         interval = np.where(state.interval == 99, 25, state.interval + 12)
         degree = np.where(known, (last + 48 - key % 12) % 12 + 12 * (key >= 12), 24)
-        h = per_step + e[o[0] + interval] + e[o[1] + state.since + 8 * (state.held == REST)] + e[o[6] + degree]
-        h += np.where(known, (last - N_PITCHES / 2) / 12, 0.0)[:, None] * self.dense[0] + logp[np.arange(len(last)), state.held][:, None] * self.dense[4]
+        h = per_step + e[o[0] + interval]
+        h += e[o[1] + state.since + 8 * (state.held == REST)]
+        h += e[o[6] + degree]
+        pull = np.where(known, (last - N_PITCHES / 2) / 12, 0.0)[:, None] * self.dense[0]
+        pull += logp[np.arange(len(last)), state.held][:, None] * self.dense[4]
+        h += pull
         return self._top(h)
 
 
