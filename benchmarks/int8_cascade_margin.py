@@ -21,18 +21,13 @@ import argparse
 import numpy as np
 
 from facetune.classifier.inference import load_classifier
-from facetune.classifier.onnx_engine import CascadeSettings, near_ties
-from facetune.classifier.torch_engine import log_softmax
+from facetune.classifier.onnx_engine import CascadeSettings, active_probs, near_ties
 from facetune.faces.data import load_faces_cache
 
 
 def _logits(session: object, x: np.ndarray) -> np.ndarray:
     """The int8 graph's raw logits (N, members, classes), 64 crops a call."""
     return np.concatenate([session.run(None, {"crops": x[s : s + 64]})[0] for s in range(0, len(x), 64)]).astype(np.float32)
-
-
-def _probs(logits: np.ndarray, cols: list[int]) -> np.ndarray:
-    return np.exp(log_softmax(log_softmax(logits).mean(axis=1)[:, cols]))
 
 
 def cascade_margins(pq: np.ndarray, pf: np.ndarray, margins: list[float]) -> None:
@@ -47,8 +42,8 @@ def flip_margins(alone: object, x: np.ndarray, pf: np.ndarray, margins: list[flo
     """Per mirror margin, the cascade at `cascade`: the shares mirrored, rerun and agreeing."""
     cols = [alone.classes.index(c) for c in alone.active(None)]
     plain = _logits(alone.session, x)
-    full = _probs((plain + _logits(alone.session, np.ascontiguousarray(x[:, :, ::-1]))) / 2, cols)
-    one = _probs(plain, cols)
+    full = active_probs((plain + _logits(alone.session, np.ascontiguousarray(x[:, :, ::-1]))) / 2, cols)
+    one = active_probs(plain, cols)
     for m in margins:
         flip = near_ties(one, m)
         p = np.where(flip[:, None], full, one)

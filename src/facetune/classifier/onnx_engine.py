@@ -402,13 +402,13 @@ class OnnxClassifier(Classifier):
         pass for its unsure crops, the float twin for the near-ties; and how many were mirrored
         and rerun."""
         logits = self.session.run(None, {"crops": xb})[0]
-        flip = near_ties(_active_probs(logits, cols), self.cascade.flip_margin) if tta else np.zeros(len(xb), bool)
+        flip = near_ties(active_probs(logits, cols), self.cascade.flip_margin) if tta else np.zeros(len(xb), bool)
         if flip.any():
             mirrored = self.session.run(None, {"crops": np.ascontiguousarray(xb[flip][:, :, ::-1])})[0]
             logits[flip] = (logits[flip] + mirrored) / 2
-        probs = _active_probs(logits, cols)
+        probs = active_probs(logits, cols)
         unsure = near_ties(probs, self.cascade.margin)
-        twin = self.float_twin() if unsure.any() and self._twin_file is not None else None
+        twin = self.float_twin() if unsure.any() else None
         if twin is None:
             return probs, int(flip.sum()), 0
         probs[unsure] = twin.predict(xb[unsure], classes, tta)
@@ -483,7 +483,7 @@ class OnnxClassifier(Classifier):
             logits = (both[: len(xb)] + both[len(xb) :]) / 2
         else:
             logits = self.session.run(None, {"crops": xb})[0]
-        return log_softmax(logits.astype(np.float32)).mean(axis=1)
+        return member_log_probs(logits)
 
     def _pool(self, workers: int) -> Any:
         """The helper threads of `_map_chunks` (for `log_probs` and the cascade's `predict`), made on
@@ -495,7 +495,12 @@ class OnnxClassifier(Classifier):
         return self._workers[1]
 
 
-def _active_probs(logits: np.ndarray, cols: list[int]) -> np.ndarray:
-    """Probabilities over the active classes (`cols`) from a graph's logits (N, members, classes):
-    each member's log-probabilities, members averaged, as `OnnxClassifier._run` gives them."""
-    return np.exp(log_softmax(log_softmax(logits.astype(np.float32)).mean(axis=1)[:, cols])).astype(np.float32)
+def member_log_probs(logits: np.ndarray) -> np.ndarray:
+    """Log-probabilities over all classes from a graph's logits (N, members, classes): each
+    member's, members averaged."""
+    return log_softmax(logits.astype(np.float32)).mean(axis=1)
+
+
+def active_probs(logits: np.ndarray, cols: list[int]) -> np.ndarray:
+    """Probabilities over the active classes (`cols`) from a graph's logits (N, members, classes)."""
+    return np.exp(log_softmax(member_log_probs(logits)[:, cols])).astype(np.float32)
