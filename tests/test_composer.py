@@ -191,10 +191,11 @@ def test_happy_is_played_detached_and_sad_legato():
     from facetune.music.composer import STYLES, _perform
     from facetune.music.pianoroll import Note
 
-    written = [Note(60, 0, 2), Note(62, 2, 6), Note(64, 6, 7), Note(65, 7, 15), Note(64, 16, 18)]
+    written = [Note(60, 0, 2), Note(62, 2, 6), Note(64, 6, 7), Note(65, 7, 15), Note(67, 16, 18), Note(65, 18, 20), Note(64, 20, 22)]
     happy = _perform(written, STYLES["Q1"], np.random.default_rng(0))
     sad = _perform(written, STYLES["Q3"], np.random.default_rng(0))
     assert [(n.pitch, n.start) for n in happy] == [(n.pitch, n.start) for n in written]
-    # half of a note of up to a beat sounds (at least one step); a long note and the last one are held
-    assert [n.end - n.start for n in happy] == [1, 2, 1, 8, 2]
+    # half of an off-beat note of up to a beat sounds (at least one step); notes on a beat, a long
+    # note and the last one are held
+    assert [n.end - n.start for n in happy] == [2, 2, 1, 8, 2, 1, 2]
     assert [(n.start, n.end) for n in sad] == [(n.start, n.end) for n in written]

@@ -41,8 +41,9 @@ class Style:
     #: The major/minor lean of the tune the network is asked for (`chords.mode_score`; POP909's
     #: songs lean from -0.22 to +0.29, 5th to 95th percentile).
     lean: float = 0.0
-    #: The share of a note's written length that sounds, for notes of a beat or less (at least one
-    #: step sounds; longer notes and the song's last note are held): under 1 is detached; 1 legato.
+    #: The share of a note's written length that sounds, for notes of a beat or less that start off
+    #: the beat (at least one step sounds; notes on a beat, longer notes and the song's last note
+    #: are held): under 1 is detached; 1 legato.
     articulation: float = 1.0
     #: The temperature the network's onsets are drawn at (`SongRequest.onset_temperature`): under 1
     #: the rhythm settles on the network's likeliest patterns, so it drives and recurs.
@@ -217,15 +218,21 @@ def accompaniment(chords: list[int], style: Style, melody: Sequence[Note] = ()) 
 
 def _perform(notes: list[Note], style: Style, rng: np.random.Generator) -> list[Note]:
     """Play the written notes as a player of the emotion would: accent the beats, soften the rest,
-    with a little seeded variation, and detach the notes of a beat or less by the style's
-    articulation (the onsets and pitches stay as written; longer notes, such as a phrase's long
-    last note, and the song's final note are held)."""
+    with a little seeded variation, and lift the off-beat notes of a beat or less by the style's
+    articulation (the onsets and pitches stay as written; notes on a beat, longer notes, such as
+    a phrase's long last note, and the song's final note are held).
+
+    Why only off the beat: a bouncing line leans on its beats and lifts what falls between them.
+    Detaching every short note turned nearly all of a happy or angry tune's eighths into
+    sixteenths (84-90 % of its notes one step long, against 43 % in POP909's sung lines), which
+    is what told these tunes from sung ones most; lifting only the off-beats keeps the tune
+    short-noted enough to be heard as aroused."""
     jitter = rng.integers(-4, 5, size=len(notes)).tolist()
     out = []
     for i, (n, j) in enumerate(zip(notes, jitter)):
         accent = 8 if n.start % 4 == 0 else (0 if n.start % 2 == 0 else -6)
         length = n.end - n.start
-        detach = style.articulation < 1.0 and length <= STEPS_PER_BAR // 4 and i < len(notes) - 1
+        detach = style.articulation < 1.0 and n.start % 4 != 0 and length <= STEPS_PER_BAR // 4 and i < len(notes) - 1
         sounding = max(1, int(round(length * style.articulation))) if detach else length
         out.append(Note(n.pitch, n.start, n.start + sounding, max(1, min(127, style.velocity + accent + j))))
     return out
