@@ -42,7 +42,10 @@ def test_plan_restates_and_answers_motifs():
     assert [p.ref for p in plan_bars(parse_form("AABA"), 16, motif_reference=False)[4:8]] == [0, 1, 2, 3]
     assert [p.ref for p in plans[8:12]] == [-1, -1, 8, -1]
     assert [p.pos for p in plans[:8]] == [0, 1, 2, 3] * 2
-    assert [b for b, p in enumerate(plans) if p.phrase_end] == [7, 15]  # breaths at the cadences only
+    # a breath at every phrase's fourth bar, as in the training data (never a fourth bar without one)
+    assert [b for b, p in enumerate(plans) if p.phrase_end] == [3, 7, 11, 15]
+    # a song that stops inside a phrase still ends on a breath
+    assert [b for b, p in enumerate(plan_bars(parse_form("AABA"), 10)) if p.phrase_end] == [3, 7, 9]
 
 
 def test_cadences_fall_in_the_middle_and_at_the_end():

@@ -112,17 +112,20 @@ def plan_bars(phrases: list[Phrase], n_bars: int, motif_reference: bool = True) 
     changes in that place (with all four bars restated, a quarter of the restated bars came back
     note for note, more than POP909's 17 %).
 
-    A phrase end, where the network breathes and ends on a long note, is marked only at the
-    cadences (`cadence_bars`: the middle and the last bar), so the song moves in two 8-bar
-    periods. POP909's phrases run 8 bars as often as 4, and with a breath every 4 bars the note
-    head left 8.6 % of beats empty, against POP909's 6 %.
+    A phrase end, where the network breathes and ends on a long note, is marked at the last bar of
+    every 4-bar phrase, and at the cadences (`cadence_bars`) of a song whose length is not a whole
+    number of phrases. In the training data the fourth bar of a phrase is always an end, so a
+    fourth bar not marked as one is a condition the network never saw: marked only at the two
+    cadences (until 2026-12-04), bars 4 and 12 came out the busiest of a song (happy 8.4 and 8.9
+    notes, angry 10.0 and 9.8), where POP909's fourth bars are its sparsest (4.0 notes against
+    5.4-6.5). The breaths leave more beats empty; `DecodeSettings.rest_penalty` keeps them short.
     """
     plans: list[BarPlan] = []
     breaths = cadence_bars(n_bars)
     for b in range(n_bars):
         p, pos = divmod(b, PHRASE_BARS)
         phrase = phrases[p]
-        end = b in breaths
+        end = pos == PHRASE_BARS - 1 or b in breaths
         if phrase.restates is not None:
             src = phrase.restates * PHRASE_BARS + pos
             varied_ending = phrase.variation >= PRIMED_VARIATION and pos >= PHRASE_BARS // 2
