@@ -75,3 +75,13 @@ def test_a_form_asked_for_must_fit_the_bars():
     with pytest.raises(ValueError, match="--bars 32"):
         fit_form("ABCDEFGH", 16, strict=True)
     assert form_name(fit_form("AABA", 16, strict=True)) == "AABA"
+
+
+@pytest.mark.parametrize("n_bars", [4, 6, 8, 12, 16, 20, 32])
+@pytest.mark.parametrize("form", FORMS)
+def test_every_fourth_bar_of_a_phrase_is_a_phrase_end(form, n_bars):
+    # the training data never shows a phrase's fourth bar that runs on, so the composer never asks for one;
+    # the song's last bar always ends a phrase too
+    plans = plan_bars(fit_form(form, n_bars), n_bars)
+    assert all(p.phrase_end for p in plans if p.pos == 3)
+    assert plans[-1].phrase_end
