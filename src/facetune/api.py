@@ -640,28 +640,69 @@ def _preload_generator(path: str | None) -> Any:
     return thread
 
 
-def _compose_chunks(chunks: Iterator[list[tuple[tuple[Any, str, Path, Path], FaceEmotion]]], preload: list[Any], out_dir: Path, settings: ComposeSettings, worker: Any) -> Iterator[tuple[dict[str, Any], FaceEmotion, Path]]:
-    """Each chunk's records, in order (`_write_chunk`). With a worker, its share of a chunk is
-    handed over before the previous chunk is written, so it composes while this process writes,
-    classifies and composes the rest; records then come one chunk later, still in order."""
-    ready: tuple[list[Any], list[Any], dict[int, Any]] | None = None
+#: Chunks waiting to be written at most (composed here, or offered to the worker) before this
+#: process waits for the oldest: the songs composed ahead of the worker's stay a few chunks' worth.
+WAITING_CHUNKS = 4
+
+_Chunk = list[tuple[tuple[Any, str, Path, Path], FaceEmotion]]
+
+
+@dataclass
+class _Waiting:
+    """A chunk on its way to being written: its songs once composed here, or the worker's share."""
+
+    chunk: _Chunk
+    seeds: list[Any]
+    keys: list[int]
+    requests: list[tuple[Any, Any]]
+    songs: dict[int, Any] | None = None
+    share: Any = None
+
+
+def _compose_chunks(chunks: Iterator[_Chunk], preload: list[Any], out_dir: Path, settings: ComposeSettings, worker: Any) -> Iterator[tuple[dict[str, Any], FaceEmotion, Path]]:
+    """Each chunk's records, in order (`_write_chunk`). With a worker, every chunk is offered to
+    it, and this process, between writing the chunks that are done, composes the oldest ones the
+    worker has not started while another waits for the worker (every one at the end): each
+    process composes whole chunks, as many as it gets through (a share of a chunk costs more a
+    song: 6.3 ms in a batch of 16 against 4.4 ms in one of 64). A chunk is written as soon as it
+    and every chunk before it are composed."""
+    import collections
+
+    waiting: collections.deque[_Waiting] = collections.deque()
+
+    def settle(final: bool) -> Iterator[tuple[dict[str, Any], FaceEmotion, Path]]:
+        """Write the chunks that are done, in order, composing here what the worker has not
+        started meanwhile; wait for the worker only at the end or when too many chunks wait."""
+        while waiting:
+            head = waiting[0]
+            if head.songs is not None or head.share.done.is_set():
+                waiting.popleft()
+                yield from _write_chunk(head.chunk, head.seeds, _songs_of(head, settings, worker), out_dir, settings)
+                continue
+            share = worker.take_back(leave=0 if final else 1)
+            if share is not None:
+                mine = next(w for w in waiting if w.share is share)
+                mine.songs = dict(zip(mine.keys, _compose_here(mine.requests, settings)))
+                continue
+            if final or len(waiting) > WAITING_CHUNKS:
+                waiting.popleft()
+                yield from _write_chunk(head.chunk, head.seeds, _songs_of(head, settings, worker), out_dir, settings)
+                continue
+            return
+
     for chunk in chunks:
         if preload:
             preload[0].join()
         seeds = [content_seed(settings.seed, face.content) if face.content else None for _, face in chunk]
         keys = [k for k, (_, face) in enumerate(chunk) if not face.error]
-        requests = [(chunk[k][1].emotion, seeds[k]) for k in keys]
-        handed = _hand_over(requests, worker)
-        if ready is not None:
-            yield from _write_chunk(*ready, out_dir, settings)
-            ready = None
-        songs = dict(zip(keys, _compose_songs(requests, handed, settings, worker))) if keys else {}
-        if handed:
-            ready = (chunk, seeds, songs)
+        item = _Waiting(chunk, seeds, keys, [(chunk[k][1].emotion, seeds[k]) for k in keys])
+        if keys and worker is not None and worker.alive:
+            item.share = worker.offer(item.requests)
         else:
-            yield from _write_chunk(chunk, seeds, songs, out_dir, settings)
-    if ready is not None:
-        yield from _write_chunk(*ready, out_dir, settings)
+            item.songs = dict(zip(keys, _compose_here(item.requests, settings)))
+        waiting.append(item)
+        yield from settle(final=False)
+    yield from settle(final=True)
 
 
 def _compose_chunk(chunk: Sequence[tuple[tuple[Any, str, Path, Path], FaceEmotion]], out_dir: Path, settings: ComposeSettings) -> Iterator[tuple[dict[str, Any], FaceEmotion, Path]]:
@@ -690,32 +731,26 @@ def _write_chunk(chunk: Sequence[tuple[tuple[Any, str, Path, Path], FaceEmotion]
         yield compose_record(input=name, face=face.face, emotion=face.emotion, probabilities=face.probabilities, quadrant=comp.quadrant, seed=seeds[k], output=str(target), status="done", **music), face, target
 
 
-def _hand_over(songs: list[tuple[Any, Any]], worker: Any) -> int:
-    """Give the worker (if any, and still alive) its share of the (emotion, seed) songs, the first
-    ones; how many it took."""
-    n = worker.share_of(len(songs)) if worker is not None else 0
-    return n if n and worker.submit(songs[:n]) else 0
-
-
-def _compose_songs(songs: list[tuple[Any, Any]], handed: int, settings: ComposeSettings, worker: Any) -> list[Any]:
-    """The (emotion, seed) songs in order: the first `handed`, the worker's, as
-    `music.parallel.PreparedSong`s, while this process composes the rest; whatever the worker
-    could not make is composed here (so its errors are this path's own)."""
+def _compose_here(songs: list[tuple[Any, Any]], settings: ComposeSettings) -> list[Any]:
+    """The (emotion, seed) songs composed in this process, in order."""
     from .music.composer import compose_emotions
 
-    def here(part: list[tuple[Any, Any]]) -> list[Any]:
-        if not part:
-            return []
-        return compose_emotions(part, load_generator(settings.generator), bars=settings.bars, tempo=settings.tempo, form=settings.form)
+    if not songs:
+        return []
+    return compose_emotions(songs, load_generator(settings.generator), bars=settings.bars, tempo=settings.tempo, form=settings.form)
 
-    mine = here(songs[handed:])
-    if not handed:
-        return mine
-    theirs: list[Any] = worker.collect() or [None] * handed
+
+def _songs_of(item: _Waiting, settings: ComposeSettings, worker: Any) -> dict[int, Any]:
+    """A chunk's songs by position: composed here, or the worker's as
+    `music.parallel.PreparedSong`s; whatever the worker could not make is composed here (so its
+    errors are this path's own)."""
+    if item.songs is not None:
+        return item.songs
+    theirs: list[Any] = worker.collect(item.share) or [None] * len(item.requests)
     redo = [i for i, song in enumerate(theirs) if song is None]
-    for i, comp in zip(redo, here([songs[i] for i in redo])):
+    for i, comp in zip(redo, _compose_here([item.requests[i] for i in redo], settings)):
         theirs[i] = comp
-    return theirs + mine
+    return dict(zip(item.keys, theirs))
 
 
 def _write_composed(song: Any, target: Path, settings: ComposeSettings) -> None:
