@@ -215,19 +215,25 @@ def accompaniment(chords: list[int], style: Style, melody: Sequence[Note] = ()) 
     return out
 
 
+#: A note's accent by where it starts in the beat (`_perform`): on the beat, on its second eighth, off.
+_ACCENTS = (8, -6, 0, -6)
+
+
 def _perform(notes: list[Note], style: Style, rng: np.random.Generator) -> list[Note]:
     """Play the written notes as a player of the emotion would: accent the beats, soften the rest,
     with a little seeded variation, and detach the notes of a beat or less by the style's
     articulation (the onsets and pitches stay as written; longer notes, such as a phrase's long
     last note, and the song's final note are held)."""
     jitter = rng.integers(-4, 5, size=len(notes)).tolist()
+    velocity, last = style.velocity, len(notes) - 1
+    # the sounding length of each detached length (a beat or less), worked out once, not once a note
+    detached = {n: max(1, int(round(n * style.articulation))) for n in range(1, STEPS_PER_BAR // 4 + 1)} if style.articulation < 1.0 else {}
     out = []
     for i, (n, j) in enumerate(zip(notes, jitter)):
-        accent = 8 if n.start % 4 == 0 else (0 if n.start % 2 == 0 else -6)
-        length = n.end - n.start
-        detach = style.articulation < 1.0 and length <= STEPS_PER_BAR // 4 and i < len(notes) - 1
-        sounding = max(1, int(round(length * style.articulation))) if detach else length
-        out.append(Note(n.pitch, n.start, n.start + sounding, max(1, min(127, style.velocity + accent + j))))
+        start = n.start
+        length = n.end - start
+        sounding = detached.get(length, length) if i < last else length
+        out.append(Note(n.pitch, start, start + sounding, max(1, min(127, velocity + _ACCENTS[start % 4] + j))))
     return out
 
 

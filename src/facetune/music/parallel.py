@@ -91,6 +91,10 @@ def _serve(requests: Any, replies: Any, parent_ends: tuple[Any, ...], load: Call
     signal.set_wakeup_fd(-1)  # the CLI's signal watchdog belongs to the main process
     for end in parent_ends:
         end.close()
+    try:
+        load()  # now, while the main process reads and classifies the first chunk, rather than after
+    except Exception:  # noqa: BLE001  (not cached: the first chunk's own load fails again and is handed back)
+        pass
     while True:
         try:
             songs = requests.recv()
