@@ -93,6 +93,26 @@ def test_a_dead_worker_leaves_its_chunks_to_this_process(tiny_generator):
         worker.close()
 
 
+def test_a_worker_whose_generator_does_not_load_leaves_every_chunk_here(tiny_generator):
+    """The worker loads its generator as soon as it starts; when that fails (and fails again for
+    its first chunk), the chunk comes back without songs, the worker stops and this process
+    composes everything, with the same bytes."""
+    from facetune.api import ComposeSettings, _compose_here, _songs_of
+
+    def broken() -> None:
+        raise OSError("no generator here")
+
+    settings = ComposeSettings(generator=str(tiny_generator))
+    songs = [(("happy", "sad")[i % 2], i) for i in range(6)]
+    worker = parallel.SongWorker(broken, bars=16, tempo=None, form=None, chords=True)
+    try:
+        made = list(_songs_of(_item(songs, worker.offer(songs)), settings, worker).values())
+        assert not any(isinstance(s, parallel.PreparedSong) for s in made) and not worker.alive
+        assert _data(made) == _data(_compose_here(songs, settings))
+    finally:
+        worker.close()
+
+
 def test_chunks_wait_their_turn_and_can_be_taken_back(tiny_generator):
     """The worker holds one chunk at a time; the next ones wait in this process, which can take
     back the oldest the worker has not started (leaving `leave` for it); the others come back
