@@ -189,6 +189,7 @@ def iter_classify(
     engine: str = "auto",
     max_bytes: int = DEFAULT_MAX_BYTES,
     on_read: Callable[[int, str | None], None] | None = None,
+    first_batch: int | None = None,
 ) -> Iterator[tuple[int, list[FaceEmotion]]]:
     """Stream (input index, its records) in input order, classifying crops in batches.
 
@@ -198,7 +199,11 @@ def iter_classify(
     decodes: leading unreadable inputs are reported without it, so a rerun over broken inputs
     loads no model (the first readable input is decoded twice). `on_read(index, error or None)`
     is called as each input has been read and its faces found, before its batch is classified:
-    progress that moves from the first input, and failures as they happen.
+    progress that moves from the first input, and failures as they happen. `first_batch` crops
+    go as a batch of their own before the others go `batch_size` at a time, so a caller that
+    starts work on the first records (compose) starts sooner; both should be multiples of the
+    classifier's own runs (64 crops), so that no crop is classified beside other crops than
+    without it (the probabilities are then the same bits).
     """
     labels = list(names) if names is not None else [_source_name(s) for s in sources]
     first = 0
@@ -234,15 +239,16 @@ def iter_classify(
             yield i, records
 
     faces_stream = _after(head, _iter_faces(sources[first + 1 :], detect, all_faces, clf.crop_size, clf.face_margin, workers, max_bytes))
+    size = first_batch or batch_size
     for i, faces, err, digest in _prefetched(faces_stream, depth=2 * batch_size) if len(sources) - first > batch_size else faces_stream:  # decode the next batch while this one is classified
         item = (i + first, faces, err, digest)
         if on_read is not None:
             on_read(i + first, None if err is None else str(err))
         pending.append(item)
         n_crops += len(item[1])
-        if n_crops >= batch_size:
+        if n_crops >= size:
             yield from flush()
-            pending, n_crops = [], 0
+            pending, n_crops, size = [], 0, batch_size
     if pending:
         yield from flush()
 
@@ -451,6 +457,17 @@ def write_song(comp: Any, target: Path | None, settings: ComposeSettings, extras
 
 #: Songs generated together: bar *t* of all of them is one forward pass of the network.
 GENERATION_BATCH = 64
+
+
+def _chunk_size(songs: int, shared: bool) -> int:
+    """Songs composed together in a run of `songs`: GENERATION_BATCH, or, when a song worker
+    shares the run, the size that splits it into an even number of chunks of at most that, as
+    even as can be, so that neither process composes a last chunk alone while the other waits
+    (200 songs: four chunks of 50, not 64, 64, 64 and 8)."""
+    if not shared:
+        return GENERATION_BATCH
+    pairs = -(-songs // (2 * GENERATION_BATCH))
+    return max(1, -(-songs // (2 * pairs)))
 #: The batch's record of inputs that failed, in the output folder (see `compose_many`); shard K of
 #: N keeps its own (`.facetune-failed.K-of-N.json`), so shards running side by side never share one.
 FAILURES_FILE = ".facetune-failed.json"
@@ -612,8 +629,11 @@ def _compose_read(todo: list[tuple[Any, str, Path, Path]], out_dir: Path, failur
             if on_read is not None:
                 on_read(todo[i][1], error)
 
-        stream = iter_classify([t[0] for t in todo], classifier=settings.classifier, classes=settings.classes, detect=settings.detect, batch_size=settings.batch_size, workers=settings.workers, device=settings.device, names=[t[1] for t in todo], max_bytes=settings.max_bytes, on_read=read)
-        chunks = ([(todo[i], recs[0]) for i, recs in chunk] for chunk in _chunks(_prefetched(stream), GENERATION_BATCH))
+        # the first chunk's crops classified on their own, so the songs start sooner (one face an
+        # input: the same crops share each of the classifier's runs of 64 as without it)
+        first_batch = GENERATION_BATCH if settings.batch_size % GENERATION_BATCH == 0 else None
+        stream = iter_classify([t[0] for t in todo], classifier=settings.classifier, classes=settings.classes, detect=settings.detect, batch_size=settings.batch_size, workers=settings.workers, device=settings.device, names=[t[1] for t in todo], max_bytes=settings.max_bytes, on_read=read, first_batch=first_batch)
+        chunks = ([(todo[i], recs[0]) for i, recs in chunk] for chunk in _chunks(_prefetched(stream), _chunk_size(len(todo), worker is not None)))
         for rec, face, target in _compose_chunks(chunks, preload, out_dir, settings, worker):
             key = _failure_key(target, out_dir)
             if face.error and face.content:
