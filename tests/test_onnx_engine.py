@@ -250,8 +250,7 @@ def test_others_busy_watches_from_the_programs_start_without_waiting(monkeypatch
     import os
     import time
 
-    from facetune import cpu_watch
-    from facetune.classifier import onnx_engine
+    from facetune.classifier import cpu_watch, onnx_engine
 
     monkeypatch.setattr(os, "cpu_count", lambda: 2)
     monkeypatch.setattr(cpu_watch, "program_start", (time.monotonic() - 1.0, (100.0, 1000.0, 50.0)))

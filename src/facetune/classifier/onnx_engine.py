@@ -22,11 +22,12 @@ from typing import Any, Callable
 
 import numpy as np
 
-from .. import console, cpu_watch
-from ..cpu_watch import CpuMark
-from ..cpu_watch import cpu_times as _cpu_times
+from .. import console
 from ..checkpoints import atomic_write_bytes, load_checkpoint
 from ..errors import CheckpointError, FacetuneError, refuse_overwrite
+from . import cpu_watch
+from .cpu_watch import CpuMark
+from .cpu_watch import cpu_times as _cpu_times
 from .network import build_model, member_specs
 from .onnx_metadata import file_sha256
 from .preprocess import fit, normalise

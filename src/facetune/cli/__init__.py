@@ -6,7 +6,7 @@ family of commands to it when imported.
 import os as _os
 import sys as _sys
 
-from .. import cpu_watch
+from ..classifier import cpu_watch
 from . import signals
 
 if _os.path.basename(_sys.argv[0]) in ("facetune", "__main__.py"):  # the program itself, not a library user
