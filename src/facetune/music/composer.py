@@ -146,23 +146,25 @@ def _voicing(chord: int, center: int = 57, ceiling: int = 128) -> tuple[int, ...
     return tuple(p for p in best if p < ceiling)
 
 
-#: A pitch class the melody sounds this many steps of a bar (a beat) is held there (`_held_pitch_classes`).
+#: A pitch class the melody sounds this many steps of a bar (a beat) is held there (`_melody_by_bar`).
 HELD_STEPS = 4
 
 
-def _bars_of(note: Note, n_bars: int) -> range:
-    """The bars a note sounds in (of the first `n_bars`)."""
-    return range(max(0, note.start // STEPS_PER_BAR), min(n_bars, (note.end - 1) // STEPS_PER_BAR + 1))
-
-
-def _held_pitch_classes(melody: Sequence[Note], n_bars: int) -> list[set[int]]:
-    """Per bar, the pitch classes the melody sounds for a beat or more in all (`HELD_STEPS`)."""
+def _melody_by_bar(melody: Sequence[Note], n_bars: int) -> tuple[list[int], list[set[int]]]:
+    """Per bar (of the first `n_bars`), the lowest melody pitch sounding in it (128 where the
+    melody rests) and the pitch classes it sounds for a beat or more in all (`HELD_STEPS`), in
+    one pass over the notes."""
+    low = [128] * n_bars
     steps = [[0] * 12 for _ in range(n_bars)]
     for n in melody:
-        for b in _bars_of(n, n_bars):
+        pitch, start, end = n.pitch, n.start, n.end
+        pc = pitch % 12
+        for b in range(max(0, start // STEPS_PER_BAR), min(n_bars, (end - 1) // STEPS_PER_BAR + 1)):
             o = b * STEPS_PER_BAR
-            steps[b][n.pitch % 12] += min(n.end, o + STEPS_PER_BAR) - max(n.start, o)
-    return [{pc for pc in range(12) if bar[pc] >= HELD_STEPS} for bar in steps]
+            steps[b][pc] += min(end, o + STEPS_PER_BAR) - max(start, o)
+            if pitch < low[b]:
+                low[b] = pitch
+    return low, [{pc for pc in range(12) if bar[pc] >= HELD_STEPS} for bar in steps]
 
 
 def _yield_to_tune(triad: tuple[int, ...], root: int, held: set[int]) -> tuple[int, ...]:
@@ -175,15 +177,6 @@ def _yield_to_tune(triad: tuple[int, ...], root: int, held: set[int]) -> tuple[i
     return tuple(p for p in triad if p % 12 == root or (p + 1) % 12 not in held)
 
 
-def _bar_ceilings(melody: Sequence[Note], n_bars: int) -> list[int]:
-    """Per bar, the lowest melody pitch sounding in it (128 where the melody rests)."""
-    low = [128] * n_bars
-    for n in melody:
-        for b in _bars_of(n, n_bars):
-            low[b] = min(low[b], n.pitch)
-    return low
-
-
 def accompaniment(chords: list[int], style: Style, melody: Sequence[Note] = ()) -> list[Note]:
     """A simple left-hand part per bar: bass root plus the triad, in the emotion's pattern, voiced
     under the melody's lowest note in the bar."""
@@ -191,8 +184,7 @@ def accompaniment(chords: list[int], style: Style, melody: Sequence[Note] = ()) 
 
     v = max(30, style.velocity - 22)
     out: list[Note] = []
-    ceilings = _bar_ceilings(melody, len(chords))
-    held = _held_pitch_classes(melody, len(chords))
+    ceilings, held = _melody_by_bar(melody, len(chords))
     for b, chord in enumerate(chords):
         if chord == NO_CHORD:
             continue
