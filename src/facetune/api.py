@@ -468,6 +468,8 @@ def _chunk_size(songs: int, shared: bool) -> int:
         return GENERATION_BATCH
     pairs = -(-songs // (2 * GENERATION_BATCH))
     return max(1, -(-songs // (2 * pairs)))
+
+
 #: The batch's record of inputs that failed, in the output folder (see `compose_many`); shard K of
 #: N keeps its own (`.facetune-failed.K-of-N.json`), so shards running side by side never share one.
 FAILURES_FILE = ".facetune-failed.json"
@@ -695,20 +697,16 @@ def _compose_chunks(chunks: Iterator[_Chunk], preload: list[Any], out_dir: Path,
         started meanwhile; wait for the worker only at the end or when too many chunks wait."""
         while waiting:
             head = waiting[0]
-            if head.songs is not None or head.share.done.is_set():
-                waiting.popleft()
-                yield from _write_chunk(head.chunk, head.seeds, _songs_of(head, settings, worker), out_dir, settings)
-                continue
-            share = worker.take_back(leave=0 if final else 1)
-            if share is not None:
-                mine = next(w for w in waiting if w.share is share)
-                mine.songs = dict(zip(mine.keys, _compose_here(mine.requests, settings)))
-                continue
-            if final or len(waiting) > WAITING_CHUNKS:
-                waiting.popleft()
-                yield from _write_chunk(head.chunk, head.seeds, _songs_of(head, settings, worker), out_dir, settings)
-                continue
-            return
+            if head.songs is None and not head.share.done.is_set():  # the worker's, not ready
+                share = worker.take_back(leave=0 if final else 1)
+                if share is not None:
+                    mine = next(w for w in waiting if w.share is share)
+                    mine.songs = dict(zip(mine.keys, _compose_here(mine.requests, settings)))
+                    continue
+                if not final and len(waiting) <= WAITING_CHUNKS:
+                    return
+            waiting.popleft()
+            yield from _write_chunk(head.chunk, head.seeds, _songs_of(head, settings, worker), out_dir, settings)
 
     for chunk in chunks:
         if preload:
