@@ -1,6 +1,6 @@
 """Every speed figure of fast compose, each printed with the command that measures it.
 
-    python benchmarks/compose_speed.py [--repeats 5] [--skip-batch]
+    python benchmarks/compose_speed.py [--repeats 5] [--skip-batch] [--workdir DIR]
 
 1. Cold start: `facetune compose astronaut.png -o out.mid` against `facetune classify
    astronaut.png`, alternated, `--repeats` times each, medians and their ratio.
@@ -14,13 +14,17 @@
    broken (they fail again), median of three.
 
 The machine is shared and noisy: every figure is a median of repeats, and each batch figure has
-its reference measured beside it in the same run.
+its reference measured beside it in the same run. Every file is written under a temporary folder
+in `--workdir` (default: the system's, /tmp), which each figure names: how long a file takes to
+create depends on the file system and folder (on the project's machine, 0.05-0.75 ms a file in
+/tmp and 0.04-0.3 ms under /work, changing from day to day), and a batch writes one per song.
 """
 from __future__ import annotations
 
 import argparse
 import compileall
 import importlib.util
+import os
 import statistics
 import subprocess
 import sys
@@ -94,8 +98,8 @@ def batch(n: int, tmp: Path, runs: int = 3) -> None:
         peaks.append(peak)
         refs.append(n / timed(["classify", str(src), "--format", "csv"])[0])
     print(f"batch {n} crops: {statistics.median(rates):.0f} songs/s (runs: {', '.join(f'{x:.0f}' for x in rates)}; {made} MIDI files), "
-          f"reference classify {statistics.median(refs):.0f} crops/s; peak memory {max(peaks)} MB")
-    print(f"  command: facetune compose {src.name}/ --out-dir NEW  (whole process, {n} FER2013 test crops)")
+          f"reference classify {statistics.median(refs):.0f} crops/s; peak memory {max(peaks)} MB; load {os.getloadavg()[0]:.1f}")
+    print(f"  command: facetune compose {src.name}/ --out-dir NEW  (whole process, {n} FER2013 test crops, written under {tmp.parent})")
     if n >= 1000:
         rerun(src, tmp / f"songs{n}_0")
 
@@ -113,9 +117,10 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--skip-batch", action="store_true")
+    ap.add_argument("--workdir", type=Path, default=None, help="folder for the crops and songs (default: the system's temporary folder)")
     args = ap.parse_args()
     compileall.compile_dir(str(Path(importlib.util.find_spec("facetune").origin).parent), quiet=1)  # bytecode, as an install has
-    with tempfile.TemporaryDirectory() as tmp_name:
+    with tempfile.TemporaryDirectory(dir=args.workdir) as tmp_name:
         tmp = Path(tmp_name)
         cold_start(args.repeats, tmp)
         latency()

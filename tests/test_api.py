@@ -168,6 +168,42 @@ def test_each_input_is_reported_as_read_before_its_batch_is_classified(tmp_path,
     assert reads[1][2] and "bad.png" in reads[1][2] and not reads[0][2]
 
 
+def test_a_first_batch_of_its_own_gives_the_same_records_sooner(tmp_path, tiny_classifier):
+    """`first_batch`: the first crops are classified as a batch of their own (the first record
+    comes once they are read, not once a whole batch is), and every record is the same."""
+    from facetune.api import iter_classify
+
+    rng = np.random.default_rng(1)
+    paths = []
+    for i in range(10):
+        Image.fromarray(face_image(i % 3, rng)).save(tmp_path / f"f{i}.png")
+        paths.append(tmp_path / f"f{i}.png")
+    runs = {}
+    for first in (None, 4):
+        events: list[tuple[str, int]] = []
+        recs = []
+        for i, got in iter_classify(paths, classifier=str(tiny_classifier), batch_size=8, first_batch=first, on_read=lambda i, e: events.append(("read", i))):
+            events.append(("record", i))
+            recs.append((i, [r.to_dict() for r in got]))
+        runs[first] = recs
+        reads_before_first_record = events.index(("record", 0))
+        assert reads_before_first_record == (8 if first is None else 4)
+    assert runs[4] == runs[None]
+
+
+def test_chunks_split_a_shared_run_evenly():
+    """With a song worker, a run is cut into an even number of chunks of at most GENERATION_BATCH,
+    as even as can be (no last chunk for one process alone); without one, GENERATION_BATCH."""
+    from facetune.api import GENERATION_BATCH, _chunk_size
+
+    assert _chunk_size(200, False) == GENERATION_BATCH
+    for songs in (64, 65, 200, 1000, 3812):
+        size = _chunk_size(songs, True)
+        chunks = -(-songs // size)
+        assert size <= GENERATION_BATCH and chunks % 2 == 0 and songs - (chunks - 1) * size >= size - chunks
+    assert _chunk_size(200, True) == 50
+
+
 def test_failed_inputs_are_not_retried_while_unchanged(tmp_path, tiny_classifier, tiny_generator):
     import json
     from pathlib import Path

@@ -145,16 +145,18 @@ def test_voicing_stays_under_a_low_melody():
 
 
 def test_voicing_leaves_out_a_chord_tone_the_held_tune_rubs():
-    from facetune.music.composer import _held_pitch_classes, _yield_to_tune
+    from facetune.music.composer import _melody_by_bar, _yield_to_tune
     from facetune.music.pianoroll import Note
 
     g_major = (55, 59, 62)  # G B D, root G
     assert _yield_to_tune(g_major, 7, {0}) == (55, 62)  # C held over G: the third B goes (a sus chord)
     assert _yield_to_tune(g_major, 7, {8}) == g_major  # G# over G: the root stays
     assert _yield_to_tune(g_major, 7, {2, 7}) == g_major  # chord tones held: nothing rubs
-    held = _held_pitch_classes([Note(60, 0, 3), Note(62, 4, 6), Note(74, 8, 10), Note(64, 14, 20)], 2)
+    low, held = _melody_by_bar([Note(60, 0, 3), Note(62, 4, 6), Note(74, 8, 10), Note(64, 14, 20)], 2)
     assert held == [{2}, {4}]  # D sounds 4 steps in all (two octaves), C 3; E 2 in bar 0 and 4 in bar 1
-    assert _held_pitch_classes([Note(64, 12, 20)], 2) == [{4}, {4}]  # a note across the bar line counts in both
+    assert low == [60, 64]  # the lowest pitch sounding in each bar
+    assert _melody_by_bar([Note(64, 12, 20)], 2) == ([64, 64], [{4}, {4}])  # a note across the bar line counts in both
+    assert _melody_by_bar([Note(64, 0, 4)], 2)[0] == [64, 128]  # a bar where the melody rests
 
 
 def test_accompaniment_never_sounds_a_semitone_under_a_held_tune_note(gen):

@@ -239,6 +239,25 @@ def test_read_back_handles_what_other_writers_emit():
     assert pm_notes(pm.instruments[0]) == sorted((summary.seconds(s), p, summary.seconds(e), v) for p, s, e, v in summary.tracks[0][1])
 
 
+def test_runs_of_notes_in_running_status_read_as_mido_reads_them():
+    """`read_back` reads a run of notes in running status in a tighter loop while each delta time
+    has one or two bytes: runs broken by three-byte deltas, note-offs (0x80), a meta event, another
+    channel and a note left sounding, and overlapping notes of one pitch (first in, first out),
+    read as mido does, with every delta's tick."""
+    body = (
+        b"\x00\x90\x3c\x40" + b"\x00\x3e\x41" + b"\x78\x3c\x00"  # on, on in running status, off
+        + b"\x81\x00\x3c\x42" + b"\x81\x00\x3c\x43" + b"\x82\x80\x00\x3c\x00"  # two-byte deltas, overlapping Cs; a three-byte delta
+        + b"\x00\xff\x01\x01x" + b"\x00\x3c\x00" + b"\x05\x40\x44"  # running status goes on after a meta event
+        + b"\x7f\x80\x3e\x00" + b"\x83\x00\x40\x00"  # note-offs (0x80), the second in running status
+        + b"\x00\x92\x45\x46" + b"\x10\x45\x00" + b"\x01\x47\x50"  # channel 2, one note left sounding
+        + b"\x00\xff\x2f\x00"
+    )
+    data = b"MThd" + struct.pack(">IHHH", 6, 1, 1, 480) + b"MTrk" + struct.pack(">I", len(body)) + body
+    got = read_back(data).tracks[0][1]
+    assert got == mido_notes(mido.MidiFile(file=io.BytesIO(data)).tracks[0])[1]
+    assert got == [(60, 0, 120, 64), (62, 0, 33276, 65), (60, 248, 33144, 66), (60, 376, 33144, 67), (64, 33149, 33660, 68), (69, 33660, 33676, 70)]
+
+
 def test_malformed_input_raises_value_error():
     good = midi_bytes(realistic_song(), tempo=126.0, key_number=2)
     for cut in list(range(40)) + list(range(40, len(good), 37)) + [len(good) - 1]:

@@ -244,6 +244,27 @@ def test_others_busy_watches_from_the_classifiers_mark(monkeypatch):
     assert abs(onnx_engine._others_busy(window=0.0, start=stale) - 0.1) < 1e-9
 
 
+def test_others_busy_watches_from_the_programs_start_without_waiting(monkeypatch):
+    """The `facetune` program's start (`cpu_watch.program_start`), when it is the older fresh mark,
+    starts the watch: a decision that comes after the program's imports waits for nothing."""
+    import os
+    import time
+
+    from facetune.classifier import cpu_watch, onnx_engine
+
+    monkeypatch.setattr(os, "cpu_count", lambda: 2)
+    monkeypatch.setattr(cpu_watch, "program_start", (time.monotonic() - 1.0, (100.0, 1000.0, 50.0)))
+    readings = iter([(300.0, 1200.0, 230.0)])
+    monkeypatch.setattr(onnx_engine, "_cpu_times", lambda: next(readings))
+    began = time.monotonic()
+    classifier_mark = (time.monotonic(), (250.0, 1100.0, 200.0))
+    assert abs(onnx_engine._others_busy(window=0.5, start=classifier_mark) - 0.2) < 1e-9
+    assert time.monotonic() - began < 0.25  # no wait: the program's watch is a second long already
+    monkeypatch.setattr(cpu_watch, "program_start", (time.monotonic() - onnx_engine.BUSY_STALE - 1, (0.0, 0.0, 0.0)))
+    readings = iter([(300.0, 1200.0, 230.0)])
+    assert abs(onnx_engine._others_busy(window=0.0, start=(time.monotonic(), (100.0, 1000.0, 50.0))) - 0.2) < 1e-9  # a stale program mark is passed over
+
+
 def test_cpu_times_reads_proc_where_there_is_one():
     from pathlib import Path
 

@@ -25,6 +25,9 @@ import numpy as np
 from .. import console
 from ..checkpoints import atomic_write_bytes, load_checkpoint
 from ..errors import CheckpointError, FacetuneError, refuse_overwrite
+from . import cpu_watch
+from .cpu_watch import CpuMark
+from .cpu_watch import cpu_times as _cpu_times
 from .network import build_model, member_specs
 from .onnx_metadata import file_sha256
 from .preprocess import fit, normalise
@@ -220,12 +223,12 @@ def _session(model: bytes | str) -> Any:
 
 #: How long `_others_busy` watches the CPUs at least (s), once per classifier before its first
 #: batch of more than one chunk (so a one-crop run never waits for it). The watch starts when the
-#: classifier is made (`cpu_mark`), so the decoding of the first batch usually fills the window;
-#: a mark older than `BUSY_STALE` s says nothing about now, and a fresh watch starts instead.
+#: `facetune` program started (`cpu_watch.program_start`) or, in a library user's process, when
+#: the classifier was made (`cpu_mark`), so the program's imports or the decoding of the first
+#: batch usually fill the window; a mark older than `BUSY_STALE` s says nothing about now, and a
+#: fresh watch starts instead.
 BUSY_WINDOW = 0.15
 BUSY_STALE = 2.0
-
-CpuMark = tuple[float, tuple[float, float, float]]
 
 
 def _lanes(start: CpuMark | None = None) -> int:
@@ -251,47 +254,24 @@ def _lanes(start: CpuMark | None = None) -> int:
     return max(1, min(cpus, int(cpus - others + 0.5)))
 
 
-def _cpu_times() -> tuple[float, float, float] | None:
-    """(busy, total) clock ticks of all CPUs from /proc/stat and this process's own CPU time (all
-    its threads) in the same ticks; None where there is no /proc (not Linux).
-
-    Why the own time from `time.process_time` (nanoseconds) rather than /proc/self/stat: that
-    one counts whole ticks (10 ms) per thread, and over the 50 ms watch used before (10 ticks on
-    two CPUs) one tick of rounding is 0.2 of a CPU, against a threshold of 0.5 for a second lane."""
-    import os
-    import time
-
-    try:
-        with open("/proc/stat") as fh:
-            ticks = [float(v) for v in fh.readline().split()[1:9]]
-        hz = float(os.sysconf("SC_CLK_TCK"))
-    except (OSError, ValueError, AttributeError):
-        return None
-    if len(ticks) < 8:
-        return None
-    idle = ticks[3] + ticks[4]
-    return sum(ticks) - idle, sum(ticks), time.process_time() * hz
-
-
 def cpu_mark() -> CpuMark | None:
     """Where a watch of the CPUs starts: the monotonic clock and `_cpu_times` now."""
-    import time
-
-    times = _cpu_times()
-    return None if times is None else (time.monotonic(), times)
+    return cpu_watch.cpu_mark(_cpu_times)
 
 
 def _others_busy(window: float = BUSY_WINDOW, start: CpuMark | None = None) -> float | None:
-    """How many CPUs other processes kept busy since `start` (when it is under `BUSY_STALE` s old,
-    else from now), waiting until `window` seconds have passed: the machine's busy ticks less
-    this process's own, as a share of the ticks that passed times the CPU count."""
+    """How many CPUs other processes kept busy since `start` or the program's start, the older of
+    them under `BUSY_STALE` s old (else from now), waiting until `window` seconds have passed: the
+    machine's busy ticks less this process's own, as a share of the ticks that passed times the
+    CPU count."""
     import os
     import time
 
-    if start is None or not 0 <= time.monotonic() - start[0] <= BUSY_STALE:
-        start = cpu_mark()
-        if start is None:
-            return None
+    now = time.monotonic()
+    fresh = [m for m in (start, cpu_watch.program_start) if m is not None and 0 <= now - m[0] <= BUSY_STALE]
+    start = min(fresh, key=lambda m: m[0]) if fresh else cpu_mark()  # the longest watch there is
+    if start is None:
+        return None
     time.sleep(max(0.0, window - (time.monotonic() - start[0])))
     first, second = start[1], _cpu_times()
     if second is None or second[1] <= first[1]:

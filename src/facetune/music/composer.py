@@ -149,23 +149,25 @@ def _voicing(chord: int, center: int = 57, ceiling: int = 128) -> tuple[int, ...
     return tuple(p for p in best if p < ceiling)
 
 
-#: A pitch class the melody sounds this many steps of a bar (a beat) is held there (`_held_pitch_classes`).
+#: A pitch class the melody sounds this many steps of a bar (a beat) is held there (`_melody_by_bar`).
 HELD_STEPS = 4
 
 
-def _bars_of(note: Note, n_bars: int) -> range:
-    """The bars a note sounds in (of the first `n_bars`)."""
-    return range(max(0, note.start // STEPS_PER_BAR), min(n_bars, (note.end - 1) // STEPS_PER_BAR + 1))
-
-
-def _held_pitch_classes(melody: Sequence[Note], n_bars: int) -> list[set[int]]:
-    """Per bar, the pitch classes the melody sounds for a beat or more in all (`HELD_STEPS`)."""
+def _melody_by_bar(melody: Sequence[Note], n_bars: int) -> tuple[list[int], list[set[int]]]:
+    """Per bar (of the first `n_bars`), the lowest melody pitch sounding in it (128 where the
+    melody rests) and the pitch classes it sounds for a beat or more in all (`HELD_STEPS`), in
+    one pass over the notes."""
+    low = [128] * n_bars
     steps = [[0] * 12 for _ in range(n_bars)]
     for n in melody:
-        for b in _bars_of(n, n_bars):
+        pitch, start, end = n.pitch, n.start, n.end
+        pc = pitch % 12
+        for b in range(max(0, start // STEPS_PER_BAR), min(n_bars, (end - 1) // STEPS_PER_BAR + 1)):
             o = b * STEPS_PER_BAR
-            steps[b][n.pitch % 12] += min(n.end, o + STEPS_PER_BAR) - max(n.start, o)
-    return [{pc for pc in range(12) if bar[pc] >= HELD_STEPS} for bar in steps]
+            steps[b][pc] += min(end, o + STEPS_PER_BAR) - max(start, o)
+            if pitch < low[b]:
+                low[b] = pitch
+    return low, [{pc for pc in range(12) if bar[pc] >= HELD_STEPS} for bar in steps]
 
 
 def _yield_to_tune(triad: tuple[int, ...], root: int, held: set[int]) -> tuple[int, ...]:
@@ -178,15 +180,6 @@ def _yield_to_tune(triad: tuple[int, ...], root: int, held: set[int]) -> tuple[i
     return tuple(p for p in triad if p % 12 == root or (p + 1) % 12 not in held)
 
 
-def _bar_ceilings(melody: Sequence[Note], n_bars: int) -> list[int]:
-    """Per bar, the lowest melody pitch sounding in it (128 where the melody rests)."""
-    low = [128] * n_bars
-    for n in melody:
-        for b in _bars_of(n, n_bars):
-            low[b] = min(low[b], n.pitch)
-    return low
-
-
 def accompaniment(chords: list[int], style: Style, melody: Sequence[Note] = ()) -> list[Note]:
     """A simple left-hand part per bar: bass root plus the triad, in the emotion's pattern, voiced
     under the melody's lowest note in the bar."""
@@ -194,8 +187,7 @@ def accompaniment(chords: list[int], style: Style, melody: Sequence[Note] = ()) 
 
     v = max(30, style.velocity - 22)
     out: list[Note] = []
-    ceilings = _bar_ceilings(melody, len(chords))
-    held = _held_pitch_classes(melody, len(chords))
+    ceilings, held = _melody_by_bar(melody, len(chords))
     for b, chord in enumerate(chords):
         if chord == NO_CHORD:
             continue
@@ -218,6 +210,10 @@ def accompaniment(chords: list[int], style: Style, melody: Sequence[Note] = ()) 
     return out
 
 
+#: A note's accent by where it starts in the beat (`_perform`): on the beat, on its second eighth, off.
+_ACCENTS = (8, -6, 0, -6)
+
+
 def _perform(notes: list[Note], style: Style, rng: np.random.Generator) -> list[Note]:
     """Play the written notes as a player of the emotion would: accent the beats, soften the rest,
     with a little seeded variation, and lift the off-beat notes of a beat or less by the style's
@@ -230,13 +226,15 @@ def _perform(notes: list[Note], style: Style, rng: np.random.Generator) -> list[
     is what told these tunes from sung ones most; lifting only the off-beats keeps the tune
     short-noted enough to be heard as aroused."""
     jitter = rng.integers(-4, 5, size=len(notes)).tolist()
+    velocity, last = style.velocity, len(notes) - 1
+    # the sounding length of each detached length (a beat or less), worked out once, not once a note
+    detached = {n: max(1, int(round(n * style.articulation))) for n in range(1, STEPS_PER_BAR // 4 + 1)} if style.articulation < 1.0 else {}
     out = []
     for i, (n, j) in enumerate(zip(notes, jitter)):
-        accent = 8 if n.start % 4 == 0 else (0 if n.start % 2 == 0 else -6)
-        length = n.end - n.start
-        detach = style.articulation < 1.0 and n.start % 4 != 0 and length <= STEPS_PER_BAR // 4 and i < len(notes) - 1
-        sounding = max(1, int(round(length * style.articulation))) if detach else length
-        out.append(Note(n.pitch, n.start, n.start + sounding, max(1, min(127, style.velocity + accent + j))))
+        start = n.start
+        length = n.end - start
+        sounding = detached.get(length, length) if i < last and start % 4 else length
+        out.append(Note(n.pitch, start, start + sounding, max(1, min(127, velocity + _ACCENTS[start % 4] + j))))
     return out
 
 

@@ -159,18 +159,18 @@ def _event_bytes(keys: Sequence[int], channel: int) -> bytes:
     note-on status once (running status after it), pitch and velocity (0 for an off)."""
     data: list[int] = []
     tick = 0
-    for i, key in enumerate(keys):
+    for key in keys:
         t = key >> 15
         delta = t - tick
         if delta < 0x80:
-            data.append(delta)
+            data += (delta, (key >> 7) & 0x7F, key & 0x7F)
+        elif delta < 0x4000:  # two bytes (a delta of 2 to 34 sixteenths at 480 ticks a beat), without a call
+            data += (0x80 | delta >> 7, delta & 0x7F, (key >> 7) & 0x7F, key & 0x7F)
         else:
-            data += _vlq(delta)
-        if i == 0:  # later note-ons (and velocity-0 note-offs) use running status
-            data.append(_NOTE_ON | channel)
-        data.append((key >> 7) & 0x7F)
-        data.append(key & 0x7F)
+            data += (*_vlq(delta), (key >> 7) & 0x7F, key & 0x7F)
         tick = t
+    if keys:  # the status once, after the first delta time: later note-ons (and velocity-0 offs) run on it
+        data.insert(len(_vlq(keys[0] >> 15)), _NOTE_ON | channel)
     return bytes(data)
 
 
@@ -302,7 +302,7 @@ def _parse_track(data: bytes, pos: int, end: int, summary: MidiSummary) -> tuple
     """Walk one MTrk body: meta, sysex and channel events, running status; pair note-ons and offs first in, first out."""
     name: str | None = None
     tick, status = 0, 0
-    open_notes: dict[tuple[int, int], list[tuple[int, int]]] = {}
+    open_notes: dict[int, list[tuple[int, int]]] = {}  # by channel << 7 | pitch
     notes: list[tuple[int, int, int, int]] = []
     while pos < end:
         if data[pos] < 0x80:  # the common one-byte delta, without a call
@@ -340,21 +340,37 @@ def _parse_track(data: bytes, pos: int, end: int, summary: MidiSummary) -> tuple
         if 0x80 <= status < 0xA0 and pos + 2 <= end and (data[pos] | data[pos + 1]) < 0x80:
             # a well-formed note on or off, as `_channel_event` reads it, without the call (most of a file)
             first, second = data[pos], data[pos + 1]
-            if status >= 0x90 and second:
-                open_notes.setdefault((status & 0x0F, first), []).append((tick, second))
-            else:
-                pending = open_notes.get((status & 0x0F, first))
-                if pending:
-                    start, velocity = pending.pop(0)
-                    notes.append((first, start, tick, velocity))
-            pos += 2
+            channel, on = (status & 0x0F) << 7, status >= 0x90
+            while True:
+                if on and second:
+                    open_notes.setdefault(channel | first, []).append((tick, second))
+                else:
+                    pending = open_notes.get(channel | first)
+                    if pending:
+                        start, velocity = pending.pop(0)
+                        notes.append((first, start, tick, velocity))
+                pos += 2
+                # the next event, while it is one more note in running status with a delta of one
+                # or two bytes (the rest of the run, as the loop above reads it, in a tighter loop)
+                if pos + 3 > end:
+                    break
+                delta = data[pos]
+                if delta < 0x80:
+                    at = pos + 1
+                elif data[pos + 1] < 0x80:
+                    delta, at = (delta & 0x7F) << 7 | data[pos + 1], pos + 2
+                else:
+                    break
+                if at + 2 > end or (data[at] | data[at + 1]) >= 0x80:
+                    break
+                tick, pos, first, second = tick + delta, at, data[at], data[at + 1]
             continue
         pos = _channel_event(data, pos, end, status, tick, open_notes, notes)
     notes.sort(key=_BY_START)
     return name, notes
 
 
-def _channel_event(data: bytes, pos: int, end: int, status: int, tick: int, open_notes: dict[tuple[int, int], list[tuple[int, int]]], notes: list[tuple[int, int, int, int]]) -> int:
+def _channel_event(data: bytes, pos: int, end: int, status: int, tick: int, open_notes: dict[int, list[tuple[int, int]]], notes: list[tuple[int, int, int, int]]) -> int:
     """Read one channel event's data bytes at `pos`; a note-on opens a note, a note-off closes the oldest open one of its channel and pitch."""
     kind = status >> 4
     n = _DATA_LEN[kind]
@@ -364,9 +380,9 @@ def _channel_event(data: bytes, pos: int, end: int, status: int, tick: int, open
     if (first | second) & 0x80:
         raise ValueError("MIDI data byte has its top bit set")
     if kind == 0x9 and second:
-        open_notes.setdefault((status & 0x0F, first), []).append((tick, second))
+        open_notes.setdefault((status & 0x0F) << 7 | first, []).append((tick, second))
     elif kind in (0x8, 0x9):
-        pending = open_notes.get((status & 0x0F, first))
+        pending = open_notes.get((status & 0x0F) << 7 | first)
         if pending:
             start, velocity = pending.pop(0)
             notes.append((first, start, tick, velocity))

@@ -90,7 +90,7 @@ class HeadState:
         sounding = col != REST
         new = sounding & (np.asarray(onset, bool) | (col != self.held))
         starts_rest = ~sounding & (self.held != REST)
-        self.interval = np.where(new & (self.last >= 0), np.clip(col - self.last, -12, 12), self.interval)
+        self.interval = np.where(new & (self.last >= 0), np.minimum(np.maximum(col - self.last, -12), 12), self.interval)
         self.last = np.where(new, col, self.last)
         self.since = np.where(new | starts_rest, 0, np.minimum(self.since + 1, 7))
         self.held = col
@@ -151,7 +151,7 @@ def head_logits(out: np.ndarray, scores: np.ndarray, state: HeadState) -> tuple[
     if out.shape[1] == N_OUT:
         out = np.concatenate([out, np.zeros((len(out), 1))], 1)
     rows = np.arange(len(out))
-    rel = out[rows[:, None], _RELATIVE[state.last]]  # last -1: the no-note row, the zero column
+    rel = np.ascontiguousarray(out).take(_RELATIVE[state.last] + (rows * out.shape[1])[:, None])  # out[rows, _RELATIVE[last]] row by row, as one flat take; last -1: the no-note row, the zero column
     z[:, :REST] += rel
     z[rows, state.held] += np.where(state.held != REST, out[:, HOLD], 0.0)
     z[:, REST] += out[:, REST_BIAS]
@@ -166,6 +166,23 @@ def _relative_columns() -> np.ndarray:
 
 
 _RELATIVE = _relative_columns()
+
+
+def _step_tables() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """What `NumpyNoteHead.step` reads of the state, as tables (each a lookup rather than a few
+    array operations a step): the embedding row of the last interval by `interval + 12` (99 + 12:
+    none yet), of the last note's scale degree by key and `last + 1` (0: no note yet), and the
+    last pitch's dense input by `last + 1`, each worked out as `features` works it out."""
+    offsets = OFFSETS.tolist()
+    interval = offsets[0] + np.append(np.arange(25), np.full(99 + 12 - 24, 25))
+    key = np.arange(24)[:, None]
+    last = np.arange(-1, N_PITCHES)[None, :]
+    degree = offsets[6] + np.where(last >= 0, (last + 48 - key % 12) % 12 + 12 * (key >= 12), 24)
+    pull = np.where(last[0] >= 0, (last[0] - N_PITCHES / 2) / 12, 0.0)
+    return interval, degree, pull
+
+
+_INTERVAL_ROWS, _DEGREE_ROWS, _PULL = _step_tables()
 
 
 class NumpyNoteHead:
@@ -209,16 +226,13 @@ class NumpyNoteHead:
     def step(self, per_step: np.ndarray, logp: np.ndarray, state: HeadState, key: np.ndarray) -> np.ndarray:
         """The head's outputs (n, N_OUT) for one step from `bar_inputs`' row for it and the state:
         the same as `features` and `__call__` (to rounding; a test checks it)."""
-        o, e = OFFSETS, self.embed
-        last = state.last
-        known = last >= 0
-        interval = np.where(state.interval == 99, 25, state.interval + 12)
-        degree = np.where(known, (last + 48 - key % 12) % 12 + 12 * (key >= 12), 24)
-        h = per_step + e[o[0] + interval]
-        h += e[o[1] + state.since + 8 * (state.held == REST)]
-        h += e[o[6] + degree]
-        pull = np.where(known, (last - N_PITCHES / 2) / 12, 0.0)[:, None] * self.dense[0]
-        pull += logp[np.arange(len(last)), state.held][:, None] * self.dense[4]
+        e, held = self.embed, state.held
+        after_last = state.last + 1
+        h = per_step + e[_INTERVAL_ROWS[state.interval + 12]]
+        h += e[OFFSETS[1] + state.since + 8 * (held == REST)]
+        h += e[_DEGREE_ROWS[key, after_last]]
+        pull = _PULL[after_last][:, None] * self.dense[0]
+        pull += logp[np.arange(len(held)), held][:, None] * self.dense[4]
         h += pull
         return self._top(h)
 
