@@ -111,8 +111,9 @@ def skyline(pm, tolerance: float = SKYLINE_TOLERANCE):
 
 
 def melody_mode(args) -> bool:
-    """Train and judge on top lines: asked for, or implied by --melody-only (unless --texture-judge)."""
-    return bool(getattr(args, "train_on_melody", False) or (getattr(args, "melody_only", False) and not getattr(args, "texture_judge", False)))
+    """Train and judge on top lines: asked for, implied by --melody-only (unless --texture-judge),
+    and always for --pop909 (a lone sung line)."""
+    return bool(getattr(args, "train_on_melody", False) or getattr(args, "pop909", False) or (getattr(args, "melody_only", False) and not getattr(args, "texture_judge", False)))
 
 
 def heard_as(features, melody: bool):
@@ -166,11 +167,64 @@ def parser(doc: str) -> argparse.ArgumentParser:
     ap.add_argument("--texture-judge", action="store_true", help="with --melody-only: keep the judge trained on whole textures (out of its domain on a lone line; for comparison)")
     ap.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE", help="override a decode setting (DecodeSettings field), e.g. --set pitch_walk=0.2; repeatable")
     ap.add_argument("--network-emotion", default=None, help="ablation: tell the network this emotion in every song, keeping each song's own key, chords and style")
+    ap.add_argument("--pop909", action="store_true", help="judge POP909's own sung melodies instead (--n per emotion, labelled by the generator's training rule; see pop909_songs)")
     return ap
+
+
+def pop909_songs(n: int, root: Path | None = None, seed: int = 0) -> dict[str, list]:
+    """emotion -> up to n of POP909's sung melodies as (song id, PrettyMIDI), for the question
+    "what do the judges hear in the tunes the generator learns from?". Each song gets the emotion
+    the generator's training labels give it (`train gan --label-rule mode-pace`): valence from its
+    annotated key's mode, arousal from its melody's onsets per second (over its bars with a note,
+    at its own tempo) above or below the median song's. Each melody is taken as the judged
+    compositions are: its first 16 bars from the first bar with a note, played at its tempo, one
+    instrument, velocity 80 (no judge reads velocity on a lone line). The n per emotion are drawn
+    with `seed` from all the songs of that emotion."""
+    import pretty_midi
+
+    from facetune.errors import InputError
+    from facetune.music.evaluate import window_notes
+    from facetune.music.melody_line import pop909_ids, pop909_melody
+    from facetune.music.pop909 import read_structure_song
+
+    root = Path(root or DATA / "pop909-structure")
+    rows = []
+    for sid in pop909_ids(root):
+        try:
+            song = read_structure_song(root / sid)
+            notes, bars = pop909_melody(root / sid)
+        except InputError:
+            continue
+        sounding = song.pitch >= 0
+        if not sounding.any():
+            continue
+        onsets = float((song.onset * sounding).sum(1)[sounding.any(1)].mean())
+        rows.append((sid, song.key >= 12, onsets * song.tempo / 240.0, song.tempo, window_notes(notes, bars)))
+    median = float(np.median([r[2] for r in rows]))
+    name = {(False, True): "happy", (True, True): "angry", (True, False): "sad", (False, False): "calm"}
+    groups: dict[str, list] = {e: [] for e, _ in EMOTIONS}
+    for sid, minor, pace, tempo, notes in rows:
+        groups[name[(minor, pace > median)]].append((sid, tempo, notes))
+    rng = np.random.default_rng(seed)
+    out: dict[str, list] = {}
+    for emotion, items in groups.items():
+        chosen = sorted(rng.permutation(len(items))[:n])
+        out[emotion] = []
+        for i in chosen:
+            sid, tempo, notes = items[i]
+            step = 60.0 / tempo / 4
+            pm = pretty_midi.PrettyMIDI(initial_tempo=tempo)
+            inst = pretty_midi.Instrument(0, name="melody")
+            inst.notes = [pretty_midi.Note(velocity=80, pitch=x.pitch, start=x.start * step, end=x.end * step) for x in notes]
+            pm.instruments.append(inst)
+            out[emotion].append((sid, pm))
+    return out
 
 
 def compositions(args) -> dict[str, list]:
     """emotion -> list of (seed or file name, PrettyMIDI) for the four emotions."""
+    if getattr(args, "pop909", False):
+        return pop909_songs(args.n)
     out: dict[str, list] = {}
     if args.midi_dir:
         d = Path(args.midi_dir)
@@ -193,6 +247,8 @@ def source_line(args) -> str:
     """What was judged, in words: the files, or the compositions and which tracks of them."""
     if args.midi_dir:
         return f"MIDI files in {args.midi_dir}"
+    if getattr(args, "pop909", False):
+        return f"POP909's sung melodies, {args.n} per emotion by the training rule (mode of the key, pace), first 16 bars at each song's tempo, judged by a judge trained on top lines"
     tracks = "melody track only" if args.melody_only else "full MIDI (melody + chords)"
     if melody_mode(args):
         tracks += ", its top line, judged by a judge trained on top lines"
