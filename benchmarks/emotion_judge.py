@@ -122,15 +122,7 @@ def main() -> None:
 
     comps = jc.compositions(args)
     preds = {e: judge.quadrants(np.array([feats(pm) for _, pm in items])) for e, items in comps.items() if items}
-    v = jc.verdicts(preds)
-    src = jc.source_line(args)
-    print(f"verdicts on {src}:")
-    jc.print_verdicts(v)
-    print(f"command: {jc.command_line()}")
-    jc.write_json(args.json, {
-        "judge": f"two logistic regressions (arousal, valence) on {len(used)} whole-file features, {trained_on}",
-        "melody_mode": melody, "features": used, "command": jc.command_line(), "source": src, "held_out": held, "verdicts": v,
-    })
+    jc.report(args, preds, held, f"two logistic regressions (arousal, valence) on {len(used)} whole-file features, {trained_on}", melody_mode=melody, features=used)
 
 
 if __name__ == "__main__":

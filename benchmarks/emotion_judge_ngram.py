@@ -216,15 +216,8 @@ def main() -> None:
         jc.print_held_out(f"{name.upper()} test top lines (unseen)", held[f"{name}_test"])
     comps = jc.compositions(args)
     preds = {e: judge.quadrants([tokens(pm, SETTINGS["ioi"]) for _, pm in items]) for e, items in comps.items() if items}
-    v = jc.verdicts(preds)
-    src = jc.source_line(args)
-    print(f"verdicts on {src}:")
-    jc.print_verdicts(v)
-    print(f"command: {jc.command_line()}")
-    jc.write_json(args.json, {
-        "judge": f"interpolated n-gram models of the top line's scale degrees{' and inter-onset intervals' if SETTINGS['ioi'] else ''}, one per side of valence and of arousal, EMOPIA train songs + VGMIDI train games",
-        "settings": SETTINGS, "melody_mode": True, "command": jc.command_line(), "source": src, "held_out": held, "verdicts": v,
-    })
+    description = f"interpolated n-gram models of the top line's scale degrees{' and inter-onset intervals' if SETTINGS['ioi'] else ''}, one per side of valence and of arousal, EMOPIA train songs + VGMIDI train games"
+    jc.report(args, preds, held, description, settings=SETTINGS, melody_mode=True)
 
 
 if __name__ == "__main__":

@@ -310,6 +310,18 @@ def print_verdicts(v: dict) -> None:
     print(f"  {'overall':8s} {'':3s} {o['n']:4d} {o['arousal_hit']:8.3f} {o['valence_hit']:8.3f}")
 
 
+def report(args, preds: dict[str, np.ndarray], held: dict, description: str, **extra) -> dict:
+    """Print the verdicts on what was judged and the command, and write the JSON (`--json`):
+    the report every judge ends with. Returns the verdicts."""
+    v = verdicts(preds)
+    src = source_line(args)
+    print(f"verdicts on {src}:")
+    print_verdicts(v)
+    print(f"command: {command_line()}")
+    write_json(args.json, {"judge": description, **extra, "command": command_line(), "source": src, "held_out": held, "verdicts": v})
+    return v
+
+
 def command_line() -> str:
     return "python " + " ".join(shlex.quote(a) for a in sys.argv)
 
