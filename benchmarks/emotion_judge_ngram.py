@@ -208,8 +208,9 @@ def main() -> None:
         select()
         return
     sets = load_sets(SETTINGS["ioi"])
-    judge = Judge(*split(sets, "train"), SETTINGS)
-    print(f"n-gram judge {SETTINGS}, trained on {len(split(sets, 'train')[1])} top lines of EMOPIA train songs + VGMIDI train games:")
+    train = split(sets, "train")
+    judge = Judge(*train, SETTINGS)
+    print(f"n-gram judge {SETTINGS}, trained on {len(train[1])} top lines of EMOPIA train songs + VGMIDI train games:")
     held = {}
     for name, (x, q, sp) in sets.items():
         held[f"{name}_test"] = jc.held_out_scores(q[sp == "test"], judge.quadrants([t for t, k in zip(x, sp) if k == "test"]))
@@ -217,7 +218,8 @@ def main() -> None:
     comps = jc.compositions(args)
     preds = {e: judge.quadrants([tokens(pm, SETTINGS["ioi"]) for _, pm in items]) for e, items in comps.items() if items}
     description = f"interpolated n-gram models of the top line's scale degrees{' and inter-onset intervals' if SETTINGS['ioi'] else ''}, one per side of valence and of arousal, EMOPIA train songs + VGMIDI train games"
-    jc.report(args, preds, held, description, settings=SETTINGS, melody_mode=True)
+    source = jc.source_line(args) + ("" if jc.melody_mode(args) or args.midi_dir else ", its top line (skyline of the whole texture)")
+    jc.report(args, preds, held, description, source=source, settings=SETTINGS, melody_mode=True)
 
 
 if __name__ == "__main__":

@@ -310,11 +310,11 @@ def print_verdicts(v: dict) -> None:
     print(f"  {'overall':8s} {'':3s} {o['n']:4d} {o['arousal_hit']:8.3f} {o['valence_hit']:8.3f}")
 
 
-def report(args, preds: dict[str, np.ndarray], held: dict, description: str, **extra) -> dict:
-    """Print the verdicts on what was judged and the command, and write the JSON (`--json`):
-    the report every judge ends with. Returns the verdicts."""
+def report(args, preds: dict[str, np.ndarray], held: dict, description: str, source: str | None = None, **extra) -> dict:
+    """Print the verdicts on what was judged (`source`, default `source_line(args)`) and the
+    command, and write the JSON (`--json`): a judge's closing report. Returns the verdicts."""
     v = verdicts(preds)
-    src = source_line(args)
+    src = source or source_line(args)
     print(f"verdicts on {src}:")
     print_verdicts(v)
     print(f"command: {command_line()}")
