@@ -194,12 +194,15 @@ class MelodyGenerator:
         the network drew outside the key; `cadence`: a phrase's last note moved to its chord)."""
         from .blas import one_thread
 
+        from .seeding import bar_states
+
         head = getattr(self.scores, "head", None)
         drafts = [_Draft(self.dims, r, settings, head is not None) for r in requests]
-        for d in drafts:
-            d.draw_all()
-        state = _head_state(drafts) if head is not None else None
         n_bars = max((len(r.chords) for r in requests), default=0)
+        rng = np.random.Generator(np.random.PCG64(0))  # reseeded bar by bar
+        for d, states in zip(drafts, bar_states([d.request.seed for d in drafts], n_bars)):
+            d.draw_all(states, rng)
+        state = _head_state(drafts) if head is not None else None
         terms: dict[int, Any] = {}
         with one_thread():  # small products: a second BLAS thread only waits (see `blas`)
             for b in range(n_bars):
@@ -272,16 +275,21 @@ class _Draft:
         self.conditioner_bars(b, prev)
         return self.latents[b][0], prev
 
-    def draw_all(self) -> None:
+    def draw_all(self, states: Sequence[tuple[int, int]], rng: np.random.Generator) -> None:
         """Every bar's noise and uniforms, up front: they depend on the seed and the form plan,
-        never on the notes written, so a batch can run the layers that read only the noise at once."""
-        for b in range(len(self.latents), len(self.request.chords)):
-            self.draw(b)
+        never on the notes written, so a batch can run the layers that read only the noise at once.
+        `states`: each bar's generator state (`seeding.bar_states`), taken in turn by `rng`."""
+        from .seeding import reseed
 
-    def draw(self, b: int) -> None:
-        """Draw bar `b`'s noise and uniforms (the bars before it are drawn) into `latents`."""
+        for b in range(len(self.latents), len(self.request.chords)):
+            self.draw(b, reseed(rng, states[b]))
+
+    def draw(self, b: int, rng: np.random.Generator | None = None) -> None:
+        """Draw bar `b`'s noise and uniforms (the bars before it are drawn) into `latents`, from
+        `rng` when given (seeded as below, by `draw_all`)."""
         plan = self.plans[b]
-        rng = np.random.Generator(np.random.PCG64([int(self.request.seed), b, 7]))  # default_rng's generator, without its checks (once a bar)
+        if rng is None:
+            rng = np.random.Generator(np.random.PCG64([int(self.request.seed), b, 7]))  # default_rng's generator, without its checks
         z = rng.standard_normal(self.dims.z_dim).astype(np.float32)
         # with the head: hold-or-move, which pitch, restrike (a restatement keeps the first and last, its rhythm)
         u = rng.random((3 if self.head else 2, STEPS_PER_BAR))
@@ -315,7 +323,9 @@ class _Draft:
         onsets (`note_head.echo`), so the rhythm comes back without every draw: keeping 3 in 4
         gave rhythm repeat 0.46 and literal copies 0.23, half 0.40 and 0.18 (POP909 0.40, 0.17)."""
         keep = rng.random(STEPS_PER_BAR) < self.settings.restate_rhythm
-        return np.stack([np.where(keep, u0[0], u[0]), u[1], np.where(keep, u0[2], u[2])])
+        out = u.copy()
+        np.copyto(out[::2], u0[::2], where=keep)  # the first and last rows, in one call (once a restated bar)
+        return out
 
     def pitch_uniforms(self, first: float, moves: np.ndarray) -> np.ndarray:
         """A bar's pitch uniforms as a reflected random walk that carries on from the last bar's.
