@@ -489,7 +489,9 @@ def _head_bars(head: Any, scores: np.ndarray, songs: Sequence[_Draft], state: An
             if off is not None:
                 np.putmask(z, off, -np.inf)
             col = _draw_move(z, state.held, u[0, t], u[1, t], settings.top_p)
-        onsets[t] = (col != REST) & ((col != state.held) | (u[2, t] < 1 / (1 + np.exp(-strike / sharp))))
+        # a note starts where the column changes, or where a held pitch is struck again (its restrike probability)
+        np.logical_or(col != state.held, u[2, t] < 1 / (1 + np.exp(-strike / sharp)), out=onsets[t])
+        onsets[t] &= col != REST
         cols[t] = col
         state.advance(col, onsets[t])
     bars = np.zeros((n, STEPS_PER_BAR, BAR_WIDTH), np.float32)
@@ -628,12 +630,14 @@ def _draw_move(scores: np.ndarray, held: np.ndarray, u_hold: np.ndarray, u_pick:
     if len(move) == 0:  # most steps hold their note: no draw among the others needed
         return out
     p = p[move]
-    p[np.arange(len(move)), held[move]] = 0.0
+    from_held = held[move]
+    p[np.arange(len(move)), from_held] = 0.0
     if top_p < 1.0:
-        p = np.where(_nucleus(p / np.maximum(p.sum(1, keepdims=True), 1e-300), top_p), p, 0.0)
+        p = np.where(_nucleus(p / np.maximum(_SUM(p, axis=1, keepdims=True), 1e-300), top_p), p, 0.0)
     c = _CUMSUM(p.T, axis=0)  # a column per row: the same running sums, and the counts below run along columns
-    moved = np.minimum(_SUM(c <= u_pick[move] * c[-1], axis=0), p.shape[1] - 1)
-    out[move] = np.where(c[-1] <= 0, held[move], moved)
+    total = c[-1]
+    moved = np.minimum(_SUM(c <= u_pick[move] * total, axis=0), p.shape[1] - 1)
+    out[move] = np.where(total <= 0, from_held, moved)
     return out
 
 
@@ -719,12 +723,12 @@ def _nucleus(p: np.ndarray, top_p: float) -> np.ndarray:
     ranked = np.sort(p, 1)[:, ::-1]
     n_keep = _SUM(_CUMSUM(ranked.T, axis=0) < top_p, axis=0) + 1  # each row's running sums as a column: the same sums, counted faster
     last = ranked[np.arange(len(p)), np.minimum(n_keep, p.shape[1]) - 1][:, None]
-    above, tied = p > last, p == last
-    need = n_keep - _SUM(above, axis=1)
-    keep = above | tied
-    over = np.nonzero(_SUM(tied, axis=1) > need)[0]  # rare: more tied entries than places left
+    keep = p >= last
+    over = np.nonzero(_SUM(keep, axis=1) > n_keep)[0]  # rare: more entries tie at the threshold than places are left
     if len(over):
-        keep[over] = above[over] | (tied[over] & (np.cumsum(tied[over], 1) <= need[over, None]))
+        above, tied = p[over] > last[over], p[over] == last[over]
+        need = n_keep[over] - _SUM(above, axis=1)
+        keep[over] = above | (tied & (np.cumsum(tied, 1) <= need[:, None]))
     return keep
 
 
