@@ -123,8 +123,7 @@ def _event_keys(notes: Sequence[Note], ticks_per_step: int) -> list[int]:
     Fields that are not all plain ints in range go through `_checked_events`, which says what is wrong."""
     last_step = _MAX_TICK // ticks_per_step  # so every delta time fits a 4-byte variable-length number
     keys: list[int] = []
-    for n in notes:
-        pitch, start, end, velocity = n.pitch, n.start, n.end, n.velocity
+    for pitch, start, end, velocity in notes:  # a Note is a named tuple: unpacked, not read field by field
         if type(pitch) is not int or type(start) is not int or type(end) is not int or type(velocity) is not int:
             return _checked_events(notes, ticks_per_step)
         if not (0 <= pitch <= 127 and 1 <= velocity <= 127 and 0 <= start < end <= last_step):
