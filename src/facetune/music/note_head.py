@@ -246,8 +246,8 @@ class NumpyNoteHead:
 
 
 def _log_softmax(x: np.ndarray) -> np.ndarray:
-    m = x.max(1, keepdims=True)
-    return x - m - np.log(np.exp(x - m).sum(1, keepdims=True))
+    shifted = x - x.max(1, keepdims=True)  # x - m - log(...) subtracts left to right: the same numbers
+    return shifted - np.log(np.exp(shifted).sum(1, keepdims=True))
 
 
 def teacher_forced(pitch: np.ndarray, onset: np.ndarray, history: tuple[np.ndarray, np.ndarray], scores: np.ndarray, emotion: np.ndarray, position: np.ndarray, phrase_end: np.ndarray, key: np.ndarray, controls: np.ndarray, echoes: np.ndarray) -> dict[str, Any]:
