@@ -341,13 +341,15 @@ def _parse_track(data: bytes, pos: int, end: int, summary: MidiSummary) -> tuple
             first, second = data[pos], data[pos + 1]
             channel, on = (status & 0x0F) << 7, status >= 0x90
             while True:
+                pending = open_notes.get(channel | first)
                 if on and second:
-                    open_notes.setdefault(channel | first, []).append((tick, second))
-                else:
-                    pending = open_notes.get(channel | first)
-                    if pending:
-                        start, velocity = pending.pop(0)
-                        notes.append((first, start, tick, velocity))
+                    if pending is None:  # not setdefault: it would make an empty list for every note-on
+                        open_notes[channel | first] = [(tick, second)]
+                    else:
+                        pending.append((tick, second))
+                elif pending:
+                    start, velocity = pending.pop(0)
+                    notes.append((first, start, tick, velocity))
                 pos += 2
                 # the next event, while it is one more note in running status with a delta of one
                 # or two bytes (the rest of the run, as the loop above reads it, in a tighter loop)
