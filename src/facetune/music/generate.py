@@ -193,7 +193,6 @@ class MelodyGenerator:
         (n_bars, 16, BAR_WIDTH) rolls and how many notes the safety nets changed (`scale`: a note
         the network drew outside the key; `cadence`: a phrase's last note moved to its chord)."""
         from .blas import one_thread
-
         from .seeding import bar_states
 
         head = getattr(self.scores, "head", None)

@@ -89,10 +89,10 @@ class HeadState:
         col = np.asarray(col, np.int64)
         sounding = col != REST
         new = sounding & (np.asarray(onset, bool) | (col != self.held))
-        restart = new | (sounding < (self.held != REST))  # a new note, or a rest after a note
+        starts_rest = ~sounding & (self.held != REST)
         self.interval = np.where(new & (self.last >= 0), np.minimum(np.maximum(col - self.last, -12), 12), self.interval)
         self.last = np.where(new, col, self.last)
-        self.since = np.where(restart, 0, np.minimum(self.since + 1, 7))
+        self.since = np.where(new | starts_rest, 0, np.minimum(self.since + 1, 7))
         self.held = col
 
     def features(self, step: int, scores: np.ndarray, emotion: np.ndarray, position: np.ndarray, phrase_end: np.ndarray, key: np.ndarray, controls: np.ndarray, echoes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
