@@ -365,10 +365,10 @@ class _Draft:
 
     def finish_bar(self, b: int, bar: np.ndarray, scale_changes: int) -> None:
         """Count the scale mask's changes, move a cadence bar's last note to its chord, keep the bar."""
-        from .chords import chord_tone_mask
-
         self.scale_changes += scale_changes
         if b in self.cadences:
+            from .chords import chord_tone_mask  # here, not once a bar of every song
+
             tones = chord_tone_mask(self.request.chords[b], LOW_PITCH, N_PITCHES) & (self.allowed if self.settings.scale_mask else True)
             self.cadence_moves += _end_on_chord_tone(bar, tones, hold=self.cadences[b] == "full", near=self._last_pitch())
         self.held = int(bar[-1, : REST + 1].argmax())
