@@ -159,9 +159,14 @@ def _melody_by_bar(melody: Sequence[Note], n_bars: int) -> tuple[list[int], list
     one pass over the notes."""
     low = [128] * n_bars
     steps = [[0] * 12 for _ in range(n_bars)]
-    for n in melody:
-        pitch, start, end = n.pitch, n.start, n.end
+    for pitch, start, end, _ in melody:
         pc = pitch % 12
+        b = start // STEPS_PER_BAR
+        if b == (end - 1) // STEPS_PER_BAR and 0 <= b < n_bars:  # most notes: within one bar, without the loop
+            steps[b][pc] += end - start
+            if pitch < low[b]:
+                low[b] = pitch
+            continue
         for b in range(max(0, start // STEPS_PER_BAR), min(n_bars, (end - 1) // STEPS_PER_BAR + 1)):
             o = b * STEPS_PER_BAR
             steps[b][pc] += min(end, o + STEPS_PER_BAR) - max(start, o)
@@ -230,11 +235,10 @@ def _perform(notes: list[Note], style: Style, rng: np.random.Generator) -> list[
     # the sounding length of each detached length (a beat or less), worked out once, not once a note
     detached = {n: max(1, int(round(n * style.articulation))) for n in range(1, STEPS_PER_BAR // 4 + 1)} if style.articulation < 1.0 else {}
     out = []
-    for i, (n, j) in enumerate(zip(notes, jitter)):
-        start = n.start
-        length = n.end - start
+    for i, ((pitch, start, end, _), j) in enumerate(zip(notes, jitter)):
+        length = end - start
         sounding = detached.get(length, length) if i < last and start % 4 else length
-        out.append(Note(n.pitch, start, start + sounding, max(1, min(127, velocity + _ACCENTS[start % 4] + j))))
+        out.append(Note(pitch, start, start + sounding, max(1, min(127, velocity + _ACCENTS[start % 4] + j))))
     return out
 
 

@@ -193,13 +193,15 @@ class MelodyGenerator:
         (n_bars, 16, BAR_WIDTH) rolls and how many notes the safety nets changed (`scale`: a note
         the network drew outside the key; `cadence`: a phrase's last note moved to its chord)."""
         from .blas import one_thread
+        from .seeding import bar_states
 
         head = getattr(self.scores, "head", None)
         drafts = [_Draft(self.dims, r, settings, head is not None) for r in requests]
-        for d in drafts:
-            d.draw_all()
-        state = _head_state(drafts) if head is not None else None
         n_bars = max((len(r.chords) for r in requests), default=0)
+        rng = np.random.Generator(np.random.PCG64(0))  # reseeded bar by bar
+        for d, states in zip(drafts, bar_states([d.request.seed for d in drafts], n_bars)):
+            d.draw_all(states, rng)
+        state = _head_state(drafts) if head is not None else None
         terms: dict[int, Any] = {}
         with one_thread():  # small products: a second BLAS thread only waits (see `blas`)
             for b in range(n_bars):
@@ -272,16 +274,21 @@ class _Draft:
         self.conditioner_bars(b, prev)
         return self.latents[b][0], prev
 
-    def draw_all(self) -> None:
+    def draw_all(self, states: Sequence[tuple[int, int]], rng: np.random.Generator) -> None:
         """Every bar's noise and uniforms, up front: they depend on the seed and the form plan,
-        never on the notes written, so a batch can run the layers that read only the noise at once."""
-        for b in range(len(self.latents), len(self.request.chords)):
-            self.draw(b)
+        never on the notes written, so a batch can run the layers that read only the noise at once.
+        `states`: each bar's generator state (`seeding.bar_states`), taken in turn by `rng`."""
+        from .seeding import reseed
 
-    def draw(self, b: int) -> None:
-        """Draw bar `b`'s noise and uniforms (the bars before it are drawn) into `latents`."""
+        for b in range(len(self.latents), len(self.request.chords)):
+            self.draw(b, reseed(rng, states[b]))
+
+    def draw(self, b: int, rng: np.random.Generator | None = None) -> None:
+        """Draw bar `b`'s noise and uniforms (the bars before it are drawn) into `latents`, from
+        `rng` when given (seeded as below, by `draw_all`)."""
         plan = self.plans[b]
-        rng = np.random.Generator(np.random.PCG64([int(self.request.seed), b, 7]))  # default_rng's generator, without its checks (once a bar)
+        if rng is None:
+            rng = np.random.Generator(np.random.PCG64([int(self.request.seed), b, 7]))  # default_rng's generator, without its checks
         z = rng.standard_normal(self.dims.z_dim).astype(np.float32)
         # with the head: hold-or-move, which pitch, restrike (a restatement keeps the first and last, its rhythm)
         u = rng.random((3 if self.head else 2, STEPS_PER_BAR))
@@ -315,7 +322,9 @@ class _Draft:
         onsets (`note_head.echo`), so the rhythm comes back without every draw: keeping 3 in 4
         gave rhythm repeat 0.46 and literal copies 0.23, half 0.40 and 0.18 (POP909 0.40, 0.17)."""
         keep = rng.random(STEPS_PER_BAR) < self.settings.restate_rhythm
-        return np.stack([np.where(keep, u0[0], u[0]), u[1], np.where(keep, u0[2], u[2])])
+        out = u.copy()
+        np.copyto(out[::2], u0[::2], where=keep)  # the first and last rows, in one call (once a restated bar)
+        return out
 
     def pitch_uniforms(self, first: float, moves: np.ndarray) -> np.ndarray:
         """A bar's pitch uniforms as a reflected random walk that carries on from the last bar's.
@@ -356,10 +365,10 @@ class _Draft:
 
     def finish_bar(self, b: int, bar: np.ndarray, scale_changes: int) -> None:
         """Count the scale mask's changes, move a cadence bar's last note to its chord, keep the bar."""
-        from .chords import chord_tone_mask
-
         self.scale_changes += scale_changes
         if b in self.cadences:
+            from .chords import chord_tone_mask  # here, not once a bar of every song
+
             tones = chord_tone_mask(self.request.chords[b], LOW_PITCH, N_PITCHES) & (self.allowed if self.settings.scale_mask else True)
             self.cadence_moves += _end_on_chord_tone(bar, tones, hold=self.cadences[b] == "full", near=self._last_pitch())
         self.held = int(bar[-1, : REST + 1].argmax())
@@ -479,7 +488,9 @@ def _head_bars(head: Any, scores: np.ndarray, songs: Sequence[_Draft], state: An
             if off is not None:
                 np.putmask(z, off, -np.inf)
             col = _draw_move(z, state.held, u[0, t], u[1, t], settings.top_p)
-        onsets[t] = (col != REST) & ((col != state.held) | (u[2, t] < 1 / (1 + np.exp(-strike / sharp))))
+        # a note starts where the column changes, or where a held pitch is struck again (its restrike probability)
+        np.logical_or(col != state.held, u[2, t] < 1 / (1 + np.exp(-strike / sharp)), out=onsets[t])
+        onsets[t] &= col != REST
         cols[t] = col
         state.advance(col, onsets[t])
     bars = np.zeros((n, STEPS_PER_BAR, BAR_WIDTH), np.float32)
@@ -618,12 +629,14 @@ def _draw_move(scores: np.ndarray, held: np.ndarray, u_hold: np.ndarray, u_pick:
     if len(move) == 0:  # most steps hold their note: no draw among the others needed
         return out
     p = p[move]
-    p[np.arange(len(move)), held[move]] = 0.0
+    from_held = held[move]
+    p[np.arange(len(move)), from_held] = 0.0
     if top_p < 1.0:
-        p = np.where(_nucleus(p / np.maximum(p.sum(1, keepdims=True), 1e-300), top_p), p, 0.0)
+        p = np.where(_nucleus(p / np.maximum(_SUM(p, axis=1, keepdims=True), 1e-300), top_p), p, 0.0)
     c = _CUMSUM(p.T, axis=0)  # a column per row: the same running sums, and the counts below run along columns
-    moved = np.minimum(_SUM(c <= u_pick[move] * c[-1], axis=0), p.shape[1] - 1)
-    out[move] = np.where(c[-1] <= 0, held[move], moved)
+    total = c[-1]
+    moved = np.minimum(_SUM(c <= u_pick[move] * total, axis=0), p.shape[1] - 1)
+    out[move] = np.where(total <= 0, from_held, moved)
     return out
 
 
@@ -709,12 +722,12 @@ def _nucleus(p: np.ndarray, top_p: float) -> np.ndarray:
     ranked = np.sort(p, 1)[:, ::-1]
     n_keep = _SUM(_CUMSUM(ranked.T, axis=0) < top_p, axis=0) + 1  # each row's running sums as a column: the same sums, counted faster
     last = ranked[np.arange(len(p)), np.minimum(n_keep, p.shape[1]) - 1][:, None]
-    above, tied = p > last, p == last
-    need = n_keep - _SUM(above, axis=1)
-    keep = above | tied
-    over = np.nonzero(_SUM(tied, axis=1) > need)[0]  # rare: more tied entries than places left
+    keep = p >= last
+    over = np.nonzero(_SUM(keep, axis=1) > n_keep)[0]  # rare: more entries tie at the threshold than places are left
     if len(over):
-        keep[over] = above[over] | (tied[over] & (np.cumsum(tied[over], 1) <= need[over, None]))
+        above, tied = p[over] > last[over], p[over] == last[over]
+        need = n_keep[over] - _SUM(above, axis=1)
+        keep[over] = above | (tied & (np.cumsum(tied, 1) <= need[:, None]))
     return keep
 
 

@@ -200,14 +200,21 @@ class NumpyGenerator:
     def logits_from(self, terms: "SongTerms", prev: np.ndarray) -> np.ndarray:
         """`logits` from the rows' `song_terms` and their conditioner bars `prev`."""
         prev = np.asarray(prev, dtype=np.float64)
-        c2, c4, c8, c16 = self._conditioner(prev)
-        h = terms.hidden
-        for name, cond, per_sample in zip(_UPS, (c2, c4, c8), terms.per_sample):
-            h = np.maximum(_dense(np.concatenate([h, cond], 2), self._joined[name][0]) + per_sample[:, None, :], 0)
-            h = h.reshape(len(h), 2 * h.shape[1], -1)
-        out = (_dense(np.concatenate([h, c16], 2), self._joined["out"][0]) + terms.per_sample[-1][:, None, :])[:, None]
+        conds = self._conditioner(prev)
+        ch = self.dims.g_channels
+        x = np.concatenate([terms.hidden, conds[0]], 2)
+        for name, cond, per_sample in zip(_UPS, conds[1:], terms.per_sample):
+            h = _dense(x, self._joined[name][0])
+            h += per_sample[:, None, :]
+            # the next layer's input [relu(h) as twice the steps, cond], written in place rather than joined
+            x = np.empty((len(h), 2 * h.shape[1], ch + cond.shape[2]))
+            np.maximum(h.reshape(len(h), 2 * h.shape[1], ch), 0, out=x[:, :, :ch])
+            x[:, :, ch:] = cond
+        out = _dense(x, self._joined["out"][0])
+        out += terms.per_sample[-1][:, None, :]
+        out = out[:, None]
         if self.dims.reference:
-            out = out + self._copy_path(prev[:, -1:])
+            out += self._copy_path(prev[:, -1:])
         return out
 
     def _conditioner(self, prev: np.ndarray) -> list[np.ndarray]:
@@ -218,8 +225,9 @@ class NumpyGenerator:
         for name in _CONDITIONER:
             if feats:
                 h = h.reshape(b, h.shape[1] // 2, 2 * h.shape[2])
-            h = _dense(h, self._w[f"{name}_w"]) + self._w[f"{name}_b"]
-            h = np.maximum(h, 0.2 * h)
+            h = _dense(h, self._w[f"{name}_w"])
+            h += self._w[f"{name}_b"]
+            h = np.maximum(h, 0.2 * h, out=h)
             feats.append(h)
         return feats[::-1]
 

@@ -123,8 +123,7 @@ def _event_keys(notes: Sequence[Note], ticks_per_step: int) -> list[int]:
     Fields that are not all plain ints in range go through `_checked_events`, which says what is wrong."""
     last_step = _MAX_TICK // ticks_per_step  # so every delta time fits a 4-byte variable-length number
     keys: list[int] = []
-    for n in notes:
-        pitch, start, end, velocity = n.pitch, n.start, n.end, n.velocity
+    for pitch, start, end, velocity in notes:  # a Note is a named tuple: unpacked, not read field by field
         if type(pitch) is not int or type(start) is not int or type(end) is not int or type(velocity) is not int:
             return _checked_events(notes, ticks_per_step)
         if not (0 <= pitch <= 127 and 1 <= velocity <= 127 and 0 <= start < end <= last_step):
@@ -342,13 +341,15 @@ def _parse_track(data: bytes, pos: int, end: int, summary: MidiSummary) -> tuple
             first, second = data[pos], data[pos + 1]
             channel, on = (status & 0x0F) << 7, status >= 0x90
             while True:
+                pending = open_notes.get(channel | first)
                 if on and second:
-                    open_notes.setdefault(channel | first, []).append((tick, second))
-                else:
-                    pending = open_notes.get(channel | first)
-                    if pending:
-                        start, velocity = pending.pop(0)
-                        notes.append((first, start, tick, velocity))
+                    if pending is None:  # not setdefault: it would make an empty list for every note-on
+                        open_notes[channel | first] = [(tick, second)]
+                    else:
+                        pending.append((tick, second))
+                elif pending:
+                    start, velocity = pending.pop(0)
+                    notes.append((first, start, tick, velocity))
                 pos += 2
                 # the next event, while it is one more note in running status with a delta of one
                 # or two bytes (the rest of the run, as the loop above reads it, in a tighter loop)

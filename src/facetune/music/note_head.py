@@ -196,6 +196,8 @@ class NumpyNoteHead:
         # one more output, always zero: the interval bias of "no note yet" (`head_logits`)
         self.w3 = np.hstack([weights["head.w3"].astype(np.float64), np.zeros((len(self.w2), 1))])
         self.b3 = np.append(weights["head.b3"].astype(np.float64), 0.0)
+        #: `_PULL` times the weight it meets in `step`: the same products, looked up once a step rather than made.
+        self.pull_rows = _PULL[:, None] * self.dense[0]
 
     def __call__(self, cats: np.ndarray, dense: np.ndarray) -> np.ndarray:
         h = self.embed[cats].sum(1) + dense @ self.dense + self.b1
@@ -220,7 +222,12 @@ class NumpyNoteHead:
         base = e[o[3] + np.asarray(emotion)] + e[o[4] + pos] + e[o[5] + np.asarray(phrase_end, np.int64)] + controls[:, :3] @ d[1:4] + self.b1
         logp = _log_softmax(scores[..., : REST + 1].reshape(-1, REST + 1)).reshape(len(scores), -1, REST + 1)
         p_on = 1 / (1 + np.exp(-scores[..., ONSET]))
-        per_step = base[:, None, :] + e[o[2] : o[2] + scores.shape[1]][None] + e[o[7] + echoes] + logp[..., REST, None] * d[5] + p_on[..., None] * d[6]
+        # the sum left to right, each term made in one reused buffer (these are a megabyte each for a batch)
+        per_step = base[:, None, :] + e[o[2] : o[2] + scores.shape[1]][None]
+        term = e.take(o[7] + echoes, axis=0)
+        per_step += term
+        per_step += np.multiply(logp[..., REST, None], d[5], out=term)
+        per_step += np.multiply(p_on[..., None], d[6], out=term)
         return per_step, logp
 
     def step(self, per_step: np.ndarray, logp: np.ndarray, state: HeadState, key: np.ndarray) -> np.ndarray:
@@ -228,18 +235,19 @@ class NumpyNoteHead:
         the same as `features` and `__call__` (to rounding; a test checks it)."""
         e, held = self.embed, state.held
         after_last = state.last + 1
-        h = per_step + e[_INTERVAL_ROWS[state.interval + 12]]
-        h += e[OFFSETS[1] + state.since + 8 * (held == REST)]
-        h += e[_DEGREE_ROWS[key, after_last]]
-        pull = _PULL[after_last][:, None] * self.dense[0]
-        pull += logp[np.arange(len(held)), held][:, None] * self.dense[4]
+        h = e.take(_INTERVAL_ROWS[state.interval + 12], axis=0)
+        h += per_step  # per_step + that row: one sum, whichever side (IEEE addition commutes)
+        h += e.take(OFFSETS[1] + state.since + 8 * (held == REST), axis=0)
+        h += e.take(_DEGREE_ROWS[key, after_last], axis=0)
+        pull = self.pull_rows.take(after_last, axis=0)
+        pull += np.multiply.outer(logp[np.arange(len(held)), held], self.dense[4])
         h += pull
         return self._top(h)
 
 
 def _log_softmax(x: np.ndarray) -> np.ndarray:
-    m = x.max(1, keepdims=True)
-    return x - m - np.log(np.exp(x - m).sum(1, keepdims=True))
+    shifted = x - x.max(1, keepdims=True)  # x - m - log(...) subtracts left to right: the same numbers
+    return shifted - np.log(np.exp(shifted).sum(1, keepdims=True))
 
 
 def teacher_forced(pitch: np.ndarray, onset: np.ndarray, history: tuple[np.ndarray, np.ndarray], scores: np.ndarray, emotion: np.ndarray, position: np.ndarray, phrase_end: np.ndarray, key: np.ndarray, controls: np.ndarray, echoes: np.ndarray) -> dict[str, Any]:

@@ -7,7 +7,7 @@ starts, so repeated notes and held notes stay different (rhythm matters for arou
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from typing import NamedTuple
 
 import numpy as np
 
@@ -22,9 +22,12 @@ ONSET = N_PITCHES + 1
 BAR_WIDTH = N_PITCHES + 2
 
 
-@dataclass(frozen=True, order=True)
-class Note:
-    """A note on the step grid: `start` inclusive, `end` exclusive, in sixteenth-note steps."""
+class Note(NamedTuple):
+    """A note on the step grid: `start` inclusive, `end` exclusive, in sixteenth-note steps.
+
+    A named tuple, immutable, hashed and ordered by its fields as the frozen dataclass it was; made
+    in half the time (a batch compose makes a few hundred a song: read from the rolls, played,
+    and the accompaniment's)."""
 
     pitch: int
     start: int
