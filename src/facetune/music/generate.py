@@ -8,9 +8,9 @@ history, so a song comes out the same alone or in any batch.
 
 The scores come from the numpy export beside the checkpoint (`generator.npz`, bound to the
 checkpoint by its SHA-256; see `generator_numpy`) when there is one, so composing needs no
-torch; otherwise from the torch module. Both run the network's products in float32 (about
-twice as fast as float64) and hand float64 scores to the draws; the numpy engine folds the
-BatchNorms and keeps its biases and activations in float64, so the two engines agree to float32
+torch; otherwise from the torch module. Both run the network in float32 (its products about
+twice as fast as in float64) and hand float64 scores to the draws; the numpy engine folds the
+BatchNorms and joins layers differently, so the two engines agree to float32
 rounding (about 1e-6 of a score), which moves a sampled note only where a uniform falls that
 close to a boundary. A row's scores do not depend on the batch it is computed in.
 """
@@ -538,7 +538,7 @@ def _head_bar_solo(head: Any, scores: np.ndarray, songs: Sequence[_Draft], state
     (u_hold, u_pick, u_strike), sharp = song.latents[b][1].tolist(), song.request.onset_temperature
     temperature, penalty, top_p = settings.temperature, settings.rest_penalty, settings.top_p
     h, pull, moved = np.empty(len(b2)), np.empty(len(b2)), np.empty(len(b2))
-    relu2, relu3 = np.empty(len(b2), w2.dtype), np.empty(len(b2), w3.dtype)  # the products' inputs, in their dtype (`NumpyNoteHead._top`)
+    relu = np.empty(len(b2), w2.dtype)  # the hidden layers run in the weights' dtype (`NumpyNoteHead._top`)
     cols, onsets = [], []
     for t in range(STEPS_PER_BAR):
         known = last >= 0
@@ -549,10 +549,13 @@ def _head_bar_solo(head: Any, scores: np.ndarray, songs: Sequence[_Draft], state
         np.multiply(d4, logp[t, held], out=moved)
         pull += moved
         h += pull
-        np.maximum(h, 0.0, out=relu2)
-        hidden = np.add(relu2 @ w2, b2, dtype=np.float64)
-        np.maximum(hidden, 0.0, out=relu3)
-        out = np.add(relu3 @ w3, b3, dtype=np.float64)
+        np.maximum(h, 0.0, out=relu)
+        hidden = relu @ w2
+        hidden += b2
+        np.maximum(hidden, 0.0, out=hidden)
+        out = hidden @ w3
+        out += b3
+        out = out.astype(np.float64)
         z = np.logaddexp(0.0, out[SCALE] + 0.5413) * pitch_scores[t]
         z[:REST] += out[_RELATIVE[last]]
         if held != REST:

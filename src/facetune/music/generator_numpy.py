@@ -12,11 +12,10 @@ matrix product: a (2, 1) stride-2 convolution reads two steps side by side as on
 stride-2 transposed convolution writes one row as two steps, and the (1, width) layers read or
 write a whole bar row. The exported matrices are already in that layout.
 
-The products run in float32 (`PRODUCT_DTYPE`): the matrices are held in float32 and each layer's
-input is cast to it just before its product, while biases, activations and the scores stay in
-float64. Why: the products were about a third of composing, and single-threaded OpenBLAS runs
-them about twice as fast in float32 (and they read half the bytes); what samples a note still
-sees float64 scores.
+The network runs in float32 (`PRODUCT_DTYPE`): its matrices, biases and feature maps, as it was
+trained; only its scores come out in float64 (the copy path is added to them in float64). Why:
+the products were about a third of composing, and single-threaded OpenBLAS runs them about
+twice as fast in float32 (and they read half the bytes); what samples a note sees float64 scores.
 """
 from __future__ import annotations
 
@@ -42,7 +41,7 @@ UNKNOWN_EMOTION = 4
 #: Matrix layers of the network, in the order `logits` uses them.
 _CONDITIONER = ("squash", "down0", "down1", "down2")
 _UPS = ("up0", "up1", "up2")
-#: The dtype the network's matrices are held in and its products run in (see the module's doc).
+#: The dtype the network's weights and feature maps are held in and its products run in (see the module's doc).
 PRODUCT_DTYPE = np.float32
 
 
@@ -175,8 +174,8 @@ class NumpyGenerator:
     def __init__(self, weights: dict[str, np.ndarray], dims: NumpyDims, info: dict[str, Any]) -> None:
         self.dims = dims
         self.info = info
-        # matrices (`*_w`) in the products' dtype, biases and the copy weights in float64
-        self._w = {k: np.ascontiguousarray(v, dtype=PRODUCT_DTYPE if k.endswith("_w") else np.float64) for k, v in weights.items()}
+        # matrices and biases in the products' dtype, the copy weights (applied to the scores) in float64
+        self._w = {k: np.ascontiguousarray(v, dtype=np.float64 if k == "copy" else PRODUCT_DTYPE) for k, v in weights.items()}
         # Joined layers read [h, y, conditioner]; y is the same at every step, so its rows are
         # applied once per sample and the h and conditioner rows are stacked for one product.
         ch, yd = dims.g_channels, dims.y_dim
@@ -202,7 +201,7 @@ class NumpyGenerator:
         z, y = (np.asarray(a, dtype=PRODUCT_DTYPE) for a in (z, y))
         w = self._w
         h = np.maximum(_affine(np.concatenate([z, y], 1), w["fc1_w"], w["fc1_b"]), 0)
-        h = np.maximum(_affine(np.concatenate([h.astype(PRODUCT_DTYPE), y], 1), w["fc2_w"], w["fc2_b"]), 0)
+        h = np.maximum(_affine(np.concatenate([h, y], 1), w["fc2_w"], w["fc2_b"]), 0)
         h = h.reshape(len(h), self.dims.g_channels, 2).transpose(0, 2, 1)
         return SongTerms(h, tuple(_affine(y, self._joined[name][1], w[f"{name}_b"]) for name in (*_UPS, "out")))
 
@@ -211,15 +210,17 @@ class NumpyGenerator:
         prev = np.asarray(prev, dtype=np.float64)
         conds = self._conditioner(prev)
         ch = self.dims.g_channels
-        x = np.concatenate([terms.hidden, conds[0]], 2, dtype=PRODUCT_DTYPE)
+        x = np.concatenate([terms.hidden, conds[0]], 2)
         for name, cond, per_sample in zip(_UPS, conds[1:], terms.per_sample):
-            h = np.add(_dense(x, self._joined[name][0]), per_sample[:, None, :])  # float64 from here
-            # the next layer's input [relu(h) as twice the steps, cond], written in place (in the products' dtype) rather than joined
-            x = np.empty((len(h), 2 * h.shape[1], ch + cond.shape[2]), PRODUCT_DTYPE)
+            h = _dense(x, self._joined[name][0])
+            h += per_sample[:, None, :]
+            # the next layer's input [relu(h) as twice the steps, cond], written in place rather than joined
+            x = np.empty((len(h), 2 * h.shape[1], ch + cond.shape[2]), h.dtype)
             np.maximum(h.reshape(len(h), 2 * h.shape[1], ch), 0, out=x[:, :, :ch])
             x[:, :, ch:] = cond
-        out = np.add(_dense(x, self._joined["out"][0]), terms.per_sample[-1][:, None, :])
-        out = out[:, None]
+        out = _dense(x, self._joined["out"][0])
+        out += terms.per_sample[-1][:, None, :]
+        out = out.astype(np.float64)[:, None]  # the scores, in float64 from here
         if self.dims.reference:
             out += self._copy_path(prev[:, -1:])
         return out
@@ -232,7 +233,8 @@ class NumpyGenerator:
         for name in _CONDITIONER:
             if feats:
                 h = h.reshape(b, h.shape[1] // 2, 2 * h.shape[2])
-            h = np.add(_dense(h, self._w[f"{name}_w"]), self._w[f"{name}_b"])
+            h = _dense(h, self._w[f"{name}_w"])
+            h += self._w[f"{name}_b"]
             h = np.maximum(h, 0.2 * h, out=h)
             feats.append(h)
         return feats[::-1]
@@ -254,8 +256,10 @@ def _dense(x: np.ndarray, w: np.ndarray) -> np.ndarray:
 
 
 def _affine(x: np.ndarray, w: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """x @ w + b: the product in `w`'s dtype (`x` cast to it), the bias added in float64."""
-    return np.add(x.astype(w.dtype, copy=False) @ w, b, dtype=np.float64)
+    """x @ w + b in `w`'s dtype (`x` cast to it)."""
+    out = x.astype(w.dtype, copy=False) @ w
+    out += b
+    return out
 
 
 def load_numpy_generator(npz_path: str | Path, checkpoint_path: str | Path | None = None) -> NumpyGenerator:
