@@ -31,6 +31,7 @@ import numpy as np
 
 from ..checkpoints import atomic_write_bytes
 from ..errors import CheckpointError
+from .blas import PRODUCT_DTYPE
 from .pianoroll import ONSET, REST
 
 #: Version of the `.npz` layout; bump it when the arrays or their meaning change.
@@ -41,8 +42,6 @@ UNKNOWN_EMOTION = 4
 #: Matrix layers of the network, in the order `logits` uses them.
 _CONDITIONER = ("squash", "down0", "down1", "down2")
 _UPS = ("up0", "up1", "up2")
-#: The dtype the network's weights and feature maps are held in and its products run in (see the module's doc).
-PRODUCT_DTYPE = np.float32
 
 
 @dataclass(frozen=True)

@@ -26,6 +26,7 @@ from typing import Any
 
 import numpy as np
 
+from .blas import PRODUCT_DTYPE
 from .pianoroll import N_PITCHES, ONSET, REST
 
 #: Intervals the head scores on their own (semitones either way); wider ones share the edge's bias.
@@ -187,12 +188,10 @@ _INTERVAL_ROWS, _DEGREE_ROWS, _PULL = _step_tables()
 
 class NumpyNoteHead:
     """The head's forward pass in numpy, from the exported arrays `head.*`: the first layer's sum
-    and the outputs in float64, the layers after the first in float32 (`generator_numpy.PRODUCT_DTYPE`:
+    and the outputs in float64, the layers after the first in float32 (`blas.PRODUCT_DTYPE`:
     their products run about twice as fast)."""
 
     def __init__(self, weights: dict[str, np.ndarray]) -> None:
-        from .generator_numpy import PRODUCT_DTYPE
-
         self.embed = weights["head.embed"].astype(np.float64)
         self.dense = weights["head.dense"].astype(np.float64)
         self.b1 = weights["head.b1"].astype(np.float64)
