@@ -353,7 +353,8 @@ def head_arrays(head: Any) -> dict[str, np.ndarray]:
 
 
 def _np(t: Any) -> np.ndarray:
-    """A torch tensor as float64: the export keeps float64, so the numpy engine matches the torch one in float64."""
+    """A torch tensor as float64: the BatchNorms are folded and exported in float64, and rounded to
+    `PRODUCT_DTYPE` once, when `NumpyGenerator` loads them."""
     return t.detach().cpu().double().numpy()
 
 
