@@ -64,16 +64,16 @@ def _inputs(dims: gan.GanDims, b: int, seed: int) -> tuple[np.ndarray, np.ndarra
 
 
 def _torch_logits(g: gan.Generator, z: np.ndarray, y: np.ndarray, prev: np.ndarray) -> np.ndarray:
-    """The torch module's scores in float64, as the torch engine computes them."""
-    g64 = copy.deepcopy(g).double().eval()
+    """The torch module's scores as the torch engine computes them: in float32, handed out in float64."""
+    g32 = copy.deepcopy(g).float().eval()
     with torch.inference_mode():
-        return g64.logits(*(torch.from_numpy(np.asarray(a, np.float64)) for a in (z, y, prev))).numpy()
+        return g32.logits(*(torch.from_numpy(np.asarray(a, np.float32)) for a in (z, y, prev))).numpy().astype(np.float64)
 
 
 def _assert_close(got: np.ndarray, want: np.ndarray) -> None:
-    # both in float64: the engines agree far below anything that could move a sampled note
+    # both run in float32 (the numpy engine with its BatchNorms folded): they agree to float32 rounding
     assert got.shape == want.shape and got.dtype == np.float64
-    assert np.abs(got - want).max() <= 1e-9 * max(1.0, float(np.abs(want).max()))
+    assert np.abs(got - want).max() <= 1e-5 * max(1.0, float(np.abs(want).max()))
 
 
 @pytest.mark.parametrize("variant", sorted(DIMS))

@@ -116,9 +116,10 @@ def test_the_torch_head_equals_the_numpy_head():
         z_t, strike_t = NoteHeadNet.logits(out_t, torch.from_numpy(scores), torch.from_numpy(state.last), torch.from_numpy(state.held))
     assert np.abs(out_np).max() > 0.1  # the last layer is not the zero it starts at
     assert (out_np[:, nh.N_OUT:] == 0).all()  # the numpy head's extra column: "no note yet" reads zero
-    np.testing.assert_allclose(out_t.numpy(), out_np[:, : nh.N_OUT], rtol=1e-9, atol=1e-9)
-    np.testing.assert_allclose(z_t.numpy(), z_np, rtol=1e-9, atol=1e-9)
-    np.testing.assert_allclose(strike_t.numpy(), strike_np, rtol=1e-9, atol=1e-9)
+    # the numpy head runs its hidden layers in float32 (`blas.PRODUCT_DTYPE`): the same to float32 rounding
+    np.testing.assert_allclose(out_t.numpy(), out_np[:, : nh.N_OUT], rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(z_t.numpy(), z_np, rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(strike_t.numpy(), strike_np, rtol=1e-5, atol=1e-5)
 
 
 def test_cli_trains_and_reports_errors_in_one_line(music_cache, tiny_generator, tmp_path):

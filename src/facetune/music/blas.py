@@ -9,6 +9,8 @@ bits on any number of cores (two threads round some sums differently, by about 1
 
 numpy's wheels ship OpenBLAS as `numpy.libs/*openblas*` (`numpy/.dylibs` on macOS); where none
 is found (numpy built on another BLAS) this does nothing.
+
+`PRODUCT_DTYPE` is the dtype the generator's and the note head's layers run their products in.
 """
 from __future__ import annotations
 
@@ -18,6 +20,13 @@ import threading
 from functools import lru_cache
 from pathlib import Path
 from typing import Any, Callable, Iterator
+
+import numpy as np
+
+#: The dtype of the generator's and the note head's weights, hidden layers and products: single-
+#: threaded OpenBLAS runs their small products (a few thousand rows of 16 to 1,086 columns) about
+#: twice as fast in float32 as in float64, and what the products feed is scored and drawn in float64.
+PRODUCT_DTYPE = np.float32
 
 #: (get, set) thread-count functions, by the names numpy's OpenBLAS builds have used.
 _SYMBOLS = (
@@ -32,8 +41,6 @@ _STATE = {"depth": 0, "before": 1}
 @lru_cache(maxsize=1)
 def _openblas() -> tuple[Callable[[], int], Callable[[int], Any]] | None:
     """numpy's own OpenBLAS thread-count functions, or None."""
-    import numpy as np
-
     root = Path(np.__file__).parent
     for path in sorted([*root.parent.glob("numpy.libs/*openblas*"), *root.glob(".dylibs/*openblas*")]):
         try:

@@ -11,6 +11,11 @@ inside `NumpyGenerator` a map is held channel-last as (B, steps, channels) and e
 matrix product: a (2, 1) stride-2 convolution reads two steps side by side as one row, a (2, 1)
 stride-2 transposed convolution writes one row as two steps, and the (1, width) layers read or
 write a whole bar row. The exported matrices are already in that layout.
+
+The network runs in float32 (`PRODUCT_DTYPE`): its matrices, biases and feature maps, as it was
+trained; only its scores come out in float64 (the copy path is added to them in float64). Why:
+the products were about a third of composing, and single-threaded OpenBLAS runs them about
+twice as fast in float32 (and they read half the bytes); what samples a note sees float64 scores.
 """
 from __future__ import annotations
 
@@ -26,6 +31,7 @@ import numpy as np
 
 from ..checkpoints import atomic_write_bytes
 from ..errors import CheckpointError
+from .blas import PRODUCT_DTYPE
 from .pianoroll import ONSET, REST
 
 #: Version of the `.npz` layout; bump it when the arrays or their meaning change.
@@ -167,7 +173,8 @@ class NumpyGenerator:
     def __init__(self, weights: dict[str, np.ndarray], dims: NumpyDims, info: dict[str, Any]) -> None:
         self.dims = dims
         self.info = info
-        self._w = {k: np.ascontiguousarray(v, dtype=np.float64) for k, v in weights.items()}
+        # matrices and biases in the products' dtype, the copy weights (applied to the scores) in float64
+        self._w = {k: np.ascontiguousarray(v, dtype=np.float64 if k == "copy" else PRODUCT_DTYPE) for k, v in weights.items()}
         # Joined layers read [h, y, conditioner]; y is the same at every step, so its rows are
         # applied once per sample and the h and conditioner rows are stacked for one product.
         ch, yd = dims.g_channels, dims.y_dim
@@ -190,12 +197,12 @@ class NumpyGenerator:
         """What the network reads of z and y alone, per row: the fully connected layers' output
         and each joined layer's y term. Why apart: they do not depend on the bars before, so a
         song's rows for every bar can be computed in one product (`generate.generate_many`)."""
-        z, y = (np.asarray(a, dtype=np.float64) for a in (z, y))
+        z, y = (np.asarray(a, dtype=PRODUCT_DTYPE) for a in (z, y))
         w = self._w
-        h = np.maximum(np.concatenate([z, y], 1) @ w["fc1_w"] + w["fc1_b"], 0)
-        h = np.maximum(np.concatenate([h, y], 1) @ w["fc2_w"] + w["fc2_b"], 0)
+        h = np.maximum(_affine(np.concatenate([z, y], 1), w["fc1_w"], w["fc1_b"]), 0)
+        h = np.maximum(_affine(np.concatenate([h, y], 1), w["fc2_w"], w["fc2_b"]), 0)
         h = h.reshape(len(h), self.dims.g_channels, 2).transpose(0, 2, 1)
-        return SongTerms(h, tuple(y @ self._joined[name][1] + w[f"{name}_b"] for name in (*_UPS, "out")))
+        return SongTerms(h, tuple(_affine(y, self._joined[name][1], w[f"{name}_b"]) for name in (*_UPS, "out")))
 
     def logits_from(self, terms: "SongTerms", prev: np.ndarray) -> np.ndarray:
         """`logits` from the rows' `song_terms` and their conditioner bars `prev`."""
@@ -207,12 +214,12 @@ class NumpyGenerator:
             h = _dense(x, self._joined[name][0])
             h += per_sample[:, None, :]
             # the next layer's input [relu(h) as twice the steps, cond], written in place rather than joined
-            x = np.empty((len(h), 2 * h.shape[1], ch + cond.shape[2]))
+            x = np.empty((len(h), 2 * h.shape[1], ch + cond.shape[2]), h.dtype)
             np.maximum(h.reshape(len(h), 2 * h.shape[1], ch), 0, out=x[:, :, :ch])
             x[:, :, ch:] = cond
         out = _dense(x, self._joined["out"][0])
         out += terms.per_sample[-1][:, None, :]
-        out = out[:, None]
+        out = out.astype(np.float64)[:, None]  # the scores, in float64 from here
         if self.dims.reference:
             out += self._copy_path(prev[:, -1:])
         return out
@@ -242,8 +249,16 @@ class NumpyGenerator:
 
 
 def _dense(x: np.ndarray, w: np.ndarray) -> np.ndarray:
-    """(B, steps, in) @ (in, out) as one 2-D product: numpy's stacked matmul runs one small product per sample."""
-    return (x.reshape(-1, x.shape[-1]) @ w).reshape(*x.shape[:-1], w.shape[1])
+    """(B, steps, in) @ (in, out) as one 2-D product in `w`'s dtype (`x` cast to it): numpy's
+    stacked matmul runs one small product per sample."""
+    return (x.reshape(-1, x.shape[-1]).astype(w.dtype, copy=False) @ w).reshape(*x.shape[:-1], w.shape[1])
+
+
+def _affine(x: np.ndarray, w: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """x @ w + b in `w`'s dtype (`x` cast to it)."""
+    out = x.astype(w.dtype, copy=False) @ w
+    out += b
+    return out
 
 
 def load_numpy_generator(npz_path: str | Path, checkpoint_path: str | Path | None = None) -> NumpyGenerator:
@@ -338,7 +353,8 @@ def head_arrays(head: Any) -> dict[str, np.ndarray]:
 
 
 def _np(t: Any) -> np.ndarray:
-    """A torch tensor as float64: the export keeps float64, so the numpy engine matches the torch one in float64."""
+    """A torch tensor as float64: the BatchNorms are folded and exported in float64, and rounded to
+    `PRODUCT_DTYPE` once, when `NumpyGenerator` loads them."""
     return t.detach().cpu().double().numpy()
 
 
