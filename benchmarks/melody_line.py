@@ -1,6 +1,6 @@
 """Could a person sing it? Every melody-line figure of issue 22, per emotion, beside POP909's.
 
-    python benchmarks/melody_line.py [--n 50] [--generator PATH] [--pop909 DIR] [--cache cache/pop909] [--json OUT]
+    python benchmarks/melody_line.py [--n 50] [--generator PATH] [--pop909 DIR] [--cache cache/pop909] [--cv-seeds K] [--json OUT]
 
 Composes seeds 0..n-1 for happy, sad, angry and calm (one batch, `compose_emotions`) and reads n
 POP909 sung melodies (`melody_line.pop909_reference`, 200 by default, seed 0), every melody on
@@ -236,6 +236,7 @@ def main() -> None:
     ap.add_argument("--pop909-n", type=int, default=200, help="POP909 reference melodies (and as many again, disjoint, for the nulls)")
     ap.add_argument("--cache", help="music cache: novelty and shared runs against its training melodies")
     ap.add_argument("--json", help="write every figure to this JSON file")
+    ap.add_argument("--cv-seeds", type=int, default=1, help="repeat the two-sample test over CV seeds 0..K-1 and give the mean and spread: one CV split moves it by a few points")
     ap.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE", help="override a decode setting (DecodeSettings field), e.g. --set temperature=0.8; repeatable")
     args = ap.parse_args()
     t_start = time.perf_counter()
@@ -324,6 +325,11 @@ def main() -> None:
     print(f"two-sample classifiers, 5-fold CV accuracy on {x_ref.shape[1]} features (0.5 = cannot tell them apart; {ts['facetune_vs_pop909'].get('library')}, {time.perf_counter() - t0:.0f}s)")
     for label, r in (("facetune vs POP909", ts["facetune_vs_pop909"]), ("POP909 vs POP909 (disjoint)", ts["pop909_vs_pop909"])):
         print(f"  {label:28s} n={r['n'][0]}+{r['n'][1]}  logistic {r['logistic']['accuracy']:.3f} ± {r['logistic']['sd']:.3f}   forest {r['forest']['accuracy']:.3f} ± {r['forest']['sd']:.3f}")
+    if args.cv_seeds > 1:
+        runs_cv = [ts["facetune_vs_pop909"]] + [two_sample(x_fac, x_ref, names, seed=k) for k in range(1, args.cv_seeds)]
+        spread = {m: [r[m]["accuracy"] for r in runs_cv] for m in ("logistic", "forest")}
+        report["two_sample_cv_seeds"] = {m: {"mean": float(np.mean(v)), "min": float(min(v)), "max": float(max(v)), "runs": v} for m, v in spread.items()}
+        print(f"  facetune vs POP909 over CV seeds 0..{args.cv_seeds - 1}: " + "   ".join(f"{m} {np.mean(v):.3f} ({min(v):.3f}–{max(v):.3f})" for m, v in spread.items()))
     if ts["facetune_vs_pop909"]["forest_top"]:
         print("  forest's most telling features (importance; facetune mean, POP909 mean): " + "; ".join(f"{n} {imp:.3f} ({a:.3f}, {b:.3f})" for n, imp, a, b in ts["facetune_vs_pop909"]["forest_top"]))
     print()
