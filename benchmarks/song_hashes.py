@@ -43,7 +43,8 @@ def main() -> None:
 
     value, n = digest(args.seeds, args.engine, args.generator)
     print(f"{value}  {n} songs, engine {args.engine}, package {facetune.__file__}")
-    print(f"  command: python benchmarks/song_hashes.py --seeds {args.seeds} --engine {args.engine}")
+    gen = f" --generator {args.generator}" if args.generator else ""
+    print(f"  command: python benchmarks/song_hashes.py --seeds {args.seeds} --engine {args.engine}{gen}")
 
 
 if __name__ == "__main__":
