@@ -20,6 +20,11 @@ left out there: polyphony (always 1 on a line) and mean velocity (VGMIDI's veloc
 constant, so across the two data sets it would teach where a piece comes from, not its emotion;
 the forest judge leaves velocity out for the same reason).
 
+`--explain` prints, per emotion, each feature's mean, how far it sits from the judge's training
+pieces (z, in their standard deviations) and what it adds to the valence and arousal logits (why
+the judge hears what it hears, in its own terms), and how far the tunes' major/minor lean would
+have to move, the rest unchanged, for three in four of each emotion to be heard with its valence.
+
 The features of EMOPIA are cached in runs/judges/logistic_feat_emopia.npz (plain arrays; the
 top-line features in logistic_feat_{emopia,vgmidi}_skyline.npz).
 The Krumhansl–Kessler lean is computed in benchmarks/judge_common.py (the same profiles and
@@ -98,8 +103,45 @@ class Judge:
         return np.where(v, np.where(a, 1, 4), np.where(a, 2, 3))
 
 
+def explain(judge: Judge, names: list[str], comps: dict[str, np.ndarray], xtr: np.ndarray, qtr: np.ndarray) -> None:
+    """Per emotion: each feature's mean, its z against the training pieces, and its mean share of
+    the valence and arousal logits (weight × z); then how far the tunes' major/minor lean would
+    have to move, the rest as it is, for three in four to be heard with their intended valence,
+    beside the lean of the training pieces and of the tunes themselves."""
+    width = max(len(n) for n in names)
+    zs = {e: (x[:, judge.columns] - judge.mu) / judge.sd for e, x in comps.items()}
+    for label, w in (("valence", judge.wv), ("arousal", judge.wa)):
+        print(f"{label} logit, by feature: mean value · z against the training pieces · mean contribution (weight × z); bias {w[-1]:+.2f}")
+        print(f"  {'feature':<{width}}  {'weight':>7}  " + "  ".join(f"{e:>22}" for e in comps))
+        for i, name in enumerate(names):
+            cells = "  ".join(f"{comps[e][:, judge.columns[i]].mean():8.3f} {zs[e][:, i].mean():+6.2f} {w[i] * zs[e][:, i].mean():+6.2f}" for e in comps)
+            print(f"  {name:<{width}}  {w[i]:+7.3f}  {cells}")
+        totals = "  ".join(f"{float((zs[e] @ w[:-1] + w[-1]).mean()):>22.2f}" for e in comps)
+        print(f"  {'logit (mean)':<{width}}  {'':>7}  {totals}")
+    k = names.index("mode_score")
+    col = judge.columns[k]
+    per_unit = judge.wv[k] / judge.sd[k]
+    print("major/minor lean (mode_score): what three in four heard with their valence would take, the other features as they are")
+    for e, x in comps.items():
+        sign = dict(jc.VA)[dict(jc.EMOTIONS)[e]][0] if e in dict(jc.EMOTIONS) else 0
+        logit = zs[e] @ judge.wv[:-1] + judge.wv[-1]
+        lean = x[:, col]
+        need = 0.0
+        if sign < 0:
+            need = min(0.0, -float(np.quantile(logit, 0.75)) / per_unit)
+        elif sign > 0:
+            need = max(0.0, -float(np.quantile(logit, 0.25)) / per_unit)
+        print(f"  {e:<6} heard with its valence {float(np.mean(np.sign(logit) == sign)):.2f}; lean mean {lean.mean():+.3f} (5th percentile {np.quantile(lean, 0.05):+.3f}); "
+              f"a shift of {need:+.3f} would be needed, to a mean of {lean.mean() + need:+.3f}")
+    for q in (1, 2, 3, 4):
+        m = xtr[qtr == q][:, col]
+        print(f"  training pieces Q{q}: lean mean {m.mean():+.3f}, 10th percentile {np.quantile(m, 0.1):+.3f}, 90th {np.quantile(m, 0.9):+.3f}")
+
+
 def main() -> None:
-    args = jc.parser(__doc__).parse_args()
+    ap = jc.parser(__doc__)
+    ap.add_argument("--explain", action="store_true", help="print each feature's share of the valence and arousal logits per emotion")
+    args = ap.parse_args()
     melody = jc.melody_mode(args)
     feats = jc.heard_as(features, melody)
     clips = jc.emopia_clips()
@@ -121,7 +163,10 @@ def main() -> None:
         jc.print_held_out(f"{name.upper()} test{' top lines' if melody else ''} (unseen)", held[f"{name}_test"])
 
     comps = jc.compositions(args)
-    preds = {e: judge.quadrants(np.array([feats(pm) for _, pm in items])) for e, items in comps.items() if items}
+    xs = {e: np.array([feats(pm) for _, pm in items]) for e, items in comps.items() if items}
+    preds = {e: judge.quadrants(x) for e, x in xs.items()}
+    if args.explain:
+        explain(judge, used, xs, xtr, qtr)
     jc.report(args, preds, held, f"two logistic regressions (arousal, valence) on {len(used)} whole-file features, {trained_on}", melody_mode=melody, features=used)
 
 

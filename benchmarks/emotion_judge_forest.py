@@ -29,6 +29,11 @@ features and settings, computed on the top line (skyline) of every labelled piec
 and held-out testing, and on the top line of what is judged (the harmony features then read
 almost nothing, which is the point: a sung line has no chords). `--select` works there too.
 
+`--explain` asks the forest what it would take: for each emotion, each feature of every tune in
+turn is set to the mean of the training pieces of the intended quadrant, the rest left as it is,
+and the features that would most raise the share heard with the intended valence (and arousal)
+are printed, with the tunes' value beside the training pieces'.
+
 The fitted forest is cached as plain arrays in runs/judges/forest.npz (no pickle; forest_skyline.npz
 in melody mode); features of the data sets are cached next to it. `--retrain` rebuilds both.
 """
@@ -332,9 +337,40 @@ def q3_vs_q4(d, forest: Forest | None = None, comps: dict | None = None) -> list
     return rows
 
 
+def explain(forest: Forest, cx: dict[str, np.ndarray], x: np.ndarray, q: np.ndarray, top: int = 5) -> None:
+    """Per emotion: which single feature, moved to the intended quadrant's training mean in every
+    tune, would most raise the share heard with the intended valence and arousal."""
+    print("what one feature would change: each tune's feature set to the training pieces' mean for its intended quadrant, the rest as they are")
+    for e, xe in cx.items():
+        quad = dict(jc.EMOTIONS).get(e)
+        if quad is None:
+            continue
+        sv, sa = jc.VA[quad]
+        target = x[q == quad].mean(0)
+
+        def rates(z: np.ndarray) -> tuple[float, float]:
+            heard = quadrants(forest.proba(z))
+            v = np.array([jc.VA[int(h)][0] for h in heard])
+            a = np.array([jc.VA[int(h)][1] for h in heard])
+            return float(np.mean(v == sv)), float(np.mean(a == sa))
+
+        base_v, base_a = rates(xe)
+        gains = []
+        for i in forest.columns:
+            z = xe.copy()
+            z[:, i] = target[i]
+            rv, ra = rates(z)
+            gains.append((rv - base_v, ra - base_a, i))
+        for label, k, base in (("valence", 0, base_v), ("arousal", 1, base_a)):
+            best = sorted(gains, key=lambda g: -g[k])[:top]
+            cells = "; ".join(f"{FEATURE_NAMES[g[2]]} {xe[:, g[2]].mean():.3f} → {target[g[2]]:.3f} {g[k]:+.2f}" for g in best if g[k] > 0)
+            print(f"  {e:<6} {label} {base:.2f}: {cells or 'no single feature raises it'}")
+
+
 def main() -> None:
     ap = jc.parser(__doc__)
     ap.add_argument("--select", action="store_true", help="print the validation grid and stop")
+    ap.add_argument("--explain", action="store_true", help="print which single features, moved to the intended quadrant's training mean, would most change what is heard")
     args = ap.parse_args()
     t = time.time()
     melody = jc.melody_mode(args)
@@ -369,6 +405,8 @@ def main() -> None:
     src = jc.source_line(args)
     print(f"verdicts on {src}:")
     jc.print_verdicts(v)
+    if args.explain:
+        explain(forest, cx, x, q)
     rows = q3_vs_q4(d, forest, cx)
     print("EMOPIA train, sad (Q3) vs calm (Q4): largest standardized differences (Cohen's d, Q3 minus Q4)")
     print(f"  {'feature':22s} {'d':>6s} {'Q3 mean':>9s} {'Q4 mean':>9s} {'fa sad':>9s} {'fa calm':>9s}")
